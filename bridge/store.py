@@ -291,6 +291,10 @@ class Store(Protocol):
     async def release_job(self, job_id: int, now: datetime) -> None:
         """Give a claimed job back untouched (shutdown): pending, due now, attempts - 1."""
 
+    async def add_jobs(self, jobs: Sequence[NewJob], now: datetime, journal: Sequence[NewJournal] = ()) -> list[int]:
+        """Create jobs outside event processing (an operator's resync), with journal lines, in one
+        transaction. `new_notice_index` is not allowed here. Returns the new job ids."""
+
     async def retry_dead(self, now: datetime, job_id: int | None = None) -> int:
         """Dead → pending, due now, attempts reset. One job, or all dead jobs when job_id is None.
         Returns how many jobs were revived."""
