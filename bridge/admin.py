@@ -1,0 +1,232 @@
+"""The operator's HTTP surface: admin API, health, readiness and metrics.
+
+Admin endpoints need `Authorization: Bearer <[server] admin_token>`; without a configured token they are
+served only when bridge listens on loopback, and refused otherwise. /healthz, /readyz and /metrics are
+open (no secrets, no approval data). Every answer is JSON (metrics aside), errors name the problem.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from bridge import errors, operate, store, views
+from bridge.web import CLOCK, CONFIG, METRICS, STORE, WAKE, json_error
+
+log = structlog.get_logger("bridge.admin")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def admin_only(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        cfg = request.app[CONFIG]
+        token = cfg.server.admin_token
+        if token is None:
+            if not cfg.server.on_loopback:
+                return json_error(403, "admin_disabled",
+                                  "the admin API is disabled: set [server] admin_token (required off loopback)")
+            return await handler(request)
+        got = request.headers.get("Authorization", "")
+        scheme, _, value = got.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.reveal().encode()):
+            log.warning("admin.unauthorized", path=request.path)
+            resp = json_error(401, "unauthorized",
+                              "missing or wrong bearer token (Authorization: Bearer <admin_token>)")
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="bridge"'
+            return resp
+        return await handler(request)
+
+    return wrapped
+
+
+def _int_arg(request: web.Request, name: str, default: int, lo: int = 1, hi: int = 1000) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.EventInvalid(f"query parameter {name!r} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise errors.EventInvalid(f"query parameter {name!r} must be between {lo} and {hi}")
+    return value
+
+
+def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    raw = request.query.get(name) or None
+    if raw is not None and raw not in allowed:
+        raise errors.EventInvalid(f"query parameter {name!r} must be one of {', '.join(allowed)}; got {raw!r}")
+    return raw
+
+
+def _bad_request(exc: errors.InputError) -> web.Response:
+    return web.json_response({"error": "bad_request", "message": exc.message}, status=400)
+
+
+async def get_approval(request: web.Request) -> web.Response:
+    source, approval_id = request.match_info["source"], request.match_info["approval_id"]
+    detail = await views.approval_detail(request.app[STORE], source, approval_id)
+    if detail is None:
+        return json_error(404, "not_found", f"no approval {approval_id!r} from source {source!r} is known")
+    return web.json_response(detail)
+
+
+async def list_approvals(request: web.Request) -> web.Response:
+    try:
+        status = _choice(request, "status", ("new", "pending", "approved", "rejected", "revoked", "recalled"))
+        limit = _int_arg(request, "limit", 100)
+        since = None
+        if request.query.get("since"):
+            try:
+                since = datetime.fromisoformat(request.query["since"].replace("Z", "+00:00"))
+            except ValueError:
+                raise errors.EventInvalid("query parameter 'since' must be an RFC 3339 time") from None
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=UTC)
+    except errors.InputError as exc:
+        return _bad_request(exc)
+    rows = await request.app[STORE].list_approvals(
+        status=status, source=request.query.get("source") or None, since=since, limit=limit
+    )
+    return web.json_response({"approvals": [views.approval_summary(a) for a in rows], "count": len(rows)})
+
+
+async def get_event(request: web.Request) -> web.Response:
+    source, event_id = request.match_info["source"], request.match_info["event_id"]
+    ie = await request.app[STORE].get_event(source, event_id)
+    if ie is None:
+        return json_error(404, "not_found", f"no event {event_id!r} from source {source!r} is stored")
+    body = views.event(ie)
+    body["event"] = ie.event.to_dict()
+    return web.json_response(body)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    try:
+        state = _choice(request, "state", store.JOB_STATES)
+        limit = _int_arg(request, "limit", 100)
+    except errors.InputError as exc:
+        return _bad_request(exc)
+    jobs = await request.app[STORE].list_jobs(state, limit)
+    return web.json_response({"jobs": [views.job(j) for j in jobs], "count": len(jobs)})
+
+
+async def retry_job(request: web.Request) -> web.Response:
+    try:
+        job_id = int(request.match_info["job_id"])
+    except ValueError:
+        return json_error(400, "bad_request", "job id must be an integer")
+    st, clock = request.app[STORE], request.app[CLOCK]
+    job = await st.get_job(job_id)
+    if job is None:
+        return json_error(404, "not_found", f"no job {job_id}")
+    if job.state != store.DEAD:
+        return json_error(409, "not_dead", f"job {job_id} is {job.state}; only dead jobs can be retried")
+    n = await st.retry_dead(clock.now(), job_id)
+    request.app[WAKE]()
+    log.info("admin.job_retried", job_id=job_id)
+    return web.json_response({"retried": n, "job_id": job_id})
+
+
+async def retry_jobs(request: web.Request) -> web.Response:
+    if request.query.get("state") != store.DEAD:
+        return json_error(400, "bad_request", "bulk retry needs ?state=dead")
+    st, clock = request.app[STORE], request.app[CLOCK]
+    n = await st.retry_dead(clock.now(), None)
+    request.app[WAKE]()
+    log.info("admin.dead_jobs_retried", count=n)
+    return web.json_response({"retried": n})
+
+
+async def recall_approval(request: web.Request) -> web.Response:
+    """A manual recall: stored as an operator's `deleted` event (see bridge.operate)."""
+    source, approval_id = request.match_info["source"], request.match_info["approval_id"]
+    try:
+        event = await operate.request_recall(request.app[STORE], source, approval_id, request.app[CLOCK].now())
+    except operate.NotFound as exc:
+        return json_error(404, "not_found", str(exc))
+    request.app[WAKE]()
+    log.info("operator.recall_requested", source=source, approval_id=approval_id, event_id=event.event_id)
+    return web.json_response({"status": "accepted", "event_id": event.event_id}, status=202)
+
+
+async def resync_approval(request: web.Request) -> web.Response:
+    """Re-apply the approval's current status to every card it has (for suspected drift)."""
+    source, approval_id = request.match_info["source"], request.match_info["approval_id"]
+    try:
+        ids = await operate.request_resync(request.app[CONFIG], request.app[STORE], source, approval_id,
+                                           request.app[CLOCK].now())
+    except operate.NotFound as exc:
+        return json_error(404, "not_found", str(exc))
+    request.app[WAKE]()
+    log.info("operator.resync_requested", source=source, approval_id=approval_id, jobs=len(ids))
+    return web.json_response({"jobs": ids}, status=202)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    from bridge.app import CLIENT, WORKER
+
+    checks: dict[str, dict[str, Any]] = {}
+    try:
+        await app[STORE].check_writable()
+        checks["storage"] = {"ok": True}
+    except errors.StorageUnavailable as exc:
+        checks["storage"] = {"ok": False, "error": str(exc)}
+    w = app.get(WORKER)
+    checks["worker"] = {"ok": bool(w is not None and w.running)}
+    if not checks["worker"]["ok"]:
+        checks["worker"]["error"] = "the worker is not running"
+    client = app.get(CLIENT)
+    ok_at = getattr(client, "last_token_ok_at", None)
+    failed_at = getattr(client, "last_token_error_at", None)
+    if failed_at is not None and (ok_at is None or failed_at > ok_at):
+        checks["dingtalk_token"] = {"ok": False, "error": "the last attempt to get a DingTalk access token failed"}
+    else:
+        checks["dingtalk_token"] = {"ok": True, "detail": "token obtained" if ok_at else "not needed yet"}
+    failing = [name for name, c in checks.items() if not c["ok"]]
+    body = {"status": "ok" if not failing else "unavailable", "checks": checks}
+    if failing:
+        body["failing"] = failing
+    return web.json_response(body, status=200 if not failing else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    m = app[METRICS]
+    try:
+        m.set_job_counts(await app[STORE].job_counts(app[CLOCK].now()), app[CLOCK].now())
+    except errors.StorageUnavailable:
+        pass
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    resp = web.Response(body=encoder(m.registry))
+    resp.headers["Content-Type"] = content_type
+    return resp
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from bridge import openapi as spec
+
+    return web.json_response(spec.document())
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/openapi.json", openapi)
+    r.add_get("/approvals", admin_only(list_approvals))
+    r.add_get("/approvals/{source}/{approval_id}", admin_only(get_approval))
+    r.add_post("/approvals/{source}/{approval_id}/recall", admin_only(recall_approval))
+    r.add_post("/approvals/{source}/{approval_id}/resync", admin_only(resync_approval))
+    r.add_get("/events/{source}/{event_id}", admin_only(get_event))
+    r.add_get("/jobs", admin_only(list_jobs))
+    r.add_post("/jobs/retry", admin_only(retry_jobs))
+    r.add_post("/jobs/{job_id}/retry", admin_only(retry_job))

@@ -1,0 +1,138 @@
+"""The application factory and `bridge serve`.
+
+`create_app` takes its collaborators as arguments (config, store, clock, DingTalk client, metrics), so
+tests build the real app around an in-memory store or the simulator. Resources live in `cleanup_ctx`
+generators, entered in order and left in reverse: store → DingTalk client → worker. On shutdown aiohttp
+stops listening first, lets in-flight webhooks finish, then the worker finishes or releases its jobs,
+and the store is flushed and closed last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from bridge import dingtalk, logs, service, worker
+from bridge import web as webapp
+from bridge.clock import Clock, SystemClock
+from bridge.config import Config
+from bridge.metrics import Metrics
+from bridge.store import Store
+
+log = structlog.get_logger("bridge.app")
+
+WORKER = web.AppKey("bridge.worker", worker.Worker)
+CLIENT = web.AppKey("bridge.dingtalk", dingtalk.Client)
+
+
+def create_app(
+    cfg: Config,
+    *,
+    store: Store,
+    clock: Clock | None = None,
+    client: dingtalk.Client | None = None,
+    metrics: Metrics | None = None,
+    run_worker: bool = True,
+) -> web.Application:
+    """Build the bridge web application. The store is opened and closed by the app."""
+    app = web.Application(middlewares=[webapp.json_errors], client_max_size=cfg.server.max_body_bytes + 1024)
+    clock = clock or SystemClock()
+    metrics = metrics or Metrics()
+    app[webapp.CONFIG] = cfg
+    app[webapp.STORE] = store
+    app[webapp.CLOCK] = clock
+    app[webapp.METRICS] = metrics
+
+    def wake() -> None:
+        w = app.get(WORKER)
+        if w is not None:
+            w.wake()
+
+    app[webapp.WAKE] = wake
+
+    async def store_ctx(_app: web.Application) -> AsyncIterator[None]:
+        await store.open()
+        yield
+        await store.close()
+
+    async def client_ctx(a: web.Application) -> AsyncIterator[None]:
+        if client is not None:
+            a[CLIENT] = client
+            yield
+            return
+        async with aiohttp.ClientSession() as session:
+            a[CLIENT] = dingtalk.Client.from_config(session, cfg.dingtalk, clock=clock, observer=metrics)
+            yield
+
+    async def worker_ctx(a: web.Application) -> AsyncIterator[None]:
+        decider = service.Decider(store, cfg, clock, observer=metrics)
+        w = worker.Worker(store, a[CLIENT], cfg, clock, decider=decider, observer=metrics)
+        a[WORKER] = w
+        task = asyncio.create_task(w.run(), name="bridge-worker") if run_worker else None
+        yield
+        if task is not None:
+            w.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.extend([store_ctx, client_ctx, worker_ctx])
+    webapp.add_routes(app)
+    from bridge import admin
+
+    admin.add_routes(app)
+    return app
+
+
+async def serve(cfg: Config, *, sandbox_sim: Any = None, ready: asyncio.Event | None = None) -> None:
+    """Run the receiver and the worker until SIGINT / SIGTERM, then shut down gracefully."""
+    from bridge import sqlite_store
+
+    secrets = [s.reveal() for src in cfg.sources for s in src.secrets]
+    secrets.append(cfg.dingtalk.app_secret.reveal())
+    if cfg.server.admin_token is not None:
+        secrets.append(cfg.server.admin_token.reveal())
+    logs.register_secrets(secrets)
+
+    storage_path = _absolute(cfg.storage.path)
+    st = sqlite_store.SQLiteStore(cfg.storage.path, synchronous=cfg.storage.synchronous)
+    app = create_app(cfg, store=st)
+    runner = web.AppRunner(app, shutdown_timeout=cfg.server.shutdown_timeout_s, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    port = cfg.server.port
+    for s in runner.addresses:
+        port = s[1] if isinstance(s, tuple) else port
+    log.info(
+        "bridge.started",
+        listen=f"http://{cfg.server.host}:{port}",
+        storage=storage_path,
+        dingtalk=cfg.dingtalk.base_url,
+        sources=[s.name for s in cfg.sources],
+        sandbox=sandbox_sim is not None,
+    )
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("bridge.stopping")
+        await runner.cleanup()
+        log.info("bridge.stopped")
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(path)

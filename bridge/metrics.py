@@ -1,0 +1,100 @@
+"""Prometheus metrics, one registry per app (so tests can build many apps).
+
+Label values stay bounded: sources (configured), outcomes, states, DingTalk call names and error codes,
+never approval ids, event ids or userids. Job gauges are read from the store at scrape time, so they are
+right even when another process (the CLI) changed the jobs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bridge import store
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """All of bridge's metrics. Implements the hook protocols of the DingTalk client, the decider and
+    the worker, so those modules never import prometheus_client."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.webhooks = Counter(
+            "bridge_webhooks_received", "Webhook requests answered, by source and HTTP status", ["source", "code"],
+            registry=r,
+        )
+        self.ingest_seconds = Histogram(
+            "bridge_ingest_seconds", "Time from a webhook's arrival to its answer", ["source"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.events = Counter("bridge_events", "Processed events by outcome", ["outcome"], registry=r)
+        self.transitions = Counter(
+            "bridge_transitions", "Approval state transitions", ["from_state", "to_state"], registry=r
+        )
+        self.calls = Counter(
+            "bridge_dingtalk_calls", "DingTalk calls by call name and result code (0 = success)", ["call", "code"],
+            registry=r,
+        )
+        self.call_seconds = Histogram(
+            "bridge_dingtalk_call_seconds", "DingTalk call latency", ["call"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.token_refreshes = Counter("bridge_dingtalk_token_refreshes", "Access tokens fetched", registry=r)
+        self.retries = Counter("bridge_job_retries", "Job attempts that failed and were rescheduled", ["kind"],
+                               registry=r)
+        self.dead = Counter("bridge_jobs_dead", "Jobs moved to the dead letters", ["kind"], registry=r)
+        self.jobs_done = Counter("bridge_jobs_done", "Jobs finished, by kind and outcome", ["kind", "outcome"],
+                                 registry=r)
+        self.not_reached = Counter(
+            "bridge_recipients_not_reached",
+            "Recipients DingTalk did not deliver to, by reason (invalid, forbidden:<code>, failed)",
+            ["reason"],
+            registry=r,
+        )
+        self.jobs = Gauge("bridge_jobs", "Jobs by state", ["state"], registry=r)
+        self.oldest_pending = Gauge(
+            "bridge_oldest_pending_job_age_seconds", "Age of the oldest due pending job (0 when none)", registry=r
+        )
+
+    # --- dingtalk.CallObserver -------------------------------------------------------------------------
+    def call_finished(self, call: str, code: str, seconds: float) -> None:
+        self.calls.labels(call=call, code=code).inc()
+        self.call_seconds.labels(call=call).observe(seconds)
+
+    def token_refreshed(self) -> None:
+        self.token_refreshes.inc()
+
+    # --- service.Observer ------------------------------------------------------------------------------
+    def event_processed(self, outcome: str) -> None:
+        self.events.labels(outcome=outcome).inc()
+
+    def transition(self, from_state: str, to_state: str) -> None:
+        self.transitions.labels(from_state=from_state, to_state=to_state).inc()
+
+    # --- worker hooks ----------------------------------------------------------------------------------
+    def job_retried(self, kind: str) -> None:
+        self.retries.labels(kind=kind).inc()
+
+    def job_dead(self, kind: str) -> None:
+        self.dead.labels(kind=kind).inc()
+
+    def job_done(self, kind: str, outcome: str) -> None:
+        self.jobs_done.labels(kind=kind, outcome=outcome).inc()
+
+    def recipients_not_reached(self, reason: str, count: int) -> None:
+        if count:
+            self.not_reached.labels(reason=reason).inc(count)
+
+    # --- web hooks -------------------------------------------------------------------------------------
+    def webhook_answered(self, source: str, code: int, seconds: float) -> None:
+        self.webhooks.labels(source=source, code=str(code)).inc()
+        self.ingest_seconds.labels(source=source).observe(seconds)
+
+    def set_job_counts(self, counts: store.JobCounts, now: datetime) -> None:
+        for state in store.JOB_STATES:
+            self.jobs.labels(state=state).set(getattr(counts, state))
+        age = (now - counts.oldest_pending_run_at).total_seconds() if counts.oldest_pending_run_at else 0.0
+        self.oldest_pending.set(max(0.0, age))

@@ -1,0 +1,179 @@
+"""The webhook receiver: HTTP request → verified, normalised, durably stored event → answer.
+
+Order of work for `POST /webhooks/{source}`: size limit → source lookup → signature over the raw body →
+JSON parse → normalise to one `ApprovalEvent` → validate → store → answer. Nothing here calls DingTalk;
+the worker is only woken. Every answer is JSON naming what happened:
+
+    202 accepted · 200 duplicate · 400 malformed or invalid (every bad field named) · 401 signature ·
+    404 unknown source · 413 too large · 415 not JSON · 503 storage unavailable
+
+Native platform sources (DingTalk, Feishu, WeCom callbacks) answer in the platform's own format instead,
+built by `bridge.native`. Bad input is logged once (`webhook.rejected`) without secrets, and stores nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bridge import errors, events, signatures
+from bridge.clock import Clock
+from bridge.config import Config, SourceConfig
+from bridge.metrics import Metrics
+from bridge.store import Store
+
+log = structlog.get_logger("bridge.web")
+
+CONFIG = web.AppKey("bridge.config", Config)
+STORE = web.AppKey("bridge.store", Store)
+CLOCK = web.AppKey("bridge.clock", Clock)
+METRICS = web.AppKey("bridge.metrics", Metrics)
+WAKE = web.AppKey("bridge.wake", Callable[[], None])  # type: ignore[arg-type]
+
+JSON_TYPES = ("application/json", "text/json")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 404 / 405 / 413 answers are plain text; ours are JSON, everywhere."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json" or exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "error")
+        message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} {request.path}"
+        return json_error(exc.status, code, message)
+
+
+def _source_label(cfg: Config, name: str) -> str:
+    return name if cfg.source(name) is not None else "_unknown"
+
+
+async def receive_webhook(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    cfg, metrics = app[CONFIG], app[METRICS]
+    started = time.perf_counter()
+    name = request.match_info["source"]
+    structlog.contextvars.bind_contextvars(source=name[:64])
+    response: web.StreamResponse
+    try:
+        response = await _receive(request, name)
+    except errors.InputError as exc:
+        log.warning("webhook.rejected", status=exc.status, error=exc.code, reason=exc.message,
+                    problems=[p.as_dict() for p in exc.problems] or None)
+        response = web.json_response(exc.as_dict(), status=exc.status)
+    except errors.StorageUnavailable as exc:
+        log.error("webhook.storage_unavailable", reason=str(exc))
+        response = json_error(503, "storage_unavailable", str(exc), retry=True)
+        response.headers["Retry-After"] = "5"
+    finally:
+        structlog.contextvars.unbind_contextvars("source", "approval_id", "event_id")
+    metrics.webhook_answered(_source_label(cfg, name), response.status, time.perf_counter() - started)
+    return response
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise errors.PayloadTooLarge(f"body is larger than the limit of {limit} bytes") from exc
+    if len(body) > limit:
+        raise errors.PayloadTooLarge(f"body is {len(body)} bytes; the limit is {limit}")
+    return body
+
+
+async def _receive(request: web.Request, name: str) -> web.StreamResponse:
+    app = request.app
+    cfg, st, clock = app[CONFIG], app[STORE], app[CLOCK]
+    body = await _read_body(request, cfg.server.max_body_bytes)
+    source = cfg.source(name)
+    if source is None:
+        raise errors.UnknownSource(f"no source named {name[:64]!r} is configured")
+    if source.native is not None:
+        return await _receive_native(request, source, body)
+    if request.method != "POST":
+        raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+    webhook_id = signatures.verify(source, request.headers, body, clock.now())
+    if request.content_type not in JSON_TYPES:
+        raise errors.UnsupportedMediaType(
+            f"Content-Type must be application/json, got {request.content_type or 'nothing'!r}"
+        )
+    payload = events.parse_json(body)
+    webhook_id = webhook_id or request.headers.get("webhook-id")
+    if source.format == "mapping":
+        from bridge import mapping
+
+        event = mapping.normalise(source.mapping, source.name, payload, webhook_id=webhook_id)
+    else:
+        event = events.parse_canonical(source.name, payload, webhook_id=webhook_id)
+    structlog.contextvars.bind_contextvars(approval_id=event.approval_id, event_id=event.event_id)
+    await _require_card_data(st, event)
+    return await _store(request, event, body, accepted_reply=None)
+
+
+async def _require_card_data(st: Store, event: events.ApprovalEvent) -> None:
+    """title, recipients and url are needed on the first event of an approval that makes a card."""
+    if event.has_card_data or event.status in (None, events.Status.DELETED):
+        return
+    problems = events.missing_card_fields(event)
+    if problems and not await st.has_card_data(event.source, event.approval_id):
+        raise errors.EventInvalid(
+            "invalid event: this is the first event for approval "
+            f"{event.approval_id!r}, so it must carry {', '.join(p.field for p in problems)}",
+            problems=problems,
+        )
+
+
+async def _store(
+    request: web.Request, event: events.ApprovalEvent, raw: bytes, accepted_reply: web.StreamResponse | None
+) -> web.StreamResponse:
+    app = request.app
+    st, clock = app[STORE], app[CLOCK]
+    result = await st.add_event(event, raw, clock.now())
+    ids = {"event_id": event.event_id, "approval_id": event.approval_id, "inbox_id": result.inbox_id}
+    if result.inserted:
+        app[WAKE]()
+        log.info("webhook.accepted", status=event.status.value if event.status else None)
+        return accepted_reply or web.json_response({"status": "accepted", **ids}, status=202)
+    log.info("webhook.duplicate")
+    return accepted_reply or web.json_response(
+        {"status": "duplicate", "message": "this event id was already accepted; nothing changed", **ids}, status=200
+    )
+
+
+async def _receive_native(request: web.Request, source: SourceConfig, body: bytes) -> web.StreamResponse:
+    from bridge import native
+
+    clock = request.app[CLOCK]
+    result = native.handle(
+        source.native, source.name, request.method, dict(request.query), request.headers, body, clock.now(),
+        tolerance_s=source.timestamp_tolerance_s,
+    )
+    reply = web.Response(status=result.reply.status, body=result.reply.body)
+    reply.headers["Content-Type"] = result.reply.content_type
+    if result.event is None:
+        log.info("webhook.handshake")
+        return reply
+    structlog.contextvars.bind_contextvars(approval_id=result.event.approval_id, event_id=result.event.event_id)
+    return await _store(request, result.event, body, accepted_reply=reply)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_route("*", "/webhooks/{source}", receive_webhook)
+    app.router.add_get("/healthz", healthz)
