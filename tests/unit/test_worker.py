@@ -1,0 +1,239 @@
+"""The worker against a fake DingTalk client and the in-memory store, on a fake clock."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from bridge.memory_store import MemoryStore
+
+from bridge import dingtalk, errors, store, worker
+from bridge.clock import FakeClock
+from bridge.events import Status
+from bridge.retry import RetryPolicy
+from bridge.testing import FakeDingTalk
+from tests.unit.helpers import event, make_config
+
+
+class Counting(worker.Observer):
+    def __init__(self) -> None:
+        self.retried: list[str] = []
+        self.dead: list[str] = []
+        self.not_reached: dict[str, int] = {}
+
+    def job_retried(self, kind: str) -> None:
+        self.retried.append(kind)
+
+    def job_dead(self, kind: str) -> None:
+        self.dead.append(kind)
+
+    def recipients_not_reached(self, reason: str, count: int) -> None:
+        if count:
+            self.not_reached[reason] = self.not_reached.get(reason, 0) + count
+
+
+@pytest.fixture
+async def env(clock: FakeClock):
+    st = MemoryStore()
+    await st.open()
+    fake = FakeDingTalk()
+    cfg = make_config()
+    obs = Counting()
+    w = worker.Worker(st, fake, cfg, clock, policy=RetryPolicy(1.0, 60.0, 4, rng=random.Random(7)), observer=obs)
+    yield st, fake, w, clock, obs
+    await st.close()
+
+
+async def put(st: MemoryStore, clock: FakeClock, *events) -> None:
+    for ev in events:
+        await st.add_event(ev, b"{}", clock.now())
+
+
+async def test_send_stores_task_ids_then_checks_delivery(env) -> None:
+    st, fake, w, clock, _ = env
+    await put(st, clock, event(Status.PENDING, n=7))
+    stats = await w.run(burst=True)
+    assert stats.events == 1
+    sends = fake.named("send")
+    assert [c.args["userids"] for c in sends] == [
+        ("user01", "user02", "user03", "user04", "user05"), ("user06", "user07")]
+    notices = await st.notices_for("erp", "PO-1")
+    assert [n.task_id for n in notices] == [900_000_000_001, 900_000_000_002]
+    assert all(n.state == "sent" and n.sent_at == clock.now() for n in notices)
+    assert fake.named("getsendprogress") == []  # checks are due check_delay_s later
+    clock.advance(2.0)
+    await w.run(burst=True)
+    assert len(fake.named("getsendresult")) == 2
+    assert all(n.delivery is not None for n in await st.notices_for("erp", "PO-1"))
+
+
+async def test_update_waits_for_the_send_that_creates_its_task_id(env) -> None:
+    st, fake, w, clock, _ = env
+    fake.fail_next("send", errors.DingTalkServerError(call="asyncsend_v2", errcode=-1))
+    await put(st, clock, event(Status.PENDING, n=1), event(Status.APPROVED, minutes=1, card=False))
+    await w.run(burst=True)
+    assert [c.name for c in fake.calls] == ["send"]  # failed; the update must not run before it
+    clock.advance(120)
+    await w.run(burst=True)
+    names = [c.name for c in fake.calls if c.name in ("send", "status_bar_update")]
+    assert names == ["send", "send", "status_bar_update"]
+    update = fake.named("status_bar_update")[0]
+    assert update.args == {"task_id": 900_000_000_002, "status_value": "已同意", "status_bg": "0xFF78C06E"}
+
+
+async def test_retried_send_is_byte_identical(env) -> None:
+    st, fake, w, clock, obs = env
+    fake.fail_next("send", errors.DingTalkNetworkError(call="asyncsend_v2"),
+                   errors.DingTalkThrottled(call="asyncsend_v2", errcode=88, sub_code="90018", retry_after=1.0))
+    await put(st, clock, event(Status.PENDING, n=2))
+    for _ in range(3):
+        await w.run(burst=True)
+        clock.advance(120)
+    sends = fake.named("send")
+    assert len(sends) == 3 and sends[0].args == sends[1].args == sends[2].args
+    assert obs.retried == ["send", "send"]
+
+
+async def test_permanent_error_goes_dead_and_blocks_until_retried(env) -> None:
+    st, fake, w, clock, obs = env
+    fake.fail_next("send", errors.PermanentDingTalkError(call="asyncsend_v2", errcode=40035, errmsg="不合法的参数"))
+    await put(st, clock, event(Status.PENDING, n=1), event(Status.APPROVED, minutes=1, card=False))
+    await w.run(burst=True)
+    dead = await st.list_jobs(store.DEAD)
+    assert [j.kind for j in dead] == ["send"] and "40035" in (dead[0].last_error or "")
+    assert obs.dead == ["send"]
+    # a later event is still recorded, but its update waits behind the dead send
+    await put(st, clock, event(Status.REVOKED, minutes=2, card=False))
+    clock.advance(3600)
+    await w.run(burst=True)
+    assert fake.named("status_bar_update") == []
+    assert (await st.get_approval("erp", "PO-1")).status == "revoked"
+    assert await st.retry_dead(clock.now(), dead[0].id) == 1
+    await w.run(burst=True)
+    assert [c.args["status_value"] for c in fake.named("status_bar_update")] == ["已同意", "已撤销"]
+
+
+async def test_exhausted_retries_go_dead(env) -> None:
+    st, fake, w, clock, obs = env
+    fake.fail_next("send", *[errors.DingTalkServerError(call="asyncsend_v2", http_status=502)] * 4)
+    await put(st, clock, event(Status.PENDING, n=1))
+    for _ in range(6):
+        await w.run(burst=True)
+        clock.advance(120)
+    assert len(fake.named("send")) == 4
+    [dead] = await st.list_jobs(store.DEAD)
+    assert dead.attempts == 4
+    assert obs.retried == ["send"] * 3 and obs.dead == ["send"]
+
+
+async def test_recall_past_24h_falls_back_to_grey_status_bar(env) -> None:
+    st, fake, w, clock, _ = env
+    await put(st, clock, event(Status.PENDING, n=1))
+    await w.run(burst=True)
+    clock.advance(25 * 3600)
+    await put(st, clock, event(Status.DELETED, minutes=1, card=False))
+    await w.run(burst=True)
+    assert fake.named("recall") == []
+    [update] = fake.named("status_bar_update")
+    assert update.args["status_value"] == "已撤销" and update.args["status_bg"] == "0xFF858E99"
+    [notice] = await st.notices_for("erp", "PO-1")
+    assert "recall window" in (notice.note or "") and notice.status_value == "已撤销"
+
+
+async def test_recall_refused_by_dingtalk_falls_back(env) -> None:
+    st, fake, w, clock, _ = env
+    await put(st, clock, event(Status.PENDING, n=1))
+    await w.run(burst=True)
+    fake.fail_next("recall", errors.PermanentDingTalkError(call="recall", errcode=400002,
+                                                           errmsg="agentId不合法或taskId不合法"))
+    await put(st, clock, event(Status.DELETED, minutes=1, card=False))
+    await w.run(burst=True)
+    assert len(fake.named("recall")) == 1 and len(fake.named("status_bar_update")) == 1
+    assert await st.list_jobs(store.DEAD) == []
+
+
+async def test_recall_within_window(env) -> None:
+    st, fake, w, clock, _ = env
+    await put(st, clock, event(Status.PENDING, n=1))
+    await w.run(burst=True)
+    await put(st, clock, event(Status.DELETED, minutes=1, card=False))
+    await w.run(burst=True)
+    assert [c.args["task_id"] for c in fake.named("recall")] == [900_000_000_001]
+    [notice] = await st.notices_for("erp", "PO-1")
+    assert notice.state == "recalled" and notice.recalled_at == clock.now()
+
+
+async def test_update_past_7_days_is_recorded_as_expired(env) -> None:
+    st, fake, w, clock, _ = env
+    await put(st, clock, event(Status.PENDING, n=1))
+    await w.run(burst=True)
+    clock.advance(8 * 86400)
+    await put(st, clock, event(Status.APPROVED, minutes=1, card=False))
+    await w.run(burst=True)
+    assert fake.named("status_bar_update") == []
+    [update] = [j for j in await st.jobs_for("erp", "PO-1") if j.kind == store.UPDATE]
+    assert update.state == store.DONE and update.outcome == "expired"
+    [notice] = await st.notices_for("erp", "PO-1")
+    assert "update window" in (notice.note or "")
+
+
+async def test_recipients_not_reached_are_stored_and_counted(env) -> None:
+    st, fake, w, clock, obs = env
+    fake.results[900_000_000_001] = dingtalk.SendResult(
+        invalid_user_id_list=("user01",), unread_user_id_list=("user02",),
+        forbidden_list=(dingtalk.ForbiddenEntry(code="143106", count=1, userid="user03"),),
+        forbidden_user_id_list=("user03",),
+    )
+    await put(st, clock, event(Status.PENDING, n=3))
+    await w.run(burst=True)
+    clock.advance(5)
+    await w.run(burst=True)
+    [notice] = await st.notices_for("erp", "PO-1")
+    assert notice.delivery is not None
+    assert notice.delivery["invalid_user_id_list"] == ["user01"]
+    assert obs.not_reached == {"invalid": 1, "forbidden:143106": 1}
+
+
+async def test_progress_checks_back_off_and_give_up(env) -> None:
+    st, fake, w, clock, _ = env
+    fake.progress_status = 1
+    await put(st, clock, event(Status.PENDING, n=1))
+    await w.run(burst=True)
+    for _ in range(6):
+        clock.advance(60)
+        await w.run(burst=True)
+    assert len(fake.named("getsendprogress")) == 3  # check_max_attempts
+    assert fake.named("getsendresult") == []
+    [check] = [j for j in await st.jobs_for("erp", "PO-1") if j.kind == store.CHECK]
+    assert check.state == store.DONE and check.outcome == "gave_up"
+
+
+async def test_job_of_a_crashed_worker_comes_back_after_its_lease(env) -> None:
+    st, fake, w, clock, _ = env
+    await put(st, clock, event(Status.PENDING, n=1))
+    await w.decider.process_pending()
+    claimed = await st.claim_jobs(clock.now(), 60.0, 10)  # a worker that then dies
+    assert [j.kind for j in claimed] == ["send"]
+    await w.run(burst=True)
+    assert fake.named("send") == []
+    clock.advance(61)
+    await w.run(burst=True)
+    assert len(fake.named("send")) == 1
+
+
+async def test_wake_and_stop(env, clock: FakeClock) -> None:
+    import asyncio
+
+    st, fake, w, clock, _ = env
+    task = asyncio.create_task(w.run())
+    await asyncio.sleep(0)
+    await put(st, clock, event(Status.PENDING, n=1))
+    w.wake()
+    for _ in range(100):
+        if fake.named("send"):
+            break
+        await asyncio.sleep(0.01)
+    assert len(fake.named("send")) == 1
+    w.stop()
+    await asyncio.wait_for(task, 5)
+    assert not w.running
