@@ -1,0 +1,204 @@
+"""The webhook receiver through the real aiohttp app: every answer code, duplicates, durability."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from bridge.memory_store import MemoryStore
+from bridge.sqlite_store import SQLiteStore
+from structlog.testing import capture_logs
+
+from bridge import app as bridge_app
+from bridge import signatures
+from bridge.clock import FakeClock
+from bridge.config import Config, DingTalkConfig, Secret, ServerConfig, SourceConfig
+from bridge.testing import FakeDingTalk
+
+pytestmark = pytest.mark.integration
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+NOW = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
+
+
+def config(**server: object) -> Config:
+    return Config(
+        server=ServerConfig(max_body_bytes=4096, **server),  # type: ignore[arg-type]
+        dingtalk=DingTalkConfig(app_key="k", agent_id=1),
+        sources=(
+            SourceConfig(name="erp", signature="standard-webhooks", secrets=(Secret(SECRET),)),
+            SourceConfig(name="oa", signature="hmac-sha256", secrets=(Secret("old-secret"), Secret("new-secret"))),
+        ),
+    )
+
+
+def body(**overrides: object) -> bytes:
+    data: dict[str, object] = {
+        "event_id": "erp-000123", "approval_id": "PO-2026-0042", "status": "pending",
+        "occurred_at": "2026-11-29T10:00:00+08:00", "title": "采购申请 PO-2026-0042",
+        "recipients": ["manager7675", "user02"], "applicant": "张三", "url": "https://erp.example.com/po/42",
+        "form": [{"key": "金额", "value": "12,000 元"}], "amount": {"num": "12000", "unit": "元"},
+    }
+    data.update(overrides)
+    return json.dumps({k: v for k, v in data.items() if v is not None}, ensure_ascii=False).encode()
+
+
+def signed(source: SourceConfig, raw: bytes, at: datetime = NOW, msg_id: str | None = None) -> dict[str, str]:
+    return {"Content-Type": "application/json", **signatures.sign_headers(source, raw, at, msg_id=msg_id)}
+
+
+@pytest.fixture
+async def env():
+    cfg = config()
+    st = MemoryStore()
+    clock = FakeClock(NOW)
+    application = bridge_app.create_app(cfg, store=st, clock=clock, client=FakeDingTalk(), run_worker=False)
+    async with TestClient(TestServer(application)) as client:
+        yield client, st, cfg
+
+
+async def post(client: TestClient, cfg: Config, raw: bytes, source: str = "erp", **kw: object):
+    headers = signed(cfg.source(source), raw, **kw)  # type: ignore[arg-type]
+    resp = await client.post(f"/webhooks/{source}", data=raw, headers=headers)
+    return resp.status, await resp.json()
+
+
+async def test_accepted_then_duplicate(env) -> None:
+    client, st, cfg = env
+    status, answer = await post(client, cfg, body())
+    assert status == 202 and answer["status"] == "accepted" and answer["event_id"] == "erp-000123"
+    stored = await st.get_event("erp", "erp-000123")
+    assert stored is not None and stored.event.recipients == ("manager7675", "user02")
+    status, answer = await post(client, cfg, body())
+    assert status == 200 and answer["status"] == "duplicate"
+    assert (await st.get_event("erp", "erp-000123")).duplicates == 1
+
+
+async def test_webhook_id_is_the_event_id_when_the_body_has_none(env) -> None:
+    client, st, cfg = env
+    status, answer = await post(client, cfg, body(event_id=None), msg_id="msg_abc")
+    assert status == 202 and answer["event_id"] == "msg_abc"
+
+
+async def test_hmac_source_with_rotated_secret(env) -> None:
+    client, st, cfg = env
+    raw = body()
+    headers = {"Content-Type": "application/json",
+               "X-Hub-Signature-256": signatures.sign_hmac_sha256("old-secret", raw)}
+    resp = await client.post("/webhooks/oa", data=raw, headers=headers)
+    assert resp.status == 202
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (b'{"approval_id": ', "JSON"),
+        (b"[1, 2]", "object"),
+    ],
+)
+async def test_malformed_json_is_400(env, raw: bytes, needle: str) -> None:
+    client, st, cfg = env
+    status, answer = await post(client, cfg, raw)
+    assert status == 400 and needle in answer["message"]
+    assert st.inbox == {} or len(st.inbox) == 0
+
+
+async def test_invalid_event_names_every_bad_field(env) -> None:
+    client, st, cfg = env
+    status, answer = await post(client, cfg, body(status="approvedd", occurred_at="yesterday", recipients=[]))
+    assert status == 400 and answer["error"] == "invalid_event"
+    fields = {p["field"] for p in answer["problems"]}
+    assert {"status", "occurred_at", "recipients"} <= fields
+
+
+async def test_first_event_without_card_data_is_400_but_later_events_need_none(env) -> None:
+    client, st, cfg = env
+    status, answer = await post(client, cfg, body(title=None, recipients=None, url=None))
+    assert status == 400
+    assert {p["field"] for p in answer["problems"]} == {"title", "recipients", "url"}
+    assert (await post(client, cfg, body()))[0] == 202
+    later = body(event_id="erp-000124", status="approved", title=None, recipients=None, url=None)
+    assert (await post(client, cfg, later))[0] == 202
+
+
+async def test_signature_failures_are_401(env) -> None:
+    client, st, cfg = env
+    raw = body()
+    headers = signed(cfg.source("erp"), raw)
+    resp = await client.post("/webhooks/erp", data=raw + b" ", headers=headers)
+    assert resp.status == 401 and (await resp.json())["error"] == "signature_invalid"
+    resp = await client.post("/webhooks/erp", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status == 401
+    status, answer = await post(client, cfg, raw, at=NOW - timedelta(minutes=10))
+    assert status == 401 and "tolerance" in answer["message"]
+
+
+async def test_unknown_source_too_large_and_not_json(env) -> None:
+    client, st, cfg = env
+    resp = await client.post("/webhooks/nope", data=body(), headers={"Content-Type": "application/json"})
+    assert resp.status == 404 and (await resp.json())["error"] == "unknown_source"
+    resp = await client.post("/webhooks/..%2F..%2Fetc", data=body(), headers={"Content-Type": "application/json"})
+    assert resp.status == 404 and "error" in await resp.json()
+    big = body(content="x" * 5000)
+    status, answer = await post(client, cfg, big)
+    assert status == 413 and answer["error"] == "payload_too_large"
+    raw = body()
+    headers = signed(cfg.source("erp"), raw) | {"Content-Type": "text/plain"}
+    resp = await client.post("/webhooks/erp", data=raw, headers=headers)
+    assert resp.status == 415 and (await resp.json())["error"] == "unsupported_media_type"
+    assert len(await st.events_for("erp", "PO-2026-0042")) == 0
+
+
+async def test_other_methods_and_paths_answer_json(env) -> None:
+    client, _, _ = env
+    resp = await client.get("/webhooks/erp")
+    assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
+    resp = await client.get("/nowhere")
+    assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+
+
+async def test_storage_unavailable_is_503_and_never_a_false_202(env) -> None:
+    client, st, cfg = env
+    st.fail_writes = True
+    status, answer = await post(client, cfg, body())
+    assert status == 503 and answer["error"] == "storage_unavailable"
+    st.fail_writes = False
+    assert (await post(client, cfg, body()))[0] == 202
+
+
+async def test_fifty_identical_deliveries_at_once_store_one_event(env) -> None:
+    client, st, cfg = env
+    results = await asyncio.gather(*(post(client, cfg, body()) for _ in range(50)))
+    codes = sorted(code for code, _ in results)
+    assert codes.count(202) == 1 and codes.count(200) == 49
+    assert len(await st.events_for("erp", "PO-2026-0042")) == 1
+
+
+async def test_rejections_are_logged_once_without_secrets(env) -> None:
+    client, st, cfg = env
+    raw = body()
+    with capture_logs() as logs:
+        await client.post("/webhooks/erp", data=raw + b"x", headers=signed(cfg.source("erp"), raw))
+    rejected = [e for e in logs if e["event"] == "webhook.rejected"]
+    assert len(rejected) == 1 and rejected[0]["status"] == 401
+    assert SECRET not in json.dumps(logs, default=str) and "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" not in str(logs)
+
+
+async def test_accepted_event_survives_reopening_sqlite(tmp_path: Path) -> None:
+    cfg = config()
+    path = tmp_path / "bridge.db"
+    application = bridge_app.create_app(cfg, store=SQLiteStore(path), clock=FakeClock(NOW), client=FakeDingTalk(),
+                                        run_worker=False)
+    async with TestClient(TestServer(application)) as client:
+        assert (await post(client, cfg, body()))[0] == 202
+    reopened = SQLiteStore(path)
+    await reopened.open()
+    try:
+        stored = await reopened.get_event("erp", "erp-000123")
+        assert stored is not None and stored.event.title == "采购申请 PO-2026-0042"
+    finally:
+        await reopened.close()
