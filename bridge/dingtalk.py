@@ -204,12 +204,13 @@ def _clip(text: str) -> str:
 
 
 class _TokenEntry:
-    __slots__ = ("inflight", "obtained_at", "refresh_at", "token")
+    __slots__ = ("failed_at", "inflight", "obtained_at", "refresh_at", "token")
 
     def __init__(self) -> None:
         self.token: str | None = None
         self.refresh_at = 0.0
         self.obtained_at: float | None = None
+        self.failed_at: float | None = None
         self.inflight: asyncio.Task[str] | None = None
 
     def __repr__(self) -> str:
@@ -280,6 +281,11 @@ class Client:
         """`clock.monotonic()` of the last successful gettoken for this app (for /readyz)."""
         return self._token.obtained_at
 
+    @property
+    def last_token_error_at(self) -> float | None:
+        """`clock.monotonic()` of the last failed gettoken for this app (for /readyz)."""
+        return self._token.failed_at
+
     # --- token ------------------------------------------------------------------------------------
 
     async def token(self, *, force_refresh: bool = False) -> str:
@@ -310,10 +316,15 @@ class Client:
 
     async def _fetch_token(self) -> str:
         params = {"appkey": self.app_key, "appsecret": self._secret.reveal()}
-        payload = await self._request(GETTOKEN, "GET", f"{self.base_url}/gettoken", params, None, token_call=False)
-        token = payload.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise errors.DingTalkServerError("gettoken answered errcode 0 without an access_token", call=GETTOKEN)
+        try:
+            payload = await self._request(GETTOKEN, "GET", f"{self.base_url}/gettoken", params, None,
+                                          token_call=False)
+            token = payload.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise errors.DingTalkServerError("gettoken answered errcode 0 without an access_token", call=GETTOKEN)
+        except errors.DingTalkError:
+            self._token.failed_at = self._clock.monotonic()
+            raise
         expires_in = float(_as_int(payload.get("expires_in")) or 7200)
         now = self._clock.monotonic()
         entry = self._token

@@ -357,13 +357,19 @@ async def test_bad_credentials_are_permanent(client: Client, fake: FakeDingTalk,
     assert fake.calls("asyncsend_v2") == []
     assert len(fake.calls("gettoken")) == 1
     assert client.last_token_ok_at is None
+    assert client.last_token_error_at is not None
 
 
-async def test_gettoken_throttled_is_transient(client: Client, fake: FakeDingTalk) -> None:
+async def test_gettoken_throttled_is_transient(client: Client, fake: FakeDingTalk, clock: FakeClock) -> None:
     fake.queue("gettoken", {"errcode": 90018, "errmsg": "qps"})
     with pytest.raises(errors.DingTalkThrottled):
         await client.token()
+    failed_at = client.last_token_error_at
+    assert failed_at is not None
+    clock.advance(1)
     assert await client.token() == "TOKEN-1"  # the failure is not cached
+    assert client.last_token_ok_at is not None
+    assert client.last_token_ok_at > failed_at
 
 
 # --- error classification ----------------------------------------------------------------------------
