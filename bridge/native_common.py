@@ -175,18 +175,27 @@ def load_json_object(data: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def refuse_xml_declarations(data: bytes | str, what: str) -> None:
-    """Refuse DTDs outright: no entity expansion ("billion laughs") and no external entities."""
-    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+def refuse_xml_declarations(data: bytes, what: str) -> str:
+    """The XML text, once it is known to hold no DTD: no entity expansion ("billion laughs"), no external entities.
+
+    Only UTF-8 is accepted, so a UTF-16 or UTF-32 body cannot hide a declaration from the text search.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPayload(f"{what} is not UTF-8 XML") from None
+    if "\x00" in text:
+        raise MalformedPayload(f"{what} is not UTF-8 XML (it contains NUL characters)")
     upper = text.upper()
     if "<!DOCTYPE" in upper or "<!ENTITY" in upper:
         raise MalformedPayload(f"{what} contains a DOCTYPE or ENTITY declaration, which is refused")
+    return text
 
 
 def parse_xml(data: bytes, what: str) -> ElementTree.Element:
-    refuse_xml_declarations(data, what)
+    text = refuse_xml_declarations(data, what)
     try:
-        return ElementTree.fromstring(data)
+        return ElementTree.fromstring(text)
     except ElementTree.ParseError as e:
         raise MalformedPayload(f"{what} is not well-formed XML ({e})") from None
 
@@ -214,13 +223,17 @@ def check_timestamp(value: str, now: datetime, tolerance_s: int, what: str) -> N
         raise SignatureInvalid(f"{what} is {skew:.0f} s away from now (tolerance {tolerance_s} s): stale or replayed")
 
 
-def from_ms(value: Any) -> datetime | None:
-    """A datetime from epoch milliseconds given as int or digit string (16 digits: microseconds); else None."""
+def from_epoch(value: Any) -> datetime | None:
+    """A UTC datetime from an epoch int or digit string, unit by length: under 12 digits seconds, 12 to 15
+    milliseconds, 16 or more microseconds (Feishu's create_time has been seen with 16). None if unusable."""
     text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
     if not text.isdigit():
         return None
-    number = int(text)
-    return datetime.fromtimestamp(number / 1_000_000 if len(text) >= 16 else number / 1000, UTC)
+    divisor = 1 if len(text) < 12 else 1000 if len(text) < 16 else 1_000_000
+    try:
+        return datetime.fromtimestamp(int(text) / divisor, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------- recipients and card fields

@@ -32,7 +32,7 @@ from bridge.native_common import (
     WxKeys,
     card_event_fields,
     check_timestamp,
-    from_ms,
+    from_epoch,
     load_json_object,
     resolve_card,
     scalars,
@@ -130,9 +130,9 @@ def normalise(
             event_id = f"{event_type}:{hashlib.sha256(plaintext).hexdigest()[:32]}"
     finished = kind in ("finish", "terminate")
     occurred = (
-        from_ms(payload.get("EventTime"))
-        or (from_ms(payload.get("finishTime")) if finished else None)
-        or from_ms(payload.get("createTime"))
+        from_epoch(payload.get("EventTime"))
+        or (from_epoch(payload.get("finishTime")) if finished else None)
+        or from_epoch(payload.get("createTime"))
         or now
     )
     extra = {"event_type": event_type}

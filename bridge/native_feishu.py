@@ -40,7 +40,7 @@ from bridge.native_common import (
     Reply,
     card_event_fields,
     check_timestamp,
-    from_ms,
+    from_epoch,
     load_json_object,
     lower_keys,
     resolve_card,
@@ -135,15 +135,15 @@ def _text(mapping: Mapping[str, Any], key: str) -> str | None:
 
 
 def _occurred(event: Mapping[str, Any], payload: Mapping[str, Any], now: datetime) -> datetime:
-    found = from_ms(event.get("operate_time")) or from_ms(event.get("instance_operate_time"))
+    found = from_epoch(event.get("operate_time")) or from_epoch(event.get("instance_operate_time"))
     if found:
         return found
     header = payload.get("header")
-    if isinstance(header, dict) and (found := from_ms(header.get("create_time"))):
+    if isinstance(header, dict) and (found := from_epoch(header.get("create_time"))):
         return found
     try:
         return datetime.fromtimestamp(float(str(payload.get("ts"))), UTC)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, OSError):
         return now
 
 

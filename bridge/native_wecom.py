@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from xml.etree import ElementTree
 
@@ -36,6 +36,7 @@ from bridge.native_common import (
     WxKeys,
     card_event_fields,
     check_timestamp,
+    from_epoch,
     parse_xml,
     resolve_card,
     scalars,
@@ -111,7 +112,7 @@ def normalise(
     info_fields = scalars(info)
     event_type = envelope.get("Event") or envelope.get("MsgType") or "unknown"
     create_time = envelope.get("CreateTime", "")
-    occurred = datetime.fromtimestamp(int(create_time), UTC) if create_time.isdigit() else now
+    occurred = from_epoch(create_time) or now
     sp_no = info_fields.get("SpNoStr") or info_fields.get("SpNo")
     change = info_fields.get("StatuChangeEvent", "")
     raw_status = info_fields.get("SpStatus")

@@ -271,3 +271,10 @@ def test_decrypted_plaintext_that_is_not_json_is_malformed() -> None:
     with pytest.raises(MalformedPayload, match="not valid JSON"):  # D-D decrypts to the bare word "success"
         handle(config("dingtalk"), "dt", "POST", query, {}, json.dumps({"encrypt": D_D["encrypt"]}).encode(),
                at(1614767836))
+
+
+def test_an_absurd_event_time_falls_back_instead_of_crashing() -> None:
+    payload = fixture_json("native-dingtalk-instance.json") | {"EventTime": "99999999999999999999"}
+    event = _send(payload).event
+    assert event is not None
+    assert event.occurred_at == at(1663143335.0)  # finishTime

@@ -242,3 +242,21 @@ def test_templates_never_see_the_verification_token() -> None:
     assert event is not None
     assert event.title is None
     assert "token" in (event.unresolved or "")
+
+
+def test_v2_envelopes_are_token_checked_and_change_nothing() -> None:
+    payload = {
+        "schema": "2.0",
+        "header": {"event_id": "5e3702a84e847582be8db7fb012345678", "event_type": "contact.user.created_v3",
+                   "create_time": "1666079207003", "token": "vt_test_token", "app_id": "cli_test"},
+        "event": {"object": {"open_id": "ou_1"}},
+    }
+    event = _send(payload).event
+    assert event is not None
+    assert event.status is None
+    assert event.event_id == "5e3702a84e847582be8db7fb012345678"
+    assert event.occurred_at == at(1666079207.003)
+    assert "contact.user.created_v3" in (event.note or "")
+    payload["header"]["token"] = "forged"
+    with pytest.raises(SignatureInvalid):
+        _send(payload)

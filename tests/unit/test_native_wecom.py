@@ -226,3 +226,10 @@ def test_truncated_ciphertext_under_a_valid_signature_is_malformed() -> None:
              "timestamp": "1571732300", "nonce": "n", "echostr": echostr}
     with pytest.raises(MalformedPayload, match="truncated"):
         handle(config("wecom"), "wc", "GET", query, {}, b"", at(1571732300))
+
+
+def test_utf16_xml_cannot_hide_a_declaration_from_the_check() -> None:
+    body = ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE xml [<!ENTITY e "x">]>'
+            + W_E_BODY.decode()).encode("utf-16")
+    with pytest.raises(MalformedPayload, match="not UTF-8 XML"):
+        handle(config("wecom"), "wc", "POST", W_E_QUERY, {}, body, NOW)
