@@ -7,11 +7,17 @@ this type, so adding a source format never touches the worker.
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+from bridge.errors import EventInvalid, MalformedPayload, Problem
 
 
 class Status(StrEnum):
@@ -125,3 +131,316 @@ class ApprovalEvent:
     @classmethod
     def from_json(cls, text: str) -> ApprovalEvent:
         return cls.from_dict(json.loads(text))
+
+
+# --- parsing: JSON bodies and the canonical format -------------------------------------------------------
+# Every check appends a Problem instead of raising, so one 400 names every bad field at once. The mapped
+# formats (bridge.mapping) feed their values through `validate_values` too: one set of rules for all.
+
+MAX_DEPTH = 32
+MAX_ID_CHARS = 128
+MAX_TITLE_CHARS = 200
+MAX_URL_CHARS = 2048
+MAX_FORM_ROWS = 20
+MAX_FORM_KEY_CHARS = 50
+MAX_FORM_VALUE_CHARS = 500
+MAX_AMOUNT_NUM_CHARS = 32
+MAX_AMOUNT_UNIT_CHARS = 10
+MAX_CONTENT_CHARS = 2000
+MAX_APPLICANT_CHARS = 64
+MAX_RECIPIENTS = 5000
+MAX_USERID_CHARS = 64
+TIME_FORMATS = ("rfc3339", "unix_s", "unix_ms")
+URL_SCHEMES = ("http", "https", "dingtalk", "eapp")
+CARD_FIELDS = ("title", "recipients", "url")
+VALUE_FIELDS = ("event_id", "approval_id", "occurred_at", "title", "recipients", "applicant", "url", "pc_url",
+                "form", "amount", "content")
+CANONICAL_FIELDS = (*VALUE_FIELDS[:2], "status", *VALUE_FIELDS[2:])
+
+# Outside strings: brackets (depth) and the non-standard constants Python's json would accept.
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]|-?Infinity|NaN', re.DOTALL)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?")
+_UNIX_TEXT = re.compile(r"\d{1,20}(?:\.\d{1,9})?")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SANE_FROM, _SANE_TO = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def parse_json(raw: bytes) -> object:
+    """Decode a webhook body: strict UTF-8 JSON, no NaN/Infinity, at most MAX_DEPTH levels of nesting."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedPayload(f"invalid JSON: the body is not UTF-8 (bad byte at offset {exc.start})") from None
+    text = text.removeprefix("\ufeff")  # RFC 8259 lets a parser ignore a byte order mark
+    depth = 0
+    for match in _JSON_TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise MalformedPayload(f"invalid JSON at {_where(text, match.start())}: nested deeper than "
+                                       f"{MAX_DEPTH} levels")
+        elif token in ("]", "}"):
+            depth -= 1
+        elif token[0] != '"':
+            raise MalformedPayload(f"invalid JSON at {_where(text, match.start())}: {token} is not a JSON value")
+    try:
+        return json.loads(text, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        raise MalformedPayload(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer with more digits than Python converts
+        raise MalformedPayload(f"invalid JSON: {str(exc)[:120]}") from None
+
+
+def _finite(text: str) -> float:
+    if (number := float(text)) in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is too large")
+    return number
+
+
+def _where(text: str, pos: int) -> str:
+    return f"line {text.count(chr(10), 0, pos) + 1} column {pos - text.rfind(chr(10), 0, pos)}"
+
+
+def parse_time(value: object, time_format: str, field: str) -> datetime:
+    """A timestamp in `time_format` (rfc3339 | unix_s | unix_ms) as an aware UTC datetime.
+
+    rfc3339 needs an offset or Z. unix values may be int, float or a digit string; results outside
+    2000..2200 are refused (they mean seconds and milliseconds were confused). ValueError names the format.
+    """
+    at = f"{field}: " if field else ""
+    if time_format == "rfc3339":
+        m = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+        if m is None:
+            raise ValueError(f"{at}expected an RFC 3339 time like 2026-11-29T10:00:00+08:00, got {_show(value)}")
+        if m.group("offset") is None:
+            raise ValueError(f"{at}RFC 3339 time {value!r} has no UTC offset (add Z or +08:00)")
+        try:
+            return datetime.fromisoformat(m.group().upper()).astimezone(UTC)
+        except ValueError:
+            raise ValueError(f"{at}{value!r} is not a valid RFC 3339 time") from None
+    if time_format not in TIME_FORMATS:
+        raise ValueError(f"{at}unknown time format {time_format!r} (expected one of {', '.join(TIME_FORMATS)})")
+    unit = "seconds" if time_format == "unix_s" else "milliseconds"
+    if isinstance(value, bool) or not isinstance(value, int | float | str) or not _UNIX_TEXT.fullmatch(str(value)):
+        raise ValueError(f"{at}expected {time_format} ({unit} since 1970, number or digit string), got {_show(value)}")
+    try:
+        result = _EPOCH + timedelta(microseconds=int(Decimal(str(value)) * (10**6 if unit == "seconds" else 10**3)))
+    except OverflowError:
+        result = _EPOCH
+    if not _SANE_FROM <= result < _SANE_TO:
+        raise ValueError(f"{at}{value!r} as {time_format} ({unit}) is not a time between 2000 and 2200; check the unit")
+    return result
+
+
+def _show(value: object) -> str:
+    """A short, safe rendering of a bad input value for a problem message."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "…")
+    return kind_of(value) if isinstance(value, dict | list) or value is None else repr(value)[:40]
+
+
+def kind_of(value: object) -> str:
+    kinds = {dict: "an object", list: "an array", tuple: "an array", str: "a string", bool: "a boolean"}
+    kinds[type(None)] = "null"
+    return kinds.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+
+
+class _Check:
+    """Collects problems; `name` turns a canonical field into what the sender called it (mapped sources)."""
+
+    def __init__(self, problems: list[Problem], name: Callable[[str], str]) -> None:
+        self.problems, self.name = problems, name
+
+    def bad(self, field: str, message: str) -> None:
+        self.problems.append(Problem(self.name(field), message))
+
+    def text(self, field: str, value: object, max_chars: int, *, numbers: bool = False) -> str | None:
+        """The stripped string ("" when blank), or None after naming the problem. Numbers allowed on request."""
+        if numbers and isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            self.bad(field, f"expected a string{' or number' if numbers else ''}, got {kind_of(value)}")
+            return None
+        if len(value := value.strip()) > max_chars:
+            self.bad(field, f"must be at most {max_chars} characters, got {len(value)}")
+            return None
+        return value
+
+    def ident(self, field: str, value: object, max_chars: int = MAX_ID_CHARS, what: str = "id") -> str | None:
+        text = self.text(field, value, max_chars)
+        if text == "":
+            self.bad(field, f"{what} must not be empty")
+        elif text is not None and any(c.isspace() or not c.isprintable() or (what == "userid" and c == ",")
+                                      for c in text):
+            extra = ", commas" if what == "userid" else ""
+            self.bad(field, f"{what} must not contain whitespace{extra} or control characters: {_show(text)}")
+        else:
+            return text
+        return None
+
+    def url(self, field: str, value: object) -> str | None:
+        text = self.text(field, value, MAX_URL_CHARS)
+        scheme, sep, rest = (text or "").partition("://")
+        if not text:
+            return text
+        if not sep or scheme.lower() not in URL_SCHEMES or not rest or rest[0] in "/?#":
+            self.bad(field, f"must be an http(s)://, dingtalk:// or eapp:// URL, got {_show(text)}")
+        elif any(c.isspace() or not c.isprintable() for c in text):
+            self.bad(field, "must not contain whitespace or control characters (percent-encode them)")
+        else:
+            return text
+        return None
+
+    def recipients(self, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list) or not 1 <= len(value) <= MAX_RECIPIENTS:
+            got = f"{len(value)} entries" if isinstance(value, list) else kind_of(value)
+            self.bad("recipients", f"expected an array of 1 to {MAX_RECIPIENTS} DingTalk userids, got {got}")
+            return ()
+        seen: dict[str, int] = {}
+        for i, item in enumerate(value):
+            userid = self.ident(f"recipients[{i}]", item, MAX_USERID_CHARS, "userid")
+            if userid in seen:
+                self.bad(f"recipients[{i}]", f"duplicate of recipients[{seen[userid]}] {userid!r}")
+            elif userid is not None:
+                seen[userid] = i
+        return tuple(seen)
+
+    def form(self, value: object) -> tuple[FormField, ...]:
+        if not isinstance(value, list) or len(value) > MAX_FORM_ROWS:
+            got = f"{len(value)} entries" if isinstance(value, list) else kind_of(value)
+            self.bad("form", f"expected an array of at most {MAX_FORM_ROWS} {{key, value}} objects, got {got}")
+            return ()
+        rows = []
+        for i, row in enumerate(value):
+            if self.keys(f"form[{i}]", row, ("key", "value")):
+                key = self.text(f"form[{i}].key", row.get("key", ""), MAX_FORM_KEY_CHARS)
+                if key == "":
+                    self.bad(f"form[{i}].key", "required, a non-empty string")
+                raw = row.get("value")
+                text = self.text(f"form[{i}].value", "" if raw is None else raw, MAX_FORM_VALUE_CHARS, numbers=True)
+                if key and text is not None:
+                    rows.append(FormField(key, text))
+        return tuple(rows)
+
+    def amount(self, value: object) -> Amount | None:
+        if not self.keys("amount", value, ("num", "unit")):
+            return None
+        num = self.text("amount.num", value.get("num", ""), MAX_AMOUNT_NUM_CHARS, numbers=True)  # type: ignore[union-attr]
+        if num == "":
+            self.bad("amount.num", "required, a number or numeric string")
+        unit = self.text("amount.unit", value.get("unit") or "", MAX_AMOUNT_UNIT_CHARS)  # type: ignore[union-attr]
+        return Amount(num, unit) if num and unit is not None else None
+
+    def keys(self, field: str, value: object, allowed: tuple[str, ...]) -> bool:
+        """True for an object; names each unknown key in it."""
+        if not isinstance(value, dict):
+            self.bad(field, f"expected an object with {' and '.join(allowed)}, got {kind_of(value)}")
+            return False
+        for key in value:
+            if key not in allowed:
+                self.bad(f"{field}.{key}", f"unknown field {key!r} (expected {', '.join(allowed)})")
+        return True
+
+
+def validate_values(
+    data: Mapping[str, object],
+    problems: list[Problem],
+    *,
+    time_format: str = "rfc3339",
+    name: Callable[[str], str] = str,
+) -> dict[str, Any]:
+    """Check and normalise the value fields (VALUE_FIELDS) present in `data` with a non-None value.
+
+    Problems are appended to `problems`, named through `name`. Returns ApprovalEvent keyword arguments
+    for the fields that passed; required-field presence and `status` are the caller's business.
+    """
+    c = _Check(problems, name)
+    out: dict[str, Any] = {}
+    present = {k: v for k, v in data.items() if k in VALUE_FIELDS and v is not None}
+    for key, value in present.items():
+        result: Any
+        if key in ("event_id", "approval_id"):
+            result = c.ident(key, value)
+        elif key == "occurred_at":
+            try:
+                result = parse_time(value, time_format, "")
+            except ValueError as exc:
+                c.bad(key, str(exc))
+                result = None
+        elif key in ("url", "pc_url"):
+            result = c.url(key, value) or None
+        elif key == "recipients":
+            result = c.recipients(value) or None
+        elif key == "form":
+            result = c.form(value) or None
+        elif key == "amount":
+            result = c.amount(value)
+        else:
+            limit = {"title": MAX_TITLE_CHARS, "applicant": MAX_APPLICANT_CHARS}.get(key, MAX_CONTENT_CHARS)
+            result = c.text(key, value, limit) or None
+        if result is not None:
+            out[key] = result
+    return out
+
+
+def invalid(problems: Sequence[Problem]) -> EventInvalid:
+    """The 400 for a list of problems: one named in the message, or their count."""
+    if len(problems) == 1:
+        p = problems[0]
+        return EventInvalid(f"invalid event: {p.field}: {p.message}" if p.field else f"invalid event: {p.message}",
+                            problems)
+    return EventInvalid(f"invalid event: {len(problems)} problems", problems)
+
+
+def require_object(body: object) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise invalid([Problem("body", f"the body must be a JSON object, got {kind_of(body)}")])
+    return body
+
+
+def parse_canonical(source: str, body: object, *, webhook_id: str | None = None) -> ApprovalEvent:
+    """The canonical event format (see module docs / README) → ApprovalEvent, or EventInvalid naming every
+    problem. `webhook_id` (the Standard Webhooks header) is the event id when the body has none."""
+    obj = require_object(body)
+    problems: list[Problem] = []
+    for key in obj:
+        if key not in CANONICAL_FIELDS:
+            close = difflib.get_close_matches(key, CANONICAL_FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(Problem(key, f"unknown field {key!r}{hint}"))
+    for key in ("approval_id", "status", "occurred_at"):
+        if obj.get(key) is None:
+            problems.append(Problem(key, "required"))
+    data = dict(obj)
+    use_header = obj.get("event_id") is None and webhook_id is not None
+    if use_header:
+        data["event_id"] = webhook_id
+    elif obj.get("event_id") is None:
+        problems.append(Problem("event_id", "required (or send a webhook-id header)"))
+    status = parse_status(obj.get("status"), problems)
+    values = validate_values(data, problems, name=lambda f: "webhook-id" if use_header and f == "event_id" else f)
+    if problems:
+        raise invalid(problems)
+    return ApprovalEvent(source=source, status=status, **values)
+
+
+def parse_status(value: object, problems: list[Problem], field: str = "status") -> Status | None:
+    if value is None:
+        return None
+    text = value.strip() if isinstance(value, str) else value
+    if text in Status.__members__.values():
+        return Status(text)
+    allowed = ", ".join(s.value for s in Status)
+    problems.append(Problem(field, f"must be one of {allowed}, got {_show(value)}"))
+    return None
+
+
+def missing_card_fields(event: ApprovalEvent) -> list[Problem]:
+    """The card fields (title, recipients, url) this event lacks; the first event of an approval needs all
+    three unless they are stored from an earlier one, which only the receiver can tell."""
+    return [
+        Problem(f, "required on the first event for an approval (no card data is stored for it yet)")
+        for f in CARD_FIELDS
+        if not getattr(event, f)
+    ]
