@@ -1,8 +1,9 @@
-"""The approval event: what every source format is normalised into.
+"""The approval event: what every source format is normalised into, and the canonical format's parser.
 
 A webhook (canonical JSON, a mapped format, or a native DingTalk / Feishu / WeCom callback) becomes one
 frozen `ApprovalEvent`. Everything after the receiver (storage, the state machine, rendering) sees only
-this type, so adding a source format never touches the worker.
+this type, so adding a source format never touches the worker. Below the dataclasses: `parse_json` (strict
+body decoding), `parse_canonical`, and `validate_values`, the one set of field rules every format obeys.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from bridge.errors import EventInvalid, MalformedPayload, Problem
 
@@ -137,19 +138,11 @@ class ApprovalEvent:
 # Every check appends a Problem instead of raising, so one 400 names every bad field at once. The mapped
 # formats (bridge.mapping) feed their values through `validate_values` too: one set of rules for all.
 
-MAX_DEPTH = 32
-MAX_ID_CHARS = 128
-MAX_TITLE_CHARS = 200
-MAX_URL_CHARS = 2048
-MAX_FORM_ROWS = 20
-MAX_FORM_KEY_CHARS = 50
-MAX_FORM_VALUE_CHARS = 500
-MAX_AMOUNT_NUM_CHARS = 32
-MAX_AMOUNT_UNIT_CHARS = 10
-MAX_CONTENT_CHARS = 2000
-MAX_APPLICANT_CHARS = 64
-MAX_RECIPIENTS = 5000
-MAX_USERID_CHARS = 64
+MAX_DEPTH = 32  # JSON nesting levels
+MAX_ID_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS, MAX_CONTENT_CHARS, MAX_APPLICANT_CHARS = 128, 200, 2048, 2000, 64
+MAX_RECIPIENTS, MAX_USERID_CHARS = 5000, 64
+MAX_FORM_ROWS, MAX_FORM_KEY_CHARS, MAX_FORM_VALUE_CHARS = 20, 50, 500
+MAX_AMOUNT_NUM_CHARS, MAX_AMOUNT_UNIT_CHARS = 32, 10
 TIME_FORMATS = ("rfc3339", "unix_s", "unix_ms")
 URL_SCHEMES = ("http", "https", "dingtalk", "eapp")
 CARD_FIELDS = ("title", "recipients", "url")
@@ -174,16 +167,12 @@ def parse_json(raw: bytes) -> object:
     text = text.removeprefix("\ufeff")  # RFC 8259 lets a parser ignore a byte order mark
     depth = 0
     for match in _JSON_TOKENS.finditer(text):
-        token = match.group()
-        if token in ("[", "{"):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise MalformedPayload(f"invalid JSON at {_where(text, match.start())}: nested deeper than "
-                                       f"{MAX_DEPTH} levels")
-        elif token in ("]", "}"):
-            depth -= 1
-        elif token[0] != '"':
-            raise MalformedPayload(f"invalid JSON at {_where(text, match.start())}: {token} is not a JSON value")
+        token, pos = match.group(), match.start()
+        depth += (token in ("[", "{")) - (token in ("]", "}"))
+        if depth > MAX_DEPTH or token[0] not in '"[]{}':
+            why = f"nested deeper than {MAX_DEPTH} levels" if depth > MAX_DEPTH else f"{token} is not a JSON value"
+            line, column = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+            raise MalformedPayload(f"invalid JSON at line {line} column {column}: {why}")
     try:
         return json.loads(text, parse_float=_finite)
     except json.JSONDecodeError as exc:
@@ -196,10 +185,6 @@ def _finite(text: str) -> float:
     if (number := float(text)) in (float("inf"), float("-inf")):
         raise ValueError(f"number {text[:40]} is too large")
     return number
-
-
-def _where(text: str, pos: int) -> str:
-    return f"line {text.count(chr(10), 0, pos) + 1} column {pos - text.rfind(chr(10), 0, pos)}"
 
 
 def parse_time(value: object, time_format: str, field: str) -> datetime:
@@ -292,10 +277,17 @@ class _Check:
             return text
         return None
 
-    def recipients(self, value: object) -> tuple[str, ...]:
+    def time(self, field: str, value: object, time_format: str) -> datetime | None:
+        try:
+            return parse_time(value, time_format, "")
+        except ValueError as exc:
+            self.bad(field, str(exc))
+            return None
+
+    def recipients(self, field: str, value: object) -> tuple[str, ...]:
         if not isinstance(value, list) or not 1 <= len(value) <= MAX_RECIPIENTS:
             got = f"{len(value)} entries" if isinstance(value, list) else kind_of(value)
-            self.bad("recipients", f"expected an array of 1 to {MAX_RECIPIENTS} DingTalk userids, got {got}")
+            self.bad(field, f"expected an array of 1 to {MAX_RECIPIENTS} DingTalk userids, got {got}")
             return ()
         seen: dict[str, int] = {}
         for i, item in enumerate(value):
@@ -306,12 +298,12 @@ class _Check:
                 seen[userid] = i
         return tuple(seen)
 
-    def form(self, value: object) -> tuple[FormField, ...]:
+    def form(self, field: str, value: object) -> tuple[FormField, ...]:
         if not isinstance(value, list) or len(value) > MAX_FORM_ROWS:
             got = f"{len(value)} entries" if isinstance(value, list) else kind_of(value)
-            self.bad("form", f"expected an array of at most {MAX_FORM_ROWS} {{key, value}} objects, got {got}")
+            self.bad(field, f"expected an array of at most {MAX_FORM_ROWS} {{key, value}} objects, got {got}")
             return ()
-        rows = []
+        rows: list[FormField] = []
         for i, row in enumerate(value):
             if self.keys(f"form[{i}]", row, ("key", "value")):
                 key = self.text(f"form[{i}].key", row.get("key", ""), MAX_FORM_KEY_CHARS)
@@ -323,16 +315,16 @@ class _Check:
                     rows.append(FormField(key, text))
         return tuple(rows)
 
-    def amount(self, value: object) -> Amount | None:
-        if not self.keys("amount", value, ("num", "unit")):
+    def amount(self, field: str, value: object) -> Amount | None:
+        if not self.keys(field, value, ("num", "unit")):
             return None
-        num = self.text("amount.num", value.get("num", ""), MAX_AMOUNT_NUM_CHARS, numbers=True)  # type: ignore[union-attr]
+        num = self.text(f"{field}.num", value.get("num", ""), MAX_AMOUNT_NUM_CHARS, numbers=True)
         if num == "":
-            self.bad("amount.num", "required, a number or numeric string")
-        unit = self.text("amount.unit", value.get("unit") or "", MAX_AMOUNT_UNIT_CHARS)  # type: ignore[union-attr]
+            self.bad(f"{field}.num", "required, a number or numeric string")
+        unit = self.text(f"{field}.unit", value.get("unit") or "", MAX_AMOUNT_UNIT_CHARS)
         return Amount(num, unit) if num and unit is not None else None
 
-    def keys(self, field: str, value: object, allowed: tuple[str, ...]) -> bool:
+    def keys(self, field: str, value: object, allowed: tuple[str, ...]) -> TypeGuard[dict[str, Any]]:
         """True for an object; names each unknown key in it."""
         if not isinstance(value, dict):
             self.bad(field, f"expected an object with {' and '.join(allowed)}, got {kind_of(value)}")
@@ -356,41 +348,19 @@ def validate_values(
     for the fields that passed; required-field presence and `status` are the caller's business.
     """
     c = _Check(problems, name)
-    out: dict[str, Any] = {}
-    present = {k: v for k, v in data.items() if k in VALUE_FIELDS and v is not None}
-    for key, value in present.items():
-        result: Any
-        if key in ("event_id", "approval_id"):
-            result = c.ident(key, value)
-        elif key == "occurred_at":
-            try:
-                result = parse_time(value, time_format, "")
-            except ValueError as exc:
-                c.bad(key, str(exc))
-                result = None
-        elif key in ("url", "pc_url"):
-            result = c.url(key, value) or None
-        elif key == "recipients":
-            result = c.recipients(value) or None
-        elif key == "form":
-            result = c.form(value) or None
-        elif key == "amount":
-            result = c.amount(value)
-        else:
-            limit = {"title": MAX_TITLE_CHARS, "applicant": MAX_APPLICANT_CHARS}.get(key, MAX_CONTENT_CHARS)
-            result = c.text(key, value, limit) or None
-        if result is not None:
-            out[key] = result
-    return out
+    limits = {"title": MAX_TITLE_CHARS, "applicant": MAX_APPLICANT_CHARS, "content": MAX_CONTENT_CHARS}
+    checks: dict[str, Callable[[str, Any], Any]] = {
+        "event_id": c.ident, "approval_id": c.ident, "occurred_at": lambda f, v: c.time(f, v, time_format),
+        "url": c.url, "pc_url": c.url, "recipients": c.recipients, "form": c.form, "amount": c.amount,
+    } | {key: lambda f, v: c.text(f, v, limits[f]) for key in limits}  # fmt: skip
+    results = {key: checks[key](key, value) for key, value in data.items() if key in checks and value is not None}
+    return {key: result for key, result in results.items() if result not in (None, "", ())}
 
 
 def invalid(problems: Sequence[Problem]) -> EventInvalid:
     """The 400 for a list of problems: one named in the message, or their count."""
-    if len(problems) == 1:
-        p = problems[0]
-        return EventInvalid(f"invalid event: {p.field}: {p.message}" if p.field else f"invalid event: {p.message}",
-                            problems)
-    return EventInvalid(f"invalid event: {len(problems)} problems", problems)
+    one = f"{problems[0].field}: {problems[0].message}" if len(problems) == 1 else ""
+    return EventInvalid(f"invalid event: {one or f'{len(problems)} problems'}", problems)
 
 
 def require_object(body: object) -> dict[str, Any]:

@@ -32,6 +32,7 @@ REQUIRED_TARGETS = ("approval_id", "occurred_at")
 KEYS = ("time_format", "event_id", "status", "ignore", "fields", "constants", "statuses", "form")
 _SEGMENT = re.compile(r"([^.\[\]\s]+)((?:\[\d+\])*)")
 _INDEX = re.compile(r"\[(\d+)\]")
+IDENTITY_STATUSES = tuple((s.value, s) for s in Status)  # without a `statuses` table
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ class MappingConfig:
 
     status: tuple[Path, ...]
     fields: tuple[tuple[str, tuple[Path, ...]], ...]
-    statuses: tuple[tuple[str, Status], ...] = tuple((s.value, s) for s in Status)  # source value -> canonical
+    statuses: tuple[tuple[str, Status], ...] = IDENTITY_STATUSES  # source value -> canonical
     time_format: str = "rfc3339"
     event_id: tuple[Path, ...] = ()
     event_id_parts: bool = False  # event_id was a list: every part required, joined with ":"
@@ -176,7 +177,7 @@ def _strings(value: object, key: str, err: Callable[[str, str], None]) -> list[s
 def _statuses(table: dict[str, Any], ignore: list[str], err: Callable[[str, str], None]
               ) -> tuple[tuple[str, Status], ...]:  # fmt: skip
     if "statuses" not in table:
-        return MappingConfig.statuses  # type: ignore[return-value]
+        return IDENTITY_STATUSES
     allowed = tuple(s.value for s in Status)
     out: dict[str, Status] = {}
     for name, values in _table(table["statuses"], "statuses", err, "canonical status", allowed):
@@ -197,8 +198,10 @@ def _form(value: object, err: Callable[[str, str], None]) -> tuple[tuple[str, Pa
         if not label.strip() or len(label.strip()) > events.MAX_FORM_KEY_CHARS:
             err("form", f"label {label[:60]!r} must be 1 to {events.MAX_FORM_KEY_CHARS} characters")
         else:
-            paths = _paths(path, f"form.{label}", err, required=True)
-            rows.extend((label.strip(), p) for p in paths[:1])
+            try:
+                rows.append((label.strip(), Path.parse(path)))
+            except ValueError as exc:
+                err(f"form.{label}", str(exc))
     if len(rows) > events.MAX_FORM_ROWS:
         err("form", f"at most {events.MAX_FORM_ROWS} rows, got {len(rows)}")
     return tuple(rows)
