@@ -1,14 +1,50 @@
 """Configuration: TOML loaded once, at the edge, into frozen dataclasses.
 
-SKELETON: the dataclass shapes below are the contract the rest of bridge codes against. The loader
-(`load`, `from_dict`, strict validation, `env:NAME` secrets) is being written.
+Why it exists: every other module takes its settings as an explicit, immutable `Config` (or one section of
+it) and never reads files or the environment itself. `load()` reads the file once at start-up and validates
+it strictly: an unknown key, a wrong type, a bad URL, a missing required value or an unset environment
+variable is a `ConfigError` naming the file and the dotted key (`bridge.toml: dingtalk.agent_id: ...`), so
+a typo fails at start-up instead of silently falling back to a default.
+
+Secrets (app secret, admin token, webhook secrets) are given inline or as ``env:NAME``; they are wrapped in
+`Secret`, which masks itself in repr, str, logs, `summary()` and error messages. `config.example.toml` at
+the top of the repository documents every key.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bridge import signatures
+from bridge.errors import ConfigError
+from bridge.tomltable import Table, kind, unknown
+
+__all__ = [
+    "CardConfig",
+    "Config",
+    "DingTalkConfig",
+    "Secret",
+    "ServerConfig",
+    "SourceConfig",
+    "StatusStyle",
+    "StatusesConfig",
+    "StorageConfig",
+    "WorkerConfig",
+    "from_dict",
+    "load",
+    "resolve_secret",
+    "run_check_cli",
+    "sandbox",
+    "summary",
+]
 
 
 class Secret:
@@ -26,7 +62,9 @@ class Secret:
         return self._value
 
     def masked(self) -> str:
-        return "****" if len(self._value) < 8 else f"{self._value[:2]}****{self._value[-2:]}"
+        """For display: `****`, with the first and last two characters around it only when the secret is long
+        enough (16+) that four shown characters tell secrets apart without helping anyone guess one."""
+        return "****" if len(self._value) < 16 else f"{self._value[:2]}****{self._value[-2:]}"
 
     def __repr__(self) -> str:
         return "Secret('****')"
@@ -136,3 +174,274 @@ class Config:
             if s.name == name:
                 return s
         return None
+
+
+# --- loading -------------------------------------------------------------------------------------------------
+
+SIGNATURES = signatures.SCHEMES
+FORMATS = ("canonical", "mapping", "dingtalk", "feishu", "wecom")
+NATIVE_FORMATS = ("dingtalk", "feishu", "wecom")
+SYNCHRONOUS = ("normal", "full")
+ON_REVOKED = ("update", "recall")
+SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+STATUS_COLOR = re.compile(r"0x[0-9A-Fa-f]{8}")
+HEAD_COLOR = re.compile(r"[0-9A-Fa-f]{8}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MIN_ADMIN_TOKEN_CHARS = 16
+SECTIONS = ("server", "storage", "dingtalk", "statuses", "card", "worker", "sources")
+SOURCE_KEYS = ("name", "signature", "secret", "format", "timestamp_tolerance_s", "mapping")
+NATIVE_OWN_KEYS = ("name", "format", "timestamp_tolerance_s")  # everything else goes to bridge.native
+
+# The fixed, documented, NOT secret key of the sandbox's "demo" source (base64 of "demo-secret-for-the-sandbox").
+SANDBOX_WEBHOOK_SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1zYW5kYm94"
+
+
+def resolve_secret(value: object, key: str, env: Mapping[str, str]) -> Secret:
+    """An inline secret, or ``env:NAME`` read from `env`. `key` names the place for errors ("bridge.toml:
+    sources[0].secret"); an unset variable is a ConfigError naming the variable, never a value."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string (the secret inline, or 'env:NAME'), got {kind(value)}")
+    if not value.startswith("env:"):
+        return Secret(value)
+    name = value[len("env:") :]
+    if not ENV_NAME.fullmatch(name):
+        raise ConfigError(f"{key}: {name!r} is not an environment variable name (use env:NAME)")
+    if name not in env:
+        raise ConfigError(f"{key}: environment variable {name} is not set")
+    return Secret(env[name])
+
+
+def _secret(t: Table, name: str, env: Mapping[str, str], *, required: bool) -> Secret | None:
+    if name not in t.data:
+        if required:
+            raise t.fail(name, "required (a secret inline, or 'env:NAME')")
+        return None
+    value = resolve_secret(t.data[name], f"{t.file}: {t.path(name)}", env)
+    if not value.reveal():
+        raise t.fail(name, "must not be empty")
+    return value
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML file. `env` (default os.environ) resolves ``env:NAME`` secrets."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {type(exc).__name__}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return _build(data, path.resolve(), os.environ if env is None else env, str(path))
+
+
+def from_dict(data: dict[str, Any], *, path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Validate an already-parsed TOML document (env defaults to os.environ). Relative storage paths are
+    taken from `path`'s directory; errors name `path`, or "<config>" without one."""
+    return _build(data, path, os.environ if env is None else env, str(path) if path is not None else "<config>")
+
+
+def _build(data: dict[str, Any], path: Path | None, env: Mapping[str, str], file: str) -> Config:
+    top = Table(data, "", file, "the top level")
+    for name in top.data:
+        if name not in SECTIONS:
+            raise unknown(name, SECTIONS, "section", f"the top level ({file})")
+    server = _server(top.table("server", "[server]"), env)
+    raw_sources = data.get("sources", [])
+    if not isinstance(raw_sources, list) or not raw_sources:
+        raise ConfigError(f"{file}: sources: at least one [[sources]] table is required (who may send webhooks)")
+    sources: list[SourceConfig] = []
+    for i, raw in enumerate(raw_sources):
+        source = _source(Table(raw, f"sources[{i}]", file, f"[[sources]] #{i + 1}"), server, env)
+        if any(s.name == source.name for s in sources):
+            raise ConfigError(f"{file}: sources[{i}].name: duplicate source name {source.name!r}")
+        sources.append(source)
+    return Config(
+        server=server,
+        storage=_storage(top.table("storage", "[storage]"), path),
+        dingtalk=_dingtalk(top.table("dingtalk", "[dingtalk]"), env),
+        statuses=_statuses(top.table("statuses", "[statuses]")),
+        card=_card(top.table("card", "[card]")),
+        worker=_worker(top.table("worker", "[worker]")),
+        sources=tuple(sources),
+        path=path,
+    )
+
+
+def _server(t: Table, env: Mapping[str, str]) -> ServerConfig:
+    t.only(f.name for f in dataclasses.fields(ServerConfig))
+    d = ServerConfig()
+    token = _secret(t, "admin_token", env, required=False)
+    if token is not None and len(token.reveal()) < MIN_ADMIN_TOKEN_CHARS:
+        raise t.fail("admin_token", f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters (a random string)")
+    return ServerConfig(
+        host=t.text("host", d.host),
+        port=t.integer("port", d.port, low=0, high=65535),
+        max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, low=1024),
+        admin_token=token,
+        shutdown_timeout_s=t.number("shutdown_timeout_s", d.shutdown_timeout_s, open_low=False),
+    )
+
+
+def _storage(t: Table, config_path: Path | None) -> StorageConfig:
+    t.only(f.name for f in dataclasses.fields(StorageConfig))
+    d = StorageConfig()
+    where = Path(t.text("path", d.path)).expanduser()
+    if not where.is_absolute() and config_path is not None:
+        where = config_path.parent / where
+    return StorageConfig(path=str(where), synchronous=t.text("synchronous", d.synchronous, choices=SYNCHRONOUS))
+
+
+def _dingtalk(t: Table, env: Mapping[str, str]) -> DingTalkConfig:
+    t.only(f.name for f in dataclasses.fields(DingTalkConfig))
+    d = DingTalkConfig()
+    base_url, app_key = t.url("base_url", d.base_url), t.text("app_key")
+    secret = _secret(t, "app_secret", env, required=True)
+    assert secret is not None
+    return DingTalkConfig(
+        base_url=base_url,
+        app_key=app_key,
+        app_secret=secret,
+        agent_id=t.integer("agent_id"),
+        qps=t.number("qps", d.qps),
+        timeout_s=t.number("timeout_s", d.timeout_s),
+        # DingTalk's own limits are the upper bounds: past them the calls fail.
+        recall_window_s=t.integer("recall_window_s", d.recall_window_s, high=d.recall_window_s),
+        update_window_s=t.integer("update_window_s", d.update_window_s, high=d.update_window_s),
+        status_bar_max_userids=t.integer("status_bar_max_userids", d.status_bar_max_userids,
+                                         high=d.status_bar_max_userids),
+    )
+
+
+def _statuses(t: Table) -> StatusesConfig:
+    names = [f.name for f in dataclasses.fields(StatusesConfig)]
+    t.only(names)
+    styles = {}
+    for name in names:
+        default: StatusStyle = getattr(StatusesConfig(), name)
+        s = t.table(name, f"[statuses.{name}]")
+        s.only(("label", "color"))
+        styles[name] = StatusStyle(
+            label=s.text("label", default.label),
+            color=s.text("color", default.color, pattern=STATUS_COLOR, shape="0xAARRGGBB (8 hex digits after 0x)"),
+        )
+    return StatusesConfig(**styles)
+
+
+def _card(t: Table) -> CardConfig:
+    t.only(f.name for f in dataclasses.fields(CardConfig))
+    d = CardConfig()
+    return CardConfig(
+        head_color=t.text("head_color", d.head_color, pattern=HEAD_COLOR, shape="AARRGGBB (8 hex digits, no 0x)"),
+        head_text=t.text("head_text", d.head_text),
+        on_revoked=t.text("on_revoked", d.on_revoked, choices=ON_REVOKED),
+    )
+
+
+def _worker(t: Table) -> WorkerConfig:
+    fields = dataclasses.fields(WorkerConfig)
+    t.only(f.name for f in fields)
+    d = WorkerConfig()
+    values: dict[str, Any] = {}
+    for f in fields:
+        default = getattr(d, f.name)
+        values[f.name] = t.integer(f.name, default) if isinstance(default, int) else t.number(f.name, default)
+    if values["retry_cap_s"] < values["retry_base_s"]:
+        raise t.fail("retry_cap_s", f"must be at least worker.retry_base_s ({values['retry_base_s']:g})")
+    return WorkerConfig(**values)
+
+
+_SOURCE_DEFAULTS = SourceConfig(name="defaults")
+
+
+def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceConfig:
+    name = t.text("name", pattern=SOURCE_NAME, shape="^[a-z0-9][a-z0-9_-]{0,63}$ (it is a URL segment)")
+    t.label = f"{t.label} ({name!r})"
+    fmt = t.text("format", "canonical", choices=FORMATS)
+    tolerance = t.integer("timestamp_tolerance_s", _SOURCE_DEFAULTS.timestamp_tolerance_s)
+    if fmt in NATIVE_FORMATS:
+        from bridge import native
+
+        rest = {k: v for k, v in t.data.items() if k not in NATIVE_OWN_KEYS}
+        parsed = native.parse_config(fmt, rest, f"{t.file}: {t.key}", env)
+        return SourceConfig(name=name, signature="native", format=fmt, timestamp_tolerance_s=tolerance,
+                            native=parsed)
+    t.only(SOURCE_KEYS if fmt == "mapping" else tuple(k for k in SOURCE_KEYS if k != "mapping"))
+    scheme = t.text("signature", _SOURCE_DEFAULTS.signature, choices=SIGNATURES)
+    secrets = _source_secrets(t, scheme, env)
+    if scheme == "none" and not server.on_loopback:
+        raise ConfigError(f"{t.file}: {t.path('signature')} = 'none' is only allowed when server.host is a loopback "
+                          f"address (server.host = {server.host!r}); sign the webhooks or bind to 127.0.0.1")
+    mapping = None
+    if fmt == "mapping":
+        if "mapping" not in t.data:
+            raise t.fail("mapping", "required when format = 'mapping' (a [sources.mapping] table)")
+        from bridge import mapping as mapping_module
+
+        mapping = mapping_module.parse_config(t.data["mapping"], f"{t.file}: {t.path('mapping')}")
+    return SourceConfig(name=name, signature=scheme, secrets=secrets, format=fmt, timestamp_tolerance_s=tolerance,
+                        mapping=mapping)
+
+
+def _source_secrets(t: Table, scheme: str, env: Mapping[str, str]) -> tuple[Secret, ...]:
+    raw = t.data.get("secret")
+    if scheme == "none":
+        if raw is not None:
+            raise t.fail("secret", "given, but signature = 'none' never checks it; remove one of them")
+        return ()
+    if raw is None:
+        raise t.fail("secret", f"required for signature = {scheme!r} (a string or a list of strings, inline or "
+                               "'env:NAME')")
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise t.fail("secret", "must not be an empty list")
+    out = []
+    for i, item in enumerate(items):
+        key = t.path("secret") + (f"[{i}]" if isinstance(raw, list) else "")
+        value = resolve_secret(item, f"{t.file}: {key}", env)
+        if not value.reveal():
+            raise ConfigError(f"{t.file}: {key}: must not be empty")
+        if scheme == "standard-webhooks":
+            try:
+                signatures.decode_whsec(value.reveal())
+            except ValueError as exc:
+                raise ConfigError(f"{t.file}: {key}: {exc}") from None
+        out.append(value)
+    return tuple(out)
+
+
+def sandbox(base_url: str, storage_path: str) -> Config:
+    """The built-in configuration of `bridge serve --sandbox`: the simulator's demo app and one canonical
+    "demo" source signed with the public SANDBOX_WEBHOOK_SECRET. No file, no environment."""
+    return from_dict(
+        {
+            "server": {"host": "127.0.0.1"},
+            "storage": {"path": storage_path},
+            "dingtalk": {"base_url": base_url, "app_key": "dingdemoappkey", "app_secret": "demo-app-secret",
+                         "agent_id": 1000001},
+            "sources": [{"name": "demo", "signature": "standard-webhooks", "secret": SANDBOX_WEBHOOK_SECRET,
+                         "format": "canonical"}],
+        },
+        env={},
+    )
+
+
+# --- showing a configuration (bridge.config_show) ----------------------------------------------------------
+
+
+def summary(cfg: Config) -> dict[str, Any]:
+    """The whole configuration as JSON-able data, every secret masked (`check-config --json`, admin API)."""
+    from bridge import config_show
+
+    return config_show.summary(cfg)
+
+
+def run_check_cli(args: argparse.Namespace) -> int:
+    """`bridge check-config`: exit 0 and a summary (JSON with args.json) if args.config is valid; else
+    "error: ..." on stderr and 2 (a missing file included)."""
+    from bridge import config_show
+
+    return config_show.run_check_cli(args)
