@@ -40,6 +40,7 @@ __all__ = [
     "WorkerConfig",
     "from_dict",
     "load",
+    "override_server",
     "resolve_secret",
     "run_check_cli",
     "sandbox",
@@ -373,8 +374,7 @@ def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceCon
     scheme = t.text("signature", _SOURCE_DEFAULTS.signature, choices=SIGNATURES)
     secrets = _source_secrets(t, scheme, env)
     if scheme == "none" and not server.on_loopback:
-        raise ConfigError(f"{t.file}: {t.path('signature')} = 'none' is only allowed when server.host is a loopback "
-                          f"address (server.host = {server.host!r}); sign the webhooks or bind to 127.0.0.1")
+        raise _unsigned_off_loopback(t.file, t.path("signature"), server.host)
     mapping = None
     if fmt == "mapping":
         if "mapping" not in t.data:
@@ -411,6 +411,21 @@ def _source_secrets(t: Table, scheme: str, env: Mapping[str, str]) -> tuple[Secr
                 raise ConfigError(f"{t.file}: {key}: {exc}") from None
         out.append(value)
     return tuple(out)
+
+
+def _unsigned_off_loopback(file: str, key: str, host: str) -> ConfigError:
+    return ConfigError(f"{file}: {key} = 'none' is only allowed when server.host is a loopback address "
+                       f"(server.host = {host!r}); sign the webhooks or bind to 127.0.0.1")
+
+
+def override_server(cfg: Config, *, host: str | None = None, port: int | None = None) -> Config:
+    """`cfg` with the listen address replaced (`--host` / `--port`), re-checking what depends on it: an
+    unsigned source (signature = "none") must not become reachable off loopback."""
+    server = dataclasses.replace(cfg.server, **{k: v for k, v in (("host", host), ("port", port)) if v is not None})
+    for i, source in enumerate(cfg.sources):
+        if source.signature == "none" and not server.on_loopback:
+            raise _unsigned_off_loopback(str(cfg.path or "<config>"), f"sources[{i}].signature", server.host)
+    return dataclasses.replace(cfg, server=server)
 
 
 def sandbox(base_url: str, storage_path: str) -> Config:

@@ -71,7 +71,7 @@ def describe(cfg: Config) -> str:
 def run_check_cli(args: argparse.Namespace) -> int:
     path = Path(args.config)
     if not path.is_file():
-        print(f"error: configuration file {str(path)!r} not found", file=sys.stderr)
+        print(f"error: configuration file {str(path)!r} not found (start from config.example.toml)", file=sys.stderr)
         return 2
     try:
         cfg = load(path)

@@ -241,6 +241,16 @@ def test_signature_none_allowed_on_loopback_only() -> None:
     assert "sources[0].signature = 'none'" in message and "server.host" in message and "'0.0.0.0'" in message
 
 
+def test_override_server_rechecks_unsigned_sources() -> None:
+    cfg = build(minimal(sources=[{"name": "erp", "secret": WHSEC}, {"name": "local", "signature": "none"}]))
+    assert config.override_server(cfg, port=9999).server == config.ServerConfig(port=9999)
+    assert config.override_server(cfg, host="localhost").server.host == "localhost"
+    with pytest.raises(ConfigError, match=r"sources\[1\]\.signature = 'none' is only allowed when server\.host"):
+        config.override_server(cfg, host="0.0.0.0")
+    signed_only = build(minimal())
+    assert config.override_server(signed_only, host="0.0.0.0", port=80).server.host == "0.0.0.0"
+
+
 def test_signature_none_with_a_secret_is_refused() -> None:
     assert "sources[0].secret: given, but signature = 'none'" in error(with_source(signature="none"))
 
