@@ -1,0 +1,388 @@
+"""An in-memory Store for unit tests: the same protocol and semantics as the SQLite store, in dicts.
+
+It passes the same contract suite as `SQLiteStore` (tests/integration/test_store_contract.py), so a unit test
+that runs against it tells the truth about production. Values go through the same round trips the database
+imposes (events through their JSON form, JSON-shaped mappings through `json`, times to aware UTC), so a test
+cannot pass here by keeping a tuple where SQLite would hand back a list.
+
+Inspectable on purpose: `inbox`, `raw_bodies`, `approvals`, `notices`, `jobs`, `audit`, `journal_entries`;
+`reset()` empties everything; `fail_writes = True` makes every write raise `StorageUnavailable` (the
+receiver's 503 path) until it is set back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bridge import store
+from bridge.errors import StorageUnavailable
+from bridge.events import ApprovalEvent
+
+__all__ = ["MemoryStore"]
+
+
+def _utc(at: datetime) -> datetime:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"naive datetime {at.isoformat()}: bridge stores timezone-aware UTC times only")
+    return at.astimezone(UTC)
+
+
+def _opt_utc(at: datetime | None) -> datetime | None:
+    return None if at is None else _utc(at)
+
+
+def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
+    """What a JSON column gives back: tuples become lists, non-JSON values raise TypeError."""
+    result: dict[str, Any] = json.loads(json.dumps(dict(value), ensure_ascii=False))
+    return result
+
+
+def _check_kind(job: store.NewJob) -> None:
+    if job.kind not in store.JOB_KINDS:
+        raise ValueError(f"unknown job kind {job.kind!r} (expected one of {', '.join(store.JOB_KINDS)})")
+
+
+def _no_new_notices(jobs: Sequence[store.NewJob]) -> None:
+    if any(job.new_notice_index is not None for job in jobs):
+        raise ValueError("new_notice_index refers to a decision's new notices; use notice_id here")
+
+
+class MemoryStore:
+    """The Store protocol in memory. Every method is atomic: it checks everything before changing anything."""
+
+    def __init__(self) -> None:
+        self.fail_writes = False
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (and stop failing writes)."""
+        self.fail_writes = False
+        self.inbox: dict[int, store.InboxEvent] = {}
+        self.raw_bodies: dict[int, bytes] = {}
+        self.approvals: dict[tuple[str, str], store.Approval] = {}
+        self.notices: dict[int, store.Notice] = {}
+        self.jobs: dict[int, store.Job] = {}
+        self.audit: list[store.AuditEntry] = []
+        self.journal_entries: list[store.JournalEntry] = []
+        self._by_event_id: dict[tuple[str, str], int] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(events={len(self.inbox)}, jobs={len(self.jobs)})"
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def _writable(self) -> None:
+        if self.fail_writes:
+            raise StorageUnavailable("storage unavailable: writes are failing (MemoryStore.fail_writes)")
+
+    # --- receiving -----------------------------------------------------------------------------------------
+    async def add_event(self, event: ApprovalEvent, raw: bytes, received_at: datetime) -> store.AddResult:
+        stored = ApprovalEvent.from_json(event.to_json())
+        received, _ = _utc(received_at), _utc(event.occurred_at)
+        self._writable()
+        key = (event.source, event.event_id)
+        if (known := self._by_event_id.get(key)) is not None:
+            self.inbox[known] = replace(self.inbox[known], duplicates=self.inbox[known].duplicates + 1)
+            return store.AddResult(inserted=False, inbox_id=known)
+        inbox_id = len(self.inbox) + 1
+        self.inbox[inbox_id] = store.InboxEvent(id=inbox_id, event=stored, received_at=received)
+        self.raw_bodies[inbox_id] = bytes(raw)
+        self._by_event_id[key] = inbox_id
+        return store.AddResult(inserted=True, inbox_id=inbox_id)
+
+    async def has_card_data(self, source: str, approval_id: str) -> bool:
+        if (source, approval_id) in self.approvals:
+            return True
+        return any(e.event.has_card_data for e in self._events_of(source, approval_id))
+
+    def _events_of(self, source: str, approval_id: str) -> Iterable[store.InboxEvent]:
+        return (e for e in self.inbox.values() if e.event.source == source and e.event.approval_id == approval_id)
+
+    # --- deciding ------------------------------------------------------------------------------------------
+    async def pending_events(self, limit: int = 100) -> list[store.InboxEvent]:
+        pending = [e for e in self.inbox.values() if not e.processed]
+        pending.sort(key=lambda e: (e.event.source, e.event.approval_id, _utc(e.event.occurred_at), e.id))
+        return pending[: max(limit, 0)]
+
+    async def get_approval(self, source: str, approval_id: str) -> store.Approval | None:
+        return self.approvals.get((source, approval_id))
+
+    async def notices_for(self, source: str, approval_id: str) -> list[store.Notice]:
+        return [n for n in self.notices.values() if n.source == source and n.approval_id == approval_id]
+
+    def _check_notice_ref(self, notice_id: int | None) -> None:
+        if notice_id is not None and notice_id not in self.notices:
+            raise ValueError(f"the database refused the write: no notice {notice_id}")
+
+    def _new_job(self, job: store.NewJob, source: str, approval_id: str, notice_id: int | None,
+                 event_id: str | None, now: datetime) -> int:
+        job_id = len(self.jobs) + 1
+        self.jobs[job_id] = store.Job(
+            id=job_id, kind=job.kind, source=source, approval_id=approval_id, lock_key=job.lock_key,
+            notice_id=notice_id, payload=_plain(job.payload), state=store.PENDING, attempts=0,
+            run_at=_utc(job.run_at or now), created_at=now, updated_at=now, event_id=job.event_id or event_id,
+        )
+        return job_id
+
+    def _append_journal(self, entries: Sequence[store.NewJournal], at: datetime) -> None:
+        for e in entries:
+            self.journal_entries.append(store.JournalEntry(
+                id=len(self.journal_entries) + 1, at=at, kind=e.kind, source=e.source, approval_id=e.approval_id,
+                event_id=e.event_id, job_id=e.job_id, task_id=e.task_id, message=e.message, data=_plain(e.data),
+            ))
+
+    async def apply_decision(self, decision: store.Decision, now: datetime) -> list[int]:
+        now = _utc(now)
+        self._writable()
+        for job in decision.jobs:
+            _check_kind(job)
+            _utc(job.run_at or now)
+            _plain(job.payload)
+            if job.new_notice_index is not None and not 0 <= job.new_notice_index < len(decision.new_notices):
+                raise ValueError(f"new_notice_index {job.new_notice_index} is outside the decision's new notices")
+            if job.new_notice_index is None:
+                self._check_notice_ref(job.notice_id)
+        notice_msgs = [_plain(n.msg) for n in decision.new_notices]
+        for line in decision.journal:
+            _plain(line.data)
+        if decision.inbox_id not in self.inbox:
+            raise LookupError(f"no inbox event {decision.inbox_id}")
+        if (a := decision.approval) is not None:
+            card, occurred = _plain(a.card), _opt_utc(a.last_occurred_at)
+            created = _utc(a.created_at)
+            updated = _utc(a.updated_at)
+        # --- everything checked: change
+        ie = self.inbox[decision.inbox_id]
+        ev = ie.event
+        self.inbox[ie.id] = replace(ie, processed=True, outcome=decision.outcome, reason=decision.reason,
+                                    processed_at=now)
+        if a is not None:
+            old = self.approvals.get((a.source, a.approval_id))
+            self.approvals[(a.source, a.approval_id)] = store.Approval(
+                source=a.source, approval_id=a.approval_id, status=a.status, last_occurred_at=occurred,
+                generation=a.generation, card=card, created_at=old.created_at if old else created, updated_at=updated,
+            )
+        notice_ids = []
+        for n, msg in zip(decision.new_notices, notice_msgs, strict=True):
+            notice_id = len(self.notices) + 1
+            self.notices[notice_id] = store.Notice(
+                id=notice_id, source=ev.source, approval_id=ev.approval_id, generation=n.generation,
+                group_index=n.group_index, userids=tuple(n.userids), msg=msg, state="pending",
+                status_value=n.status_value, status_bg=n.status_bg,
+            )
+            notice_ids.append(notice_id)
+        job_ids = []
+        for job in decision.jobs:
+            notice_id = notice_ids[job.new_notice_index] if job.new_notice_index is not None else job.notice_id
+            job_ids.append(self._new_job(job, ev.source, ev.approval_id, notice_id, ev.event_id, now))
+        self.audit.append(store.AuditEntry(
+            id=len(self.audit) + 1, inbox_id=ie.id, source=ev.source, approval_id=ev.approval_id,
+            event_id=ev.event_id, from_status=decision.from_status, to_status=decision.to_status,
+            outcome=decision.outcome, reason=decision.reason, at=now,
+        ))
+        self._append_journal(decision.journal, now)
+        return job_ids
+
+    # --- delivering ----------------------------------------------------------------------------------------
+    async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
+        now = _utc(now)
+        self._writable()
+        heads: dict[str, int] = {}
+        for job in sorted(self.jobs.values(), key=lambda j: j.id):
+            if job.lock_key is not None and job.state != store.DONE:
+                heads.setdefault(job.lock_key, job.id)
+        due = [
+            j for j in self.jobs.values()
+            if j.run_at <= now
+            and (j.state == store.PENDING
+                 or (j.state == store.RUNNING and j.lease_until is not None and j.lease_until <= now))
+            and (j.lock_key is None or heads[j.lock_key] == j.id)
+        ]
+        due.sort(key=lambda j: (j.run_at, j.id))
+        lease_until = now + timedelta(seconds=lease_s)
+        claimed = []
+        for job in due[: max(limit, 0)]:
+            job = replace(job, state=store.RUNNING, attempts=job.attempts + 1, lease_until=lease_until, updated_at=now)
+            self.jobs[job.id] = job
+            claimed.append(job)
+        return claimed
+
+    def _job(self, job_id: int) -> store.Job:
+        if job_id not in self.jobs:
+            raise LookupError(f"no job {job_id}")
+        return self.jobs[job_id]
+
+    def _changed_notice(self, change: store.NoticeChange) -> store.Notice:
+        if change.notice_id not in self.notices:
+            raise LookupError(f"no notice {change.notice_id}")
+        n = self.notices[change.notice_id]
+        fields: dict[str, Any] = {
+            "state": change.state, "task_id": change.task_id, "status_value": change.status_value,
+            "status_bg": change.status_bg, "sent_at": _opt_utc(change.sent_at),
+            "updated_at": _opt_utc(change.updated_at), "recalled_at": _opt_utc(change.recalled_at),
+            "delivery": None if change.delivery is None else _plain(change.delivery), "note": change.note,
+        }
+        return replace(n, **{k: v for k, v in fields.items() if v is not None})
+
+    async def finish_job(
+        self,
+        job_id: int,
+        now: datetime,
+        *,
+        outcome: str = "ok",
+        notice: store.NoticeChange | None = None,
+        new_jobs: Sequence[store.NewJob] = (),
+        journal: Sequence[store.NewJournal] = (),
+    ) -> list[int]:
+        now = _utc(now)
+        self._writable()
+        _no_new_notices(new_jobs)
+        for new in new_jobs:
+            _check_kind(new)
+            _utc(new.run_at or now)
+            self._check_notice_ref(new.notice_id)
+        job = self._job(job_id)
+        changed = self._changed_notice(notice) if notice is not None else None
+        self.jobs[job_id] = replace(job, state=store.DONE, outcome=outcome, lease_until=None, updated_at=now)
+        if changed is not None:
+            self.notices[changed.id] = changed
+        ids = [self._new_job(new, job.source, job.approval_id, new.notice_id, job.event_id, now) for new in new_jobs]
+        self._append_journal(journal, now)
+        return ids
+
+    async def save_notice(self, change: store.NoticeChange, journal: Sequence[store.NewJournal] = ()) -> None:
+        self._writable()
+        changed = self._changed_notice(change)
+        self.notices[changed.id] = changed
+        at = change.updated_at or change.sent_at or change.recalled_at or datetime.now(UTC)
+        self._append_journal(journal, _utc(at))
+
+    async def retry_job(
+        self, job_id: int, now: datetime, run_at: datetime, error: str, journal: Sequence[store.NewJournal] = ()
+    ) -> None:
+        now, run_at = _utc(now), _utc(run_at)
+        self._writable()
+        job = self._job(job_id)
+        self.jobs[job_id] = replace(job, state=store.PENDING, run_at=run_at, last_error=error, lease_until=None,
+                                    updated_at=now)
+        self._append_journal(journal, now)
+
+    async def bury_job(
+        self, job_id: int, now: datetime, error: str, journal: Sequence[store.NewJournal] = ()
+    ) -> None:
+        now = _utc(now)
+        self._writable()
+        job = self._job(job_id)
+        self.jobs[job_id] = replace(job, state=store.DEAD, last_error=error, lease_until=None, updated_at=now)
+        self._append_journal(journal, now)
+
+    async def release_job(self, job_id: int, now: datetime) -> None:
+        now = _utc(now)
+        self._writable()
+        job = self.jobs.get(job_id)
+        if job is not None and job.state == store.RUNNING:
+            self.jobs[job_id] = replace(job, state=store.PENDING, run_at=now, attempts=max(job.attempts - 1, 0),
+                                        lease_until=None, updated_at=now)
+
+    async def add_jobs(
+        self, jobs: Sequence[store.NewJob], now: datetime, journal: Sequence[store.NewJournal] = ()
+    ) -> list[int]:
+        now = _utc(now)
+        _no_new_notices(jobs)
+        for job in jobs:
+            _check_kind(job)
+            if job.notice_id is None:
+                raise ValueError("add_jobs needs a notice_id on every job (it names the approval)")
+            _utc(job.run_at or now)
+        self._writable()
+        for job in jobs:
+            if job.notice_id not in self.notices:
+                raise LookupError(f"no notice {job.notice_id}")
+        ids = []
+        for job in jobs:
+            owner = self.notices[job.notice_id]  # type: ignore[index]
+            ids.append(self._new_job(job, owner.source, owner.approval_id, job.notice_id, None, now))
+        self._append_journal(journal, now)
+        return ids
+
+    async def retry_dead(self, now: datetime, job_id: int | None = None) -> int:
+        now = _utc(now)
+        self._writable()
+        revived = 0
+        for job in list(self.jobs.values()):
+            if job.state == store.DEAD and (job_id is None or job.id == job_id):
+                self.jobs[job.id] = replace(job, state=store.PENDING, run_at=now, attempts=0, lease_until=None,
+                                            updated_at=now)
+                revived += 1
+        return revived
+
+    # --- reading -------------------------------------------------------------------------------------------
+    async def get_job(self, job_id: int) -> store.Job | None:
+        return self.jobs.get(job_id)
+
+    async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[store.Job]:
+        return [j for j in self.jobs.values() if state is None or j.state == state][: max(limit, 0)]
+
+    async def jobs_for(self, source: str, approval_id: str) -> list[store.Job]:
+        return [j for j in self.jobs.values() if j.source == source and j.approval_id == approval_id]
+
+    async def list_approvals(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[store.Approval]:
+        since = _opt_utc(since)
+        found = [
+            a for a in self.approvals.values()
+            if (status is None or a.status == status) and (source is None or a.source == source)
+            and (since is None or a.updated_at >= since)
+        ]
+        found.sort(key=lambda a: (a.source, a.approval_id))
+        found.sort(key=lambda a: a.updated_at, reverse=True)
+        return found[: max(limit, 0)]
+
+    async def events_for(self, source: str, approval_id: str) -> list[store.InboxEvent]:
+        return sorted(self._events_of(source, approval_id), key=lambda e: (_utc(e.event.occurred_at), e.id))
+
+    async def audit_for(self, source: str, approval_id: str) -> list[store.AuditEntry]:
+        return [a for a in self.audit if a.source == source and a.approval_id == approval_id]
+
+    async def get_event(self, source: str, event_id: str) -> store.InboxEvent | None:
+        inbox_id = self._by_event_id.get((source, event_id))
+        return None if inbox_id is None else self.inbox[inbox_id]
+
+    async def journal(
+        self, after_id: int = 0, *, source: str | None = None, limit: int = 500
+    ) -> list[store.JournalEntry]:
+        found = [e for e in self.journal_entries if e.id > after_id and (source is None or e.source == source)]
+        return found[: max(limit, 0)]
+
+    async def append_journal(self, entries: Sequence[store.NewJournal], now: datetime) -> None:
+        now = _utc(now)
+        for e in entries:
+            _plain(e.data)
+        if entries:
+            self._writable()
+        self._append_journal(entries, now)
+
+    async def job_counts(self, now: datetime) -> store.JobCounts:
+        states = [j.state for j in self.jobs.values()]
+        pending = [j.run_at for j in self.jobs.values() if j.state == store.PENDING]
+        return store.JobCounts(
+            pending=states.count(store.PENDING), running=states.count(store.RUNNING), dead=states.count(store.DEAD),
+            done=states.count(store.DONE), oldest_pending_run_at=min(pending, default=None),
+        )
+
+    async def check_writable(self) -> None:
+        self._writable()

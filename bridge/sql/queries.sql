@@ -1,0 +1,236 @@
+-- Every statement bridge.sqlite_store runs, by name. The loader splits this file on `-- name: xxx` headers.
+-- Parameters are named (:name); times are INTEGER microseconds since the epoch, JSON columns are TEXT.
+-- Comparisons against state literals ('done', 'pending', ...) are written inline on purpose: SQLite only
+-- uses a partial index when the query's WHERE clause repeats the index's condition literally.
+
+-- name: begin
+BEGIN IMMEDIATE
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK
+
+-- name: journal_mode_wal
+PRAGMA journal_mode = WAL
+
+-- name: synchronous_normal
+PRAGMA synchronous = NORMAL
+
+-- name: synchronous_full
+PRAGMA synchronous = FULL
+
+-- name: foreign_keys_on
+PRAGMA foreign_keys = ON
+
+-- name: query_only_on
+PRAGMA query_only = ON
+
+-- name: user_version
+PRAGMA user_version
+
+-- name: probe
+INSERT INTO probe (id, at) VALUES (1, :at)
+ON CONFLICT (id) DO UPDATE SET at = excluded.at
+
+-- ---------------------------------------------------------------------------------------------- inbox
+
+-- name: insert_event
+INSERT INTO inbox (source, event_id, approval_id, occurred_at, received_at, event, raw, card_data)
+VALUES (:source, :event_id, :approval_id, :occurred_at, :received_at, :event, :raw, :card_data)
+ON CONFLICT (source, event_id) DO NOTHING
+RETURNING id
+
+-- name: count_duplicate
+UPDATE inbox SET duplicates = duplicates + 1
+WHERE source = :source AND event_id = :event_id
+RETURNING id
+
+-- name: has_card_data
+SELECT EXISTS (SELECT 1 FROM approvals WHERE source = :source AND approval_id = :approval_id)
+    OR EXISTS (SELECT 1 FROM inbox WHERE source = :source AND approval_id = :approval_id AND card_data = 1)
+
+-- name: pending_events
+SELECT id, event, received_at, processed, outcome, reason, duplicates, processed_at
+FROM inbox
+WHERE processed = 0
+ORDER BY source, approval_id, occurred_at, id
+LIMIT :limit
+
+-- name: events_for
+SELECT id, event, received_at, processed, outcome, reason, duplicates, processed_at
+FROM inbox
+WHERE source = :source AND approval_id = :approval_id
+ORDER BY occurred_at, id
+
+-- name: get_event
+SELECT id, event, received_at, processed, outcome, reason, duplicates, processed_at
+FROM inbox
+WHERE source = :source AND event_id = :event_id
+
+-- name: mark_processed
+UPDATE inbox SET processed = 1, outcome = :outcome, reason = :reason, processed_at = :now
+WHERE id = :id
+RETURNING source, approval_id, event_id
+
+-- ------------------------------------------------------------------------------------------ approvals
+
+-- name: get_approval
+SELECT * FROM approvals WHERE source = :source AND approval_id = :approval_id
+
+-- name: upsert_approval
+-- created_at is kept from the first insert; everything else is replaced.
+INSERT INTO approvals (source, approval_id, status, last_occurred_at, generation, card, created_at, updated_at)
+VALUES (:source, :approval_id, :status, :last_occurred_at, :generation, :card, :created_at, :updated_at)
+ON CONFLICT (source, approval_id) DO UPDATE SET
+    status = excluded.status,
+    last_occurred_at = excluded.last_occurred_at,
+    generation = excluded.generation,
+    card = excluded.card,
+    updated_at = excluded.updated_at
+
+-- name: list_approvals
+SELECT * FROM approvals
+WHERE (:status IS NULL OR status = :status)
+  AND (:source IS NULL OR source = :source)
+  AND (:since IS NULL OR updated_at >= :since)
+ORDER BY updated_at DESC, source, approval_id
+LIMIT :limit
+
+-- -------------------------------------------------------------------------------------------- notices
+
+-- name: notices_for
+SELECT * FROM notices WHERE source = :source AND approval_id = :approval_id ORDER BY id
+
+-- name: notice_owner
+SELECT source, approval_id FROM notices WHERE id = :id
+
+-- name: insert_notice
+INSERT INTO notices (source, approval_id, generation, group_index, userids, msg, status_value, status_bg)
+VALUES (:source, :approval_id, :generation, :group_index, :userids, :msg, :status_value, :status_bg)
+RETURNING id
+
+-- name: update_notice
+-- A NULL parameter leaves the column as it is.
+UPDATE notices SET
+    state = COALESCE(:state, state),
+    task_id = COALESCE(:task_id, task_id),
+    status_value = COALESCE(:status_value, status_value),
+    status_bg = COALESCE(:status_bg, status_bg),
+    sent_at = COALESCE(:sent_at, sent_at),
+    updated_at = COALESCE(:updated_at, updated_at),
+    recalled_at = COALESCE(:recalled_at, recalled_at),
+    delivery = COALESCE(:delivery, delivery),
+    note = COALESCE(:note, note)
+WHERE id = :id
+RETURNING id
+
+-- ----------------------------------------------------------------------------------------------- jobs
+
+-- name: insert_job
+INSERT INTO jobs (kind, source, approval_id, lock_key, notice_id, payload, state, attempts, run_at,
+                  created_at, updated_at, event_id)
+VALUES (:kind, :source, :approval_id, :lock_key, :notice_id, :payload, 'pending', 0, :run_at,
+        :now, :now, :event_id)
+RETURNING id
+
+-- name: claim_jobs
+-- Candidates: due pending jobs, and running jobs whose lease has passed (their worker died). A job with a
+-- lock_key must also be the head of its key: the lowest id not yet done. A running (leased), dead or
+-- not-yet-due head therefore holds back everything behind it. Each branch walks jobs_due in (run_at, id)
+-- order and stops after :limit claimable rows, so 100k pending jobs cost no more than the rows skipped.
+-- The IN subquery is evaluated once, before any row changes.
+UPDATE jobs
+SET state = 'running', attempts = attempts + 1, lease_until = :lease_until, updated_at = :now
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, run_at FROM (
+            SELECT c.id, c.run_at FROM jobs AS c
+            WHERE c.state = 'pending' AND c.run_at <= :now
+              AND (c.lock_key IS NULL
+                   OR c.id = (SELECT MIN(h.id) FROM jobs AS h WHERE h.lock_key = c.lock_key AND h.state != 'done'))
+            ORDER BY c.run_at, c.id
+            LIMIT :limit
+        )
+        UNION ALL
+        SELECT id, run_at FROM (
+            SELECT c.id, c.run_at FROM jobs AS c
+            WHERE c.state = 'running' AND c.lease_until <= :now AND c.run_at <= :now
+              AND (c.lock_key IS NULL
+                   OR c.id = (SELECT MIN(h.id) FROM jobs AS h WHERE h.lock_key = c.lock_key AND h.state != 'done'))
+            ORDER BY c.run_at, c.id
+            LIMIT :limit
+        )
+    )
+    ORDER BY run_at, id
+    LIMIT :limit
+)
+RETURNING *
+
+-- name: finish_job
+UPDATE jobs SET state = 'done', outcome = :outcome, lease_until = NULL, updated_at = :now
+WHERE id = :id
+RETURNING source, approval_id, event_id
+
+-- name: retry_job
+UPDATE jobs SET state = 'pending', run_at = :run_at, last_error = :error, lease_until = NULL, updated_at = :now
+WHERE id = :id
+RETURNING id
+
+-- name: bury_job
+UPDATE jobs SET state = 'dead', last_error = :error, lease_until = NULL, updated_at = :now
+WHERE id = :id
+RETURNING id
+
+-- name: release_job
+UPDATE jobs SET state = 'pending', run_at = :now, attempts = MAX(attempts - 1, 0), lease_until = NULL,
+                updated_at = :now
+WHERE id = :id AND state = 'running'
+
+-- name: retry_dead_one
+UPDATE jobs SET state = 'pending', run_at = :now, attempts = 0, lease_until = NULL, updated_at = :now
+WHERE id = :id AND state = 'dead'
+
+-- name: retry_dead_all
+UPDATE jobs SET state = 'pending', run_at = :now, attempts = 0, lease_until = NULL, updated_at = :now
+WHERE state = 'dead'
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = :id
+
+-- name: list_jobs
+SELECT * FROM jobs ORDER BY id LIMIT :limit
+
+-- name: list_jobs_in_state
+SELECT * FROM jobs WHERE state = :state ORDER BY id LIMIT :limit
+
+-- name: jobs_for
+SELECT * FROM jobs WHERE source = :source AND approval_id = :approval_id ORDER BY id
+
+-- name: job_counts
+SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
+
+-- name: oldest_pending
+SELECT MIN(run_at) FROM jobs WHERE state = 'pending'
+
+-- ---------------------------------------------------------------------------------------------- audit
+
+-- name: insert_audit
+INSERT INTO audit (inbox_id, source, approval_id, event_id, from_status, to_status, outcome, reason, at)
+VALUES (:inbox_id, :source, :approval_id, :event_id, :from_status, :to_status, :outcome, :reason, :at)
+
+-- name: audit_for
+SELECT * FROM audit WHERE source = :source AND approval_id = :approval_id ORDER BY id
+
+-- -------------------------------------------------------------------------------------------- journal
+
+-- name: insert_journal
+INSERT INTO journal (at, kind, source, approval_id, event_id, job_id, task_id, message, data)
+VALUES (:at, :kind, :source, :approval_id, :event_id, :job_id, :task_id, :message, :data)
+
+-- name: journal
+SELECT * FROM journal WHERE id > :after_id ORDER BY id LIMIT :limit
+
+-- name: journal_for_source
+SELECT * FROM journal WHERE source = :source AND id > :after_id ORDER BY id LIMIT :limit

@@ -1,0 +1,125 @@
+-- bridge's SQLite schema, as an ordered list of migrations.
+--
+-- Each block under a `-- migration: N` header moves the database from version N-1 to N and ends by setting
+-- PRAGMA user_version = N. bridge.sqlite_store runs every block above the file's user_version, in order,
+-- each inside one BEGIN IMMEDIATE transaction, so a half-applied migration never survives. To change the
+-- schema, append a new block; never edit a block that has shipped.
+--
+-- Every time is an INTEGER of microseconds since 1970-01-01 UTC (exact, compact, indexable).
+-- JSON columns are TEXT.
+
+-- migration: 1
+
+CREATE TABLE inbox (
+    id            INTEGER PRIMARY KEY,
+    source        TEXT    NOT NULL,
+    event_id      TEXT    NOT NULL,
+    approval_id   TEXT    NOT NULL,
+    occurred_at   INTEGER NOT NULL,
+    received_at   INTEGER NOT NULL,
+    event         TEXT    NOT NULL,               -- ApprovalEvent.to_json()
+    raw           BLOB    NOT NULL,               -- the body exactly as received
+    card_data     INTEGER NOT NULL DEFAULT 0,     -- 1: the event alone carries title, recipients and url
+    processed     INTEGER NOT NULL DEFAULT 0,
+    outcome       TEXT,
+    reason        TEXT,
+    duplicates    INTEGER NOT NULL DEFAULT 0,
+    processed_at  INTEGER,
+    UNIQUE (source, event_id)
+);
+CREATE INDEX inbox_pending ON inbox (source, approval_id, occurred_at, id) WHERE processed = 0;
+CREATE INDEX inbox_approval ON inbox (source, approval_id, occurred_at, id);
+CREATE INDEX inbox_card_data ON inbox (source, approval_id) WHERE card_data = 1;
+
+CREATE TABLE approvals (
+    source            TEXT    NOT NULL,
+    approval_id       TEXT    NOT NULL,
+    status            TEXT    NOT NULL,
+    last_occurred_at  INTEGER,
+    generation        INTEGER NOT NULL,
+    card              TEXT    NOT NULL,           -- JSON object
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL,
+    PRIMARY KEY (source, approval_id)
+) WITHOUT ROWID;
+CREATE INDEX approvals_updated ON approvals (updated_at);
+
+CREATE TABLE notices (
+    id            INTEGER PRIMARY KEY,
+    source        TEXT    NOT NULL,
+    approval_id   TEXT    NOT NULL,
+    generation    INTEGER NOT NULL,
+    group_index   INTEGER NOT NULL,
+    userids       TEXT    NOT NULL,               -- JSON array
+    msg           TEXT    NOT NULL,               -- JSON object: the exact DingTalk msg
+    state         TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'recalled')),
+    status_value  TEXT,
+    status_bg     TEXT,
+    task_id       INTEGER,
+    sent_at       INTEGER,
+    updated_at    INTEGER,
+    recalled_at   INTEGER,
+    delivery      TEXT,                           -- JSON object
+    note          TEXT
+);
+CREATE INDEX notices_approval ON notices (source, approval_id, id);
+
+CREATE TABLE jobs (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT    NOT NULL CHECK (kind IN ('send', 'update', 'recall', 'check')),
+    source       TEXT    NOT NULL,
+    approval_id  TEXT    NOT NULL,
+    lock_key     TEXT,
+    notice_id    INTEGER REFERENCES notices (id),
+    payload      TEXT    NOT NULL,                -- JSON object
+    state        TEXT    NOT NULL CHECK (state IN ('pending', 'running', 'done', 'dead')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    run_at       INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    lease_until  INTEGER,
+    last_error   TEXT,
+    outcome      TEXT,
+    event_id     TEXT
+);
+-- Claiming walks jobs_due in (run_at, id) order per state; the head of a lock_key is the lowest id among its
+-- jobs that are not done (the partial index keeps that lookup small however many jobs are done).
+CREATE INDEX jobs_due ON jobs (state, run_at, id);
+CREATE INDEX jobs_lock_open ON jobs (lock_key, id) WHERE state != 'done';
+CREATE INDEX jobs_approval ON jobs (source, approval_id, id);
+
+CREATE TABLE audit (
+    id           INTEGER PRIMARY KEY,
+    inbox_id     INTEGER NOT NULL REFERENCES inbox (id),
+    source       TEXT    NOT NULL,
+    approval_id  TEXT    NOT NULL,
+    event_id     TEXT    NOT NULL,
+    from_status  TEXT    NOT NULL,
+    to_status    TEXT    NOT NULL,
+    outcome      TEXT    NOT NULL,
+    reason       TEXT,
+    at           INTEGER NOT NULL
+);
+CREATE INDEX audit_approval ON audit (source, approval_id, id);
+
+CREATE TABLE journal (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused, so `bridge tail` can resume after an id
+    at           INTEGER NOT NULL,
+    kind         TEXT    NOT NULL,
+    source       TEXT,
+    approval_id  TEXT,
+    event_id     TEXT,
+    job_id       INTEGER,
+    task_id      INTEGER,
+    message      TEXT    NOT NULL DEFAULT '',
+    data         TEXT    NOT NULL DEFAULT '{}'       -- JSON object
+);
+CREATE INDEX journal_source ON journal (source, id);
+
+-- One row, rewritten by the readiness probe to prove that a commit goes through.
+CREATE TABLE probe (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    at  INTEGER NOT NULL
+);
+
+PRAGMA user_version = 1;
