@@ -41,14 +41,14 @@ def _load_config(args: argparse.Namespace) -> Any:
             cfg = config.load(path)
         except errors.ConfigError as exc:
             raise UsageError(str(exc)) from None
-    server = cfg.server
-    if getattr(args, "host", None):
-        server = replace(server, host=args.host)
-    if getattr(args, "port", None) is not None:
-        server = replace(server, port=args.port)
+    if getattr(args, "host", None) or getattr(args, "port", None) is not None:
+        try:
+            cfg = config.override_server(cfg, host=getattr(args, "host", None), port=getattr(args, "port", None))
+        except errors.ConfigError as exc:
+            raise UsageError(str(exc)) from None
     if getattr(args, "db", None):
         cfg = replace(cfg, storage=replace(cfg.storage, path=args.db))
-    return replace(cfg, server=server)
+    return cfg
 
 
 def _source(cfg: Any, name: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from bridge import machine, render, store
+from bridge import errors, machine, render, store
 from bridge.clock import Clock
 from bridge.config import Config
 from bridge.events import ApprovalEvent
@@ -52,6 +52,16 @@ def merge_card(card: Mapping[str, Any], event: ApprovalEvent) -> dict[str, Any]:
     }
     merged.update({k: v for k, v in updates.items() if v is not None})
     return merged
+
+
+def with_reference(card: Mapping[str, Any], approval_id: str) -> dict[str, Any]:
+    """The card data to render: when neither the title nor a form value shows the approval id, a
+    "审批编号" row is added. DingTalk delivers the same content to a user only once a day, so two
+    approvals whose cards would otherwise look identical must still differ."""
+    shown = [str(card.get("title") or "")] + [str(f.get("value", "")) for f in card.get("form") or ()]
+    if any(approval_id in text for text in shown):
+        return dict(card)
+    return {**card, "form": [{"key": "审批编号", "value": approval_id}, *(card.get("form") or ())]}
 
 
 def missing_for_card(card: Mapping[str, Any]) -> list[str]:
@@ -172,7 +182,6 @@ class Decider:
             return unchanged(store.UNCHANGED, verdict.reason, keep_card=True)
 
         generation = (approval.generation if approval else 0) + (1 if verdict.resubmission or not approval else 0)
-        generation = max(generation, 1)
         if machine.Action.SEND in verdict.actions:
             missing = missing_for_card(card)
             if missing:
@@ -189,7 +198,11 @@ class Decider:
         for action in verdict.actions:
             if action is machine.Action.SEND:
                 assert style is not None
-                msg = render.render_card(card, style, self.cfg.card, generation=generation, approval_id=ev.approval_id)
+                try:
+                    msg = render.render_card(with_reference(card, ev.approval_id), style, self.cfg.card,
+                                             generation=generation, approval_id=ev.approval_id)
+                except errors.MessageInvalid as exc:
+                    return unchanged(store.UNRESOLVED, f"cannot render the card: {exc}")
                 groups = render.chunk(card["recipients"], self.cfg.dingtalk.status_bar_max_userids)
                 for i, userids in enumerate(groups):
                     new_notices.append(

@@ -78,7 +78,7 @@ async def test_update_waits_for_the_send_that_creates_its_task_id(env) -> None:
     names = [c.name for c in fake.calls if c.name in ("send", "status_bar_update")]
     assert names == ["send", "send", "status_bar_update"]
     update = fake.named("status_bar_update")[0]
-    assert update.args == {"task_id": 900_000_000_002, "status_value": "已同意", "status_bg": "0xFF78C06E"}
+    assert update.args == {"task_id": 900_000_000_001, "status_value": "已同意", "status_bg": "0xFF78C06E"}
 
 
 async def test_retried_send_is_byte_identical(env) -> None:
