@@ -310,8 +310,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from bridge import demo
+    from bridge import demo, logs
 
+    logs.configure(fmt="console", level=args.log_level)
     return asyncio.run(demo.run(colour=sys.stdout.isatty()))
 
 
@@ -414,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("demo", help="run one approval through its whole life against the built-in simulator")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning",
+                   help="bridge's own log lines (default: warnings only, so the story stays readable)")
     p.set_defaults(func=_cmd_demo)
     return parser
 
