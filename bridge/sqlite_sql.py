@@ -22,6 +22,7 @@ import aiosqlite
 from bridge.events import ApprovalEvent
 from bridge.store import (
     JOB_KINDS,
+    AddResult,
     Approval,
     AuditEntry,
     Decision,
@@ -291,7 +292,7 @@ def finish_writer(
         if not finished:
             raise LookupError(f"no job {job_id}")
         parent = finished[0]
-        if change is not None and not await fetch(conn, "update_notice", change):
+        if change is not None and (await conn.execute(Q["update_notice"], change)).rowcount == 0:
             raise LookupError(f"no notice {change['id']}")
         owner = {"source": parent["source"], "approval_id": parent["approval_id"]}
         job_ids = await _insert_jobs(conn, [{**p, **owner, "event_id": p["event_id"] or parent["event_id"]}
@@ -325,3 +326,63 @@ def add_jobs_writer(
         return job_ids
 
     return run
+
+
+def statement_writer(
+    name: str, params: Mapping[str, Any], journal: Sequence[Mapping[str, Any]] = (), *, missing: str | None = None
+) -> Callable[[Conn], Awaitable[int]]:
+    """A transaction of one named statement plus journal lines; returns how many rows it changed. With
+    `missing`, changing no row raises LookupError(missing) and the transaction rolls back."""
+
+    async def run(conn: Conn) -> int:
+        changed = (await conn.execute(Q[name], params)).rowcount
+        if missing is not None and changed == 0:
+            raise LookupError(missing)
+        await conn.executemany(Q["insert_journal"], journal)
+        return changed
+
+    return run
+
+
+def journal_writer(journal: Sequence[Mapping[str, Any]]) -> Callable[[Conn], Awaitable[None]]:
+    async def run(conn: Conn) -> None:
+        await conn.executemany(Q["insert_journal"], journal)
+
+    return run
+
+
+def claim_writer(now: datetime, lease_s: float, limit: int) -> Callable[[Conn], Awaitable[list[Job]]]:
+    params = {"now": to_us(now), "lease_until": to_us(now + timedelta(seconds=lease_s)), "limit": limit}
+
+    async def run(conn: Conn) -> list[Job]:
+        claimed = [job_row(r) for r in await fetch(conn, "claim_jobs", params)]
+        return sorted(claimed, key=lambda j: (j.run_at, j.id))  # RETURNING has no order of its own
+
+    return run
+
+
+async def insert_one(conn: Conn, params: dict[str, Any]) -> AddResult:
+    """One event: insert it, or count it as a duplicate of the stored row."""
+    inserted = await fetch(conn, "insert_event", params)
+    if inserted:
+        return AddResult(inserted=True, inbox_id=inserted[0][0])
+    [row] = await fetch(conn, "count_duplicate", {"source": params["source"], "event_id": params["event_id"]})
+    return AddResult(inserted=False, inbox_id=row[0])
+
+
+async def insert_many(conn: Conn, batch: list[dict[str, Any]]) -> list[AddResult]:
+    """A group commit's events in a fixed number of statements, whatever the batch size (each statement is a
+    hop to aiosqlite's thread). Inside BEGIN IMMEDIATE nobody else inserts, so an id above the previous
+    maximum is a row this batch created: its first occurrence inserted it, later ones are duplicates."""
+    [(max_before,)] = await fetch(conn, "max_inbox_id")
+    await conn.executemany(Q["insert_events"], batch)
+    keys = dumps([[p["source"], p["event_id"]] for p in batch])
+    ids = {row["pos"]: row["id"] for row in await fetch(conn, "inbox_ids_for_keys", {"keys": keys})}
+    results: list[AddResult] = []
+    seen: set[int] = set()
+    for pos in range(len(batch)):
+        inbox_id = ids[pos]
+        results.append(AddResult(inserted=inbox_id > max_before and inbox_id not in seen, inbox_id=inbox_id))
+        seen.add(inbox_id)
+    await conn.executemany(Q["count_duplicate_by_id"], [{"id": r.inbox_id} for r in results if not r.inserted])
+    return results

@@ -11,8 +11,10 @@ Why it looks the way it does:
 - Reads use a second, query-only connection: under WAL readers never wait for the writer.
 - A failed write (read-only file, full disk, lock held too long) rolls back, answers every caller in the
   batch with `StorageUnavailable`, and reconnects on the next write, so the store recovers by itself.
-- All SQL lives in `bridge/sql/` (schema.sql: numbered migrations; queries.sql: named statements).
-  Times are stored as integer microseconds since the epoch and come back as aware UTC datetimes.
+- All SQL lives in `bridge/sql/` (schema.sql: numbered migrations; queries.sql: named statements);
+  `bridge.sqlite_sql` loads it, maps rows to records and holds the transaction bodies. This module is the
+  machinery: connections, the writer task, errors. Times are integer microseconds since the epoch in the
+  file and aware UTC datetimes outside.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -215,13 +217,25 @@ class SQLiteStore:
 
     async def _writable(self) -> Conn:
         if self._writer is None or self._reconnect:
-            old, self._writer = self._writer, None
-            if old is not None:
+            await self._reopen()
+        assert self._writer is not None
+        return self._writer
+
+    async def _reopen(self) -> None:
+        """Start both connections afresh after a failure. Both, because SQLite shares a file's shared-memory
+        index among a process's connections: a reader opened while the file was read-only would keep a new
+        writer read-only too."""
+        for conn in (self._writer, self._reader):
+            if conn is not None:
                 with contextlib.suppress(Exception):
-                    await old.close()
+                    await conn.close()
+        self._writer = self._reader = None
+        try:
             self._writer = await self._connect()
             self._reconnect = False
-        return self._writer
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._reader = await self._connect(read_only=True)
 
     async def _transaction(self, run: Callable[[Conn], Awaitable[T]]) -> T:
         conn: Conn | None = None
@@ -259,16 +273,9 @@ class SQLiteStore:
 
     async def _commit_inserts(self, batch: list[_Insert]) -> None:
         async def run(conn: Conn) -> list[store.AddResult]:
-            results = []
-            for insert in batch:
-                inserted = await sq.fetch(conn, "insert_event", insert.params)
-                if inserted:
-                    results.append(store.AddResult(inserted=True, inbox_id=inserted[0][0]))
-                else:
-                    key = {"source": insert.params["source"], "event_id": insert.params["event_id"]}
-                    [row] = await sq.fetch(conn, "count_duplicate", key)
-                    results.append(store.AddResult(inserted=False, inbox_id=row[0]))
-            return results
+            if len(batch) == 1:
+                return [await sq.insert_one(conn, batch[0].params)]
+            return await sq.insert_many(conn, [insert.params for insert in batch])
 
         try:
             results = await self._transaction(run)
@@ -283,7 +290,7 @@ class SQLiteStore:
 
     # --- reads ---------------------------------------------------------------------------------------------
     async def _read(self, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
-        if self._reader is None:
+        if self._reader is None:  # not open, or reconnecting after a fault
             raise StorageUnavailable("storage unavailable: the store is not open")
         try:
             return await sq.fetch(self._reader, name, params)
@@ -334,13 +341,7 @@ class SQLiteStore:
 
     # --- delivering ----------------------------------------------------------------------------------------
     async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
-        params = {"now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)), "limit": limit}
-
-        async def run(conn: Conn) -> list[store.Job]:
-            claimed = [sq.job_row(r) for r in await sq.fetch(conn, "claim_jobs", params)]
-            return sorted(claimed, key=lambda j: (j.run_at, j.id))
-
-        return await self._write(run) if limit > 0 else []
+        return await self._write(sq.claim_writer(now, lease_s, limit)) if limit > 0 else []
 
     async def finish_job(
         self,
@@ -355,43 +356,24 @@ class SQLiteStore:
         return await self._write(sq.finish_writer(job_id, now, outcome, notice, new_jobs, journal))
 
     async def save_notice(self, change: store.NoticeChange, journal: Sequence[store.NewJournal] = ()) -> None:
-        params, lines = sq.notice_change_params(change), sq.journal_params(journal, sq.notice_change_time(change))
-
-        async def run(conn: Conn) -> None:
-            if not await sq.fetch(conn, "update_notice", params):
-                raise LookupError(f"no notice {change.notice_id}")
-            await conn.executemany(sq.Q["insert_journal"], lines)
-
-        await self._write(run)
-
-    async def _update_job(
-        self, name: str, params: dict[str, Any], journal: Sequence[store.NewJournal], now: datetime
-    ) -> None:
-        lines = sq.journal_params(journal, now)
-
-        async def run(conn: Conn) -> None:
-            if not await sq.fetch(conn, name, params):
-                raise LookupError(f"no job {params['id']}")
-            await conn.executemany(sq.Q["insert_journal"], lines)
-
-        await self._write(run)
+        lines = sq.journal_params(journal, sq.notice_change_time(change))
+        params = sq.notice_change_params(change)
+        await self._write(sq.statement_writer("update_notice", params, lines, missing=f"no notice {change.notice_id}"))
 
     async def retry_job(
         self, job_id: int, now: datetime, run_at: datetime, error: str, journal: Sequence[store.NewJournal] = ()
     ) -> None:
         params = {"id": job_id, "now": sq.to_us(now), "run_at": sq.to_us(run_at), "error": error}
-        await self._update_job("retry_job", params, journal, now)
+        lines = sq.journal_params(journal, now)
+        await self._write(sq.statement_writer("retry_job", params, lines, missing=f"no job {job_id}"))
 
     async def bury_job(self, job_id: int, now: datetime, error: str, journal: Sequence[store.NewJournal] = ()) -> None:
-        await self._update_job("bury_job", {"id": job_id, "now": sq.to_us(now), "error": error}, journal, now)
+        params = {"id": job_id, "now": sq.to_us(now), "error": error}
+        lines = sq.journal_params(journal, now)
+        await self._write(sq.statement_writer("bury_job", params, lines, missing=f"no job {job_id}"))
 
     async def release_job(self, job_id: int, now: datetime) -> None:
-        params = {"id": job_id, "now": sq.to_us(now)}
-
-        async def run(conn: Conn) -> None:
-            await conn.execute(sq.Q["release_job"], params)
-
-        await self._write(run)
+        await self._write(sq.statement_writer("release_job", {"id": job_id, "now": sq.to_us(now)}))
 
     async def add_jobs(
         self, jobs: Sequence[store.NewJob], now: datetime, journal: Sequence[store.NewJournal] = ()
@@ -399,15 +381,9 @@ class SQLiteStore:
         return await self._write(sq.add_jobs_writer(jobs, now, journal))
 
     async def retry_dead(self, now: datetime, job_id: int | None = None) -> int:
-        params: dict[str, Any] = {"now": sq.to_us(now)}
-        if job_id is not None:
-            params["id"] = job_id
-
-        async def run(conn: Conn) -> int:
-            cursor = await conn.execute(sq.Q["retry_dead_all" if job_id is None else "retry_dead_one"], params)
-            return cursor.rowcount
-
-        return await self._write(run)
+        if job_id is None:
+            return await self._write(sq.statement_writer("retry_dead_all", {"now": sq.to_us(now)}))
+        return await self._write(sq.statement_writer("retry_dead_one", {"now": sq.to_us(now), "id": job_id}))
 
     # --- reading -------------------------------------------------------------------------------------------
     async def get_job(self, job_id: int) -> store.Job | None:
@@ -454,13 +430,8 @@ class SQLiteStore:
 
     async def append_journal(self, entries: Sequence[store.NewJournal], now: datetime) -> None:
         lines = sq.journal_params(entries, now)
-        if not lines:
-            return
-
-        async def run(conn: Conn) -> None:
-            await conn.executemany(sq.Q["insert_journal"], lines)
-
-        await self._write(run)
+        if lines:
+            await self._write(sq.journal_writer(lines))
 
     async def job_counts(self, now: datetime) -> store.JobCounts:
         counts = {r["state"]: r["n"] for r in await self._read("job_counts")}
@@ -471,9 +442,4 @@ class SQLiteStore:
         )
 
     async def check_writable(self) -> None:
-        params = {"at": sq.to_us(datetime.now(UTC))}
-
-        async def run(conn: Conn) -> None:
-            await conn.execute(sq.Q["probe"], params)
-
-        await self._write(run)
+        await self._write(sq.statement_writer("probe", {"at": sq.to_us(datetime.now(UTC))}))

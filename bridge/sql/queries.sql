@@ -47,6 +47,24 @@ UPDATE inbox SET duplicates = duplicates + 1
 WHERE source = :source AND event_id = :event_id
 RETURNING id
 
+-- name: max_inbox_id
+SELECT COALESCE(MAX(id), 0) FROM inbox
+
+-- name: insert_events
+-- The batch form of insert_event (executemany): which rows were new is worked out by inbox_ids_for_keys.
+INSERT INTO inbox (source, event_id, approval_id, occurred_at, received_at, event, raw, card_data)
+VALUES (:source, :event_id, :approval_id, :occurred_at, :received_at, :event, :raw, :card_data)
+ON CONFLICT (source, event_id) DO NOTHING
+
+-- name: inbox_ids_for_keys
+-- :keys is a JSON array of [source, event_id] pairs; pos is the pair's index in it.
+SELECT CAST(k.key AS INTEGER) AS pos, i.id
+FROM json_each(:keys) AS k
+JOIN inbox AS i ON i.source = json_extract(k.value, '$[0]') AND i.event_id = json_extract(k.value, '$[1]')
+
+-- name: count_duplicate_by_id
+UPDATE inbox SET duplicates = duplicates + 1 WHERE id = :id
+
 -- name: has_card_data
 SELECT EXISTS (SELECT 1 FROM approvals WHERE source = :source AND approval_id = :approval_id)
     OR EXISTS (SELECT 1 FROM inbox WHERE source = :source AND approval_id = :approval_id AND card_data = 1)
@@ -124,7 +142,6 @@ UPDATE notices SET
     delivery = COALESCE(:delivery, delivery),
     note = COALESCE(:note, note)
 WHERE id = :id
-RETURNING id
 
 -- ----------------------------------------------------------------------------------------------- jobs
 
@@ -176,12 +193,10 @@ RETURNING source, approval_id, event_id
 -- name: retry_job
 UPDATE jobs SET state = 'pending', run_at = :run_at, last_error = :error, lease_until = NULL, updated_at = :now
 WHERE id = :id
-RETURNING id
 
 -- name: bury_job
 UPDATE jobs SET state = 'dead', last_error = :error, lease_until = NULL, updated_at = :now
 WHERE id = :id
-RETURNING id
 
 -- name: release_job
 UPDATE jobs SET state = 'pending', run_at = :now, attempts = MAX(attempts - 1, 0), lease_until = NULL,

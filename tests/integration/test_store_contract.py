@@ -106,6 +106,17 @@ async def test_fifty_concurrent_identical_events_make_one_row(st: store.Store) -
     assert stored.duplicates == 49
 
 
+async def test_concurrent_mix_of_new_and_repeated_events(st: store.Store) -> None:
+    old = await add(st, ev(event_id="old"))
+    names = ["old", "new1", "new1", "new2", "old", "new1"]
+    results = await asyncio.gather(*(st.add_event(ev(event_id=n), b"{}", T0) for n in names))
+    assert [r.inserted for r in results] == [False, True, False, True, False, False]
+    assert results[0].inbox_id == results[4].inbox_id == old
+    assert results[1].inbox_id == results[2].inbox_id == results[5].inbox_id != results[3].inbox_id
+    stored = {e.event.event_id: e.duplicates for e in await st.events_for("erp", "PO-1")}
+    assert stored == {"old": 2, "new1": 2, "new2": 0}
+
+
 async def test_naive_datetimes_are_refused(st: store.Store) -> None:
     with pytest.raises(ValueError, match="naive"):
         await st.add_event(ev(), b"{}", datetime(2026, 11, 29, 2, 0))
