@@ -27,9 +27,9 @@ from bridge import errors, messages
 from bridge.clock import Clock, SystemClock
 from bridge.config import DingTalkConfig, Secret
 from bridge.dingtalk_wire import (
-    PATHS,
     GETTOKEN,
     IP_BAN_RETRY_AFTER_S,
+    PATHS,
     PROGRESS,
     RECALL,
     RESULT,
