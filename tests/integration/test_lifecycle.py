@@ -12,13 +12,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from bridge.sqlite_store import SQLiteStore
 
 from bridge import dingtalk, service, simulator, store, worker
 from bridge.clock import FakeClock
 from bridge.config import Config, DingTalkConfig, Secret, WorkerConfig
 from bridge.events import ApprovalEvent, Status
 from bridge.sim_state import FaultPlan, SimState
+from bridge.sqlite_store import SQLiteStore
 from tests.unit.helpers import event, recipients
 
 pytestmark = pytest.mark.integration
@@ -33,6 +33,7 @@ class Env:
     sim: SimState
     clock: FakeClock
     cfg: Config
+    session: aiohttp.ClientSession
 
     async def put(self, *events: ApprovalEvent) -> None:
         for ev in events:
@@ -75,7 +76,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         client = dingtalk.Client.from_config(session, cfg.dingtalk, clock=clock, tokens=dingtalk.TokenRegistry())
         w = worker.Worker(st, client, cfg, clock, decider=service.Decider(st, cfg, clock))
         try:
-            yield Env(st, w, state, clock, cfg)
+            yield Env(st, w, state, clock, cfg, session)
         finally:
             await st.close()
 
@@ -135,8 +136,13 @@ async def test_recall_window_falls_back_to_grey_and_update_window_expires(env: E
 
 
 async def test_injected_faults_end_in_the_right_cards_without_duplicates(env: Env) -> None:
+    # the client gives up after 0.2 s; a "timeout" fault answers only after 0.5 s
+    env.worker.client = dingtalk.Client.from_config(
+        env.session, replace(env.cfg.dingtalk, timeout_s=0.2), clock=env.clock, tokens=dingtalk.TokenRegistry()
+    )
     env.sim.set_faults(FaultPlan(rate=0.3, seed=7, kinds=("http_500", "errcode_-1", "throttle", "throttle_global",
-                                                          "token", "ip_ban", "delay"), delay_s=0.01))
+                                                          "token", "ip_ban", "delay", "timeout"),
+                                 delay_s=0.01, timeout_s=0.5))
     for i in range(6):
         await env.put(event(Status.PENDING, n=6, approval_id=f"F{i}"))
     await env.settle(rounds=80)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from bridge.memory_store import MemoryStore
 
 from bridge import dingtalk, errors, store, worker
 from bridge.clock import FakeClock
 from bridge.events import Status
+from bridge.memory_store import MemoryStore
 from bridge.retry import RetryPolicy
 from bridge.testing import FakeDingTalk
 from tests.unit.helpers import event, make_config
