@@ -364,7 +364,17 @@ class Worker:
                                          task_id=task_id))
         else:
             log.info("dingtalk.delivered", read=len(result.read_user_id_list), unread=len(result.unread_user_id_list))
-        return _Finish(notice=store.NoticeChange(notice_id=notice.id, delivery=delivery), journal=tuple(journal))
+        duplicates = [e.userid for e in result.forbidden_list if e.code in _DUPLICATE_CONTENT_CODES]
+        note = None
+        if duplicates:
+            note = (f"DingTalk filtered {len(duplicates)} recipient(s) as duplicate content ({', '.join(duplicates)}):"
+                    " they already got identical content today, e.g. from an earlier attempt of this send whose"
+                    " answer was lost in a crash; this task's status bar will not reach them")
+        return _Finish(notice=store.NoticeChange(notice_id=notice.id, delivery=delivery, note=note),
+                       journal=tuple(journal))
+
+
+_DUPLICATE_CONTENT_CODES = frozenset({"143106", "143206"})  # same content to the same user on the same day
 
 
 class _NotYet(errors.TransientDingTalkError):

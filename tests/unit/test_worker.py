@@ -191,6 +191,7 @@ async def test_recipients_not_reached_are_stored_and_counted(env) -> None:
     [notice] = await st.notices_for("erp", "PO-1")
     assert notice.delivery is not None
     assert notice.delivery["invalid_user_id_list"] == ["user01"]
+    assert "duplicate content (user03)" in (notice.note or "")
     assert obs.not_reached == {"invalid": 1, "forbidden:143106": 1}
 
 
