@@ -131,7 +131,8 @@ async def retry_job(request: web.Request) -> web.Response:
         return json_error(409, "not_dead", f"job {job_id} is {job.state}; only dead jobs can be retried")
     n = await st.retry_dead(clock.now(), job_id)
     request.app[WAKE]()
-    log.info("admin.job_retried", job_id=job_id)
+    log.info("admin.job_retried", job_id=job_id, job_kind=job.kind, source=job.source, approval_id=job.approval_id,
+             event_id=job.event_id)
     return web.json_response({"retried": n, "job_id": job_id})
 
 
