@@ -100,3 +100,5 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: Any = None) -> 
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     # aiohttp's access log duplicates webhook.* events at info level; keep it for debugging only.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # python-statemachine narrates every transition at debug level, without bridge's dotted event names.
+    logging.getLogger("statemachine").setLevel(logging.WARNING)
