@@ -583,3 +583,18 @@ async def test_dingtalk_event_without_an_applicant_is_unresolved_with_the_reason
         assert processed.outcome == store.UNRESOLVED
         assert "names no applicant" in (processed.reason or "")
         assert e.fake.calls == []
+
+
+async def test_no_secret_reaches_the_logs_on_success_or_failure() -> None:
+    from structlog.testing import capture_logs
+
+    async with running(load_cfg("wecom")) as e:
+        with capture_logs() as logs:
+            await e.deliver("wecom-approvals", pending_event("wecom", NOW))
+            await e.deliver("wecom-approvals", pending_event("wecom", NOW), tamper=tamper_ciphertext)
+            await e.deliver("wecom-approvals", b"4868163428351249637")
+    events = [entry["event"] for entry in logs]
+    assert {"webhook.accepted", "webhook.rejected", "webhook.handshake"} <= set(events)
+    text = repr(logs)
+    for secret in ENV.values():
+        assert secret not in text
