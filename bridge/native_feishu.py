@@ -84,14 +84,25 @@ def handle(
         raise MalformedPayload(f"feishu callbacks are POST requests, not {method}")
     hdrs = lower_keys(headers)
     outer = load_json_object(body, "the feishu callback body")
-    encrypted = "encrypt" in outer
-    if encrypted:
+    # A signed request is verified before its ciphertext is touched: a tampered body is a 401, and no answer
+    # to an unauthenticated ciphertext may tell bad padding from anything else (that would be a padding oracle).
+    signed = keys.encrypt_key is not None and bool(hdrs.get("x-lark-signature"))
+    if signed:
+        _check_signature(keys, hdrs, body)
+    if "encrypt" in outer:
         if keys.encrypt_key is None:
             raise MalformedPayload("the feishu body is encrypted but this source has no encrypt_key configured")
         if not isinstance(outer["encrypt"], str):
             raise MalformedPayload("the feishu body's 'encrypt' must be a string")
-        plaintext = nc.feishu_decrypt(nc.feishu_key(keys.encrypt_key.reveal()), outer["encrypt"])
-        payload = load_json_object(plaintext, "the decrypted feishu event")
+        try:
+            plaintext = nc.feishu_decrypt(nc.feishu_key(keys.encrypt_key.reveal()), outer["encrypt"])
+            payload = load_json_object(plaintext, "the decrypted feishu event")
+        except MalformedPayload:
+            if signed:
+                raise
+            raise MalformedPayload("undecryptable: an unsigned encrypted feishu body (only the url_verification "
+                                   "challenge comes unsigned) does not decrypt to JSON with this source's "
+                                   "encrypt_key") from None
     else:
         payload = outer
 
@@ -103,19 +114,24 @@ def handle(
         reply_body = json.dumps({"challenge": challenge}, ensure_ascii=False, separators=(",", ":")).encode()
         return NativeResult(reply=Reply(200, "application/json", reply_body), event=None)
 
-    if keys.encrypt_key is not None:
-        signature = hdrs.get("x-lark-signature")
-        timestamp = hdrs.get("x-lark-request-timestamp")
-        nonce = hdrs.get("x-lark-request-nonce")
-        if not signature or timestamp is None or nonce is None:
-            raise SignatureInvalid("feishu event without X-Lark-Signature / -Request-Timestamp / -Request-Nonce")
-        expected = nc.feishu_signature(timestamp, nonce, keys.encrypt_key.reveal(), body)
-        if not nc.signatures_match(expected, signature):
-            raise SignatureInvalid("X-Lark-Signature does not match the raw body (wrong encrypt_key, or tampered)")
+    if keys.encrypt_key is not None and not signed:
+        raise SignatureInvalid("feishu event without X-Lark-Signature / -Request-Timestamp / -Request-Nonce")
     timestamp = hdrs.get("x-lark-request-timestamp")
     if timestamp is not None:
         check_timestamp(timestamp.strip(), now, tolerance_s, "X-Lark-Request-Timestamp")
     return NativeResult(reply=SUCCESS, event=normalise(cfg, source, payload, now))
+
+
+def _check_signature(keys: FeishuKeys, hdrs: Mapping[str, str], body: bytes) -> None:
+    assert keys.encrypt_key is not None
+    signature = hdrs.get("x-lark-signature")
+    timestamp = hdrs.get("x-lark-request-timestamp")
+    nonce = hdrs.get("x-lark-request-nonce")
+    if not signature or timestamp is None or nonce is None:
+        raise SignatureInvalid("feishu event without X-Lark-Signature / -Request-Timestamp / -Request-Nonce")
+    expected = nc.feishu_signature(timestamp, nonce, keys.encrypt_key.reveal(), body)
+    if not nc.signatures_match(expected, signature):
+        raise SignatureInvalid("X-Lark-Signature does not match the raw body (wrong encrypt_key, or tampered)")
 
 
 def _check_token(keys: FeishuKeys, payload: Mapping[str, Any]) -> None:

@@ -91,10 +91,27 @@ def test_an_event_without_signature_headers_is_refused_when_encrypted() -> None:
         handle(config("feishu"), "fs", "POST", {}, {}, body, NOW)
 
 
-def test_wrong_encrypt_key_is_malformed() -> None:
+def test_wrong_encrypt_key_fails_the_signature_it_keys() -> None:
     body = b'{"encrypt":"' + F_C_ENCRYPT.encode() + b'"}'
-    with pytest.raises(MalformedPayload, match="bad padding"):
+    with pytest.raises(SignatureInvalid, match="X-Lark-Signature does not match"):
         handle(config("feishu", encrypt_key="other key"), "fs", "POST", {}, F_C_HEADERS, body, NOW)
+
+
+def test_a_signed_body_is_verified_before_it_is_decrypted() -> None:
+    flipped = F_C_ENCRYPT[:40] + ("A" if F_C_ENCRYPT[40] != "A" else "B") + F_C_ENCRYPT[41:]
+    body = b'{"encrypt":"' + flipped.encode() + b'"}'
+    with pytest.raises(SignatureInvalid, match="does not match"):  # not "bad padding": no padding oracle
+        handle(config("feishu"), "fs", "POST", {}, F_C_HEADERS, body, NOW)
+
+
+def test_an_unsigned_body_that_does_not_decrypt_gets_one_answer_whatever_the_cause() -> None:
+    body = b'{"encrypt":"' + F_B_ENCRYPT.encode() + b'"}'
+    with pytest.raises(MalformedPayload, match="does not decrypt to JSON") as wrong_key:
+        handle(config("feishu", encrypt_key="other key"), "fs", "POST", {}, {}, body, NOW)
+    garbled = F_B_ENCRYPT[:30] + ("A" if F_B_ENCRYPT[30] != "A" else "B") + F_B_ENCRYPT[31:]
+    with pytest.raises(MalformedPayload) as bad_block:
+        handle(config("feishu"), "fs", "POST", {}, {}, b'{"encrypt":"' + garbled.encode() + b'"}', NOW)
+    assert str(bad_block.value) == str(wrong_key.value)
 
 
 def test_encrypted_body_without_an_encrypt_key_configured_is_malformed() -> None:
