@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)  # a usage error: exit 2, and keep stdout clean for scripts
         return 2
     try:
         return int(args.func(args) or 0)
