@@ -166,9 +166,13 @@ def test_tail_text_json_source_and_lines(world: World, capsys: pytest.CaptureFix
     code, out, _ = world.run(capsys, "tail", "--all")
     assert code == 0
     assert "dingtalk.sent" in out and "job.dead" in out and "erp/PO-2" in out
+    code, out, _ = world.run(capsys, "tail", "--all", "--json")
+    every = [json.loads(line) for line in out.splitlines()]
+    assert len(every) > 4 and [r["id"] for r in every] == sorted(r["id"] for r in every)
     code, out, _ = world.run(capsys, "tail", "-n", "2", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
-    assert (len(rows) == 2 and rows[-1]["kind"] == "dingtalk.status_bar_updated") or len(rows) == 2
+    assert rows == every[-2:]
+    assert {"job.dead", "dingtalk.status_bar_updated"} <= {r["kind"] for r in every}
     code, out, _ = world.run(capsys, "tail", "--all", "--source", "nope")
     assert code == 0 and out == ""
 
