@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,3 +204,14 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     assert cli.main([]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "usage: bridge" in err
+
+
+def test_status_is_coloured_on_a_terminal_only(world: World, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, _ = world.run(capsys, "status", "erp", "PO-2")
+    assert code == 0
+    assert "\033[32mapproved\033[0m" in out  # the status word in green
+    assert "\033[48;2;120;192;110m" in out and " 已同意 " in out  # the status bar on its own colour
+    code, out, _ = world.run(capsys, "status", "erp", "PO-2", "--json")
+    assert "\033[" not in out and json.loads(out)["status"] == "approved"
