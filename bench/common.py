@@ -173,6 +173,7 @@ class BridgeSetup:
     retry_base_s: float = 0.05
     retry_cap_s: float = 0.5
     max_attempts: int = 30
+    lease_s: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -210,6 +211,7 @@ concurrency = {self.concurrency}
 retry_base_s = {self.retry_base_s}
 retry_cap_s = {self.retry_cap_s}
 max_attempts = {self.max_attempts}
+lease_s = {self.lease_s}
 poll_interval_s = 0.5
 check_delay_s = 0.2
 
