@@ -103,7 +103,7 @@ def wait_drained(db: Path, timeout: float) -> None:
 
 # --- crash ---------------------------------------------------------------------------------------------------
 def crash(quick: bool, work: Path) -> tuple[dict[str, Any], dict[str, bool], dict[str, bool]]:
-    n = 60 if quick else 1500
+    n = 60 if quick else 2000
     kills = 2 if quick else 5
     run = "C" + uuid.uuid4().hex[:6]
     sim = common.start_simulator(work, qps=0)
@@ -370,10 +370,12 @@ DRILLS = {"crash": crash, "faults": faults, "badinput": badinput, "storage": sto
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("drill", nargs="*", choices=[*DRILLS, "all"], default=["all"])
+    ap.add_argument("drill", nargs="*", help=f"any of {', '.join(DRILLS)}, or all (default)")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     names = list(DRILLS) if "all" in a.drill or not a.drill else a.drill
+    if unknown := [d for d in names if d not in DRILLS]:
+        ap.error(f"unknown drill {unknown}; choose from {', '.join(DRILLS)}, all")
     rc = 0
     for name in names:
         work = Path(tempfile.mkdtemp(prefix=f"bench-drill-{name}-"))
