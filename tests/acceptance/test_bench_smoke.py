@@ -1,0 +1,53 @@
+"""The bench/ scripts keep working: each runs once in its small --quick mode as a subprocess.
+
+Why: benchmarks and drills rot silently when the code they drive changes. These runs are functional checks
+(exit 0 = no functional failure; speed targets are judged only in full mode) plus the shape of the JSON
+result each script writes to bench/results/.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.acceptance
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+
+CASES = {
+    "ingest": ([], {"ingest": ["bare", "bridge", "ratio", "missing_in_db", "connections"]}),
+    "e2e": ([], {"e2e": ["events_per_s", "idle_latency_ms", "approvals", "calls"]}),
+    "drain": ([], {"drain": ["achieved_qps", "configured_qps", "ratio", "throttled"]}),
+    "memory": (["--events", "1000"], {"memory": ["samples", "peak_ingest_mib", "peak_drain_mib", "rss_last_mib"]}),
+    "drills": ([], {"drills-crash": ["figures", "targets"], "drills-faults": ["figures", "targets"],
+                    "drills-badinput": ["figures", "targets"], "drills-storage": ["figures", "targets"]}),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("script", list(CASES))
+def test_script_quick_mode(script: str) -> None:
+    args, expected = CASES[script]
+    for name in expected:
+        (RESULTS / f"{name}.json").unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), "--quick", *args],
+                          capture_output=True, text=True, timeout=110, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name, keys in expected.items():
+        data = json.loads((RESULTS / f"{name}.json").read_text())
+        assert data["quick"] is True
+        assert data["machine"]["cpus"]
+        missing = [k for k in keys if k not in data]
+        assert not missing, f"{name}.json lacks {missing}"
+    if script == "ingest":
+        data = json.loads((RESULTS / "ingest.json").read_text())
+        assert data["missing_in_db"] == 0 and data["bridge"]["codes"] == {"202": data["requests"]}
+    if script == "drills":
+        for name in expected:
+            data = json.loads((RESULTS / f"{name}.json").read_text())
+            assert all(data["targets"].values()), (name, data["targets"])
