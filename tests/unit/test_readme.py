@@ -24,3 +24,11 @@ def test_ci_runs_the_test_command_the_readme_gives() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert install.replace("pip install", "").strip() in ci
     assert run.strip() in ci
+
+
+def test_native_source_examples_are_the_tested_fixtures() -> None:
+    for platform in ("dingtalk", "feishu", "wecom"):
+        text = (ROOT / "tests" / "fixtures" / f"native-{platform}.toml").read_text(encoding="utf-8")
+        block = text[text.index("[[sources]]"):].strip()
+        first = block.split("\n[[sources]]")[0].strip()
+        assert first in README, f"README's {platform} example differs from tests/fixtures/native-{platform}.toml"
