@@ -129,7 +129,7 @@ async def retry_job(request: web.Request) -> web.Response:
         return json_error(404, "not_found", f"no job {job_id}")
     if job.state != store.DEAD:
         return json_error(409, "not_dead", f"job {job_id} is {job.state}; only dead jobs can be retried")
-    n = await st.retry_dead(clock.now(), job_id)
+    n = await operate.retry_dead(st, clock.now(), job_id, by="admin API")
     request.app[WAKE]()
     log.info("admin.job_retried", job_id=job_id, job_kind=job.kind, source=job.source, approval_id=job.approval_id,
              event_id=job.event_id)
@@ -140,7 +140,7 @@ async def retry_jobs(request: web.Request) -> web.Response:
     if request.query.get("state") != store.DEAD:
         return json_error(400, "bad_request", "bulk retry needs ?state=dead")
     st, clock = request.app[STORE], request.app[CLOCK]
-    n = await st.retry_dead(clock.now(), None)
+    n = await operate.retry_dead(st, clock.now(), None, by="admin API")
     request.app[WAKE]()
     log.info("admin.dead_jobs_retried", count=n)
     return web.json_response({"retried": n})

@@ -177,7 +177,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
-    from bridge import clock
+    from bridge import clock, operate
 
     if (args.job_id is None) == (not args.all_dead):
         raise UsageError("give a JOB_ID or --all-dead (not both)")
@@ -193,7 +193,7 @@ def _cmd_retry(args: argparse.Namespace) -> int:
                     raise UsageError(f"no job {args.job_id}")
                 if job.state != "dead":
                     raise UsageError(f"job {args.job_id} is {job.state}; only dead jobs can be retried")
-            return await st.retry_dead(clock.SystemClock().now(), args.job_id)
+            return await operate.retry_dead(st, clock.SystemClock().now(), args.job_id, by="CLI")
         finally:
             await st.close()
 

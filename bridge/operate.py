@@ -65,3 +65,18 @@ async def request_resync(cfg: Config, st: store.Store, source: str, approval_id:
         journal=[store.NewJournal(kind="operator.resync", source=source, approval_id=approval_id,
                                   message=f"resync requested: {len(jobs)} job(s) to re-apply {approval.status}")],
     )
+
+
+async def retry_dead(st: store.Store, now: datetime, job_id: int | None = None, *, by: str = "operator") -> int:
+    """Revive one dead job (or all of them) and say so in the journal, so `bridge tail` shows it."""
+    job = await st.get_job(job_id) if job_id is not None else None
+    n = await st.retry_dead(now, job_id)
+    if n:
+        what = f"job {job_id} ({job.kind})" if job is not None else f"{n} dead job(s)"
+        await st.append_journal(
+            [store.NewJournal(kind="operator.retry", message=f"{what} put back in the queue by the {by}",
+                              source=job.source if job else None, approval_id=job.approval_id if job else None,
+                              event_id=job.event_id if job else None, job_id=job_id, data={"count": n})],
+            now,
+        )
+    return n

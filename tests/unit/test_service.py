@@ -144,3 +144,17 @@ async def test_deleted_before_any_card_needs_no_work(env) -> None:
     [p] = await feed(st, decider, event(Status.DELETED, card=False))
     assert p.outcome == store.APPLIED and p.job_ids == ()
     assert (await st.get_approval("erp", "PO-1")).status == "recalled"
+
+
+async def test_operator_retry_is_journalled(env, clock: FakeClock) -> None:
+    from bridge import operate
+
+    st, decider = env
+    await feed(st, decider, event(Status.PENDING, n=1))
+    [job] = await st.claim_jobs(clock.now(), 60, 10)
+    await st.bury_job(job.id, clock.now(), "boom")
+    assert await operate.retry_dead(st, clock.now(), job.id, by="CLI") == 1
+    [line] = [e for e in await st.journal(0) if e.kind == "operator.retry"]
+    assert line.job_id == job.id and line.approval_id == "PO-1" and "by the CLI" in line.message
+    assert await operate.retry_dead(st, clock.now(), job.id) == 0
+    assert len([e for e in await st.journal(0) if e.kind == "operator.retry"]) == 1
