@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import tempfile
 import uuid
 from pathlib import Path
@@ -24,6 +26,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small fast CI mode")
     ap.add_argument("--requests", type=int, default=None)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--worker-blocked", action="store_true",
+                    help="freeze the simulator (SIGSTOP) so bridge's worker waits: ingest cost alone")
     a = ap.parse_args()
     n = a.requests or (300 if a.quick else 20_000)
     run = uuid.uuid4().hex[:6]
@@ -31,8 +35,10 @@ def main() -> int:
         work = Path(tmp)
         bare = common.start_bare(work)
         sim = common.start_simulator(work, qps=0)
-        setup = common.BridgeSetup(work, sim.url)
+        setup = common.BridgeSetup(work, sim.url, timeout_s=600 if a.worker_blocked else 10)
         bridge = common.start_bridge(setup)
+        if a.worker_blocked:
+            os.kill(sim.pid, signal.SIGSTOP)
         try:
             warm = [common.signed(common.event(f"W{run}-{i}", "pending", 0)) for i in range(min(200, n))]
             asyncio.run(common.load(bare.url, warm, a.connections))
@@ -45,6 +51,8 @@ def main() -> int:
             accepted_ids = {f"B{run}-{i}-pending-0" for i in r_bridge.accepted}
             missing = len(accepted_ids - stored)
         finally:
+            if a.worker_blocked:
+                os.kill(sim.pid, signal.SIGCONT)
             bridge.stop()
             sim.stop()
             bare.stop()
@@ -53,9 +61,9 @@ def main() -> int:
     print(f"bare   : {sb['rps']:>8} req/s  p50 {sb['p50_ms']} ms  p99 {sb['p99_ms']} ms  codes {sb['codes']}")
     print(f"bridge : {sr['rps']:>8} req/s  p50 {sr['p50_ms']} ms  p99 {sr['p99_ms']} ms  codes {sr['codes']}")
     print(f"ratio bridge/bare: {ratio:.2f}   accepted {len(accepted_ids)}, missing from the DB: {missing}")
-    common.write_result("ingest", {"quick": a.quick, "connections": a.connections, "requests": n, "bare": sb,
-                                   "bridge": sr, "ratio": round(ratio, 3), "accepted": len(accepted_ids),
-                                   "missing_in_db": missing})
+    common.write_result("ingest-worker-blocked" if a.worker_blocked else "ingest", {
+        "quick": a.quick, "worker_blocked": a.worker_blocked, "connections": a.connections, "requests": n,
+        "bare": sb, "bridge": sr, "ratio": round(ratio, 3), "accepted": len(accepted_ids), "missing_in_db": missing})
     return common.report(
         {"ratio >= 0.5": ratio >= 0.5, "p99 < 20 ms": sr["p99_ms"] < 20.0},
         a.quick,
