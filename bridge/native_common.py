@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
 
+from bridge import native_crypto as nc
 from bridge.config import Secret
 from bridge.errors import ConfigError, MalformedPayload, SignatureInvalid
 from bridge.events import ApprovalEvent
@@ -369,3 +370,17 @@ def card_event_fields(card: CardFields) -> dict[str, Any]:
         "unresolved": card.unresolved,
         "extra": extra,
     }
+
+
+def wx_verify_decrypt(keys: WxKeys, platform: str, signature: str | None, timestamp: str | None,
+                      nonce: str | None, encrypt: str, now: datetime, tolerance_s: int) -> bytes:
+    """The WXBizMsgCrypt family (DingTalk HTTP push, WeCom): signature first, then the timestamp, then decrypt.
+
+    Checking the signature before touching the ciphertext means an unauthenticated body never reaches the
+    cipher, so answers cannot tell padding errors apart for an attacker."""
+    if not signature or not timestamp or nonce is None:
+        raise SignatureInvalid(f"{platform} callback without msg_signature, timestamp and nonce query parameters")
+    if not nc.signatures_match(nc.wx_signature(keys.token.reveal(), timestamp, nonce, encrypt), signature):
+        raise SignatureInvalid(f"{platform} msg_signature does not match (wrong token, or a tampered body)")
+    check_timestamp(timestamp, now, tolerance_s, f"the {platform} timestamp")
+    return nc.wx_decrypt(nc.wx_key(keys.aes_key.reveal()), encrypt, keys.receive_id)

@@ -31,11 +31,11 @@ from bridge.native_common import (
     Reply,
     WxKeys,
     card_event_fields,
-    check_timestamp,
     from_epoch,
     load_json_object,
     resolve_card,
     scalars,
+    wx_verify_decrypt,
 )
 
 HANDSHAKES = frozenset({"check_url", "check_create_suite_url", "check_update_suite_url"})
@@ -78,11 +78,7 @@ def handle(
     encrypt = envelope.get("encrypt")
     if not isinstance(encrypt, str) or not encrypt:
         raise MalformedPayload("the dingtalk callback body has no 'encrypt' string")
-    expected = nc.wx_signature(keys.token.reveal(), timestamp, nonce, encrypt)
-    if not nc.signatures_match(expected, signature):
-        raise SignatureInvalid("dingtalk msg_signature does not match (wrong token, or a tampered body)")
-    check_timestamp(timestamp, now, tolerance_s, "the dingtalk timestamp")
-    plaintext = nc.wx_decrypt(nc.wx_key(keys.aes_key.reveal()), encrypt, keys.receive_id)
+    plaintext = wx_verify_decrypt(keys, "dingtalk", signature, timestamp, nonce, encrypt, now, tolerance_s)
     payload = load_json_object(plaintext, "the decrypted dingtalk message")
     reply = success_reply(keys, now, rng)
     if payload.get("EventType") in HANDSHAKES:

@@ -27,7 +27,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from bridge import native_crypto as nc
-from bridge.errors import MalformedPayload, SignatureInvalid
+from bridge.errors import MalformedPayload
 from bridge.events import ApprovalEvent, Status
 from bridge.native_common import (
     NativeConfig,
@@ -35,11 +35,11 @@ from bridge.native_common import (
     Reply,
     WxKeys,
     card_event_fields,
-    check_timestamp,
     from_epoch,
     parse_xml,
     resolve_card,
     scalars,
+    wx_verify_decrypt,
     xml_to_dict,
 )
 
@@ -64,13 +64,8 @@ def _keys(cfg: NativeConfig) -> WxKeys:
 
 
 def _verify(keys: WxKeys, query: Mapping[str, str], encrypt: str, now: datetime, tolerance_s: int) -> bytes:
-    signature, timestamp, nonce = query.get("msg_signature"), query.get("timestamp"), query.get("nonce")
-    if not signature or not timestamp or nonce is None:
-        raise SignatureInvalid("wecom callback without msg_signature, timestamp and nonce query parameters")
-    if not nc.signatures_match(nc.wx_signature(keys.token.reveal(), timestamp, nonce, encrypt), signature):
-        raise SignatureInvalid("wecom msg_signature does not match (wrong token, or a tampered body)")
-    check_timestamp(timestamp, now, tolerance_s, "the wecom timestamp")
-    return nc.wx_decrypt(nc.wx_key(keys.aes_key.reveal()), encrypt, keys.receive_id)
+    return wx_verify_decrypt(keys, "wecom", query.get("msg_signature"), query.get("timestamp"), query.get("nonce"),
+                             encrypt, now, tolerance_s)
 
 
 def handle(
