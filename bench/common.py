@@ -227,8 +227,12 @@ def start_bridge(setup: BridgeSetup, timeout: float = 20.0) -> Proc:
     cfg = setup.workdir / f"bridge-{setup.port}.toml"
     cfg.write_text(setup.toml())
     log = setup.workdir / f"bridge-{setup.port}.log"
-    p = _spawn([str(BIN / "bridge"), "serve", "--config", str(cfg), "--log-format", "json",
-                "--log-level", "warning"], log, setup.url + "/readyz", timeout)
+    argv = [str(BIN / "bridge")]
+    if switch := os.environ.get("BENCH_SWITCHINTERVAL"):  # experiment: the GIL switch interval of bridge
+        argv = [sys.executable, "-c", f"import sys; sys.setswitchinterval({float(switch)}); "
+                "from bridge.cli import main; sys.argv[0] = 'bridge'; sys.exit(main())"]
+    p = _spawn([*argv, "serve", "--config", str(cfg), "--log-format", "json", "--log-level", "warning"],
+               log, setup.url + "/readyz", timeout)
     return Proc(p, setup.url, log)
 
 
