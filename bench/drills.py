@@ -240,7 +240,7 @@ def badinput(quick: bool, work: Path) -> tuple[dict[str, Any], dict[str, bool], 
     codes: Counter[int] = Counter()
     kinds_5xx: list[str] = []
 
-    async def go() -> LoadPair:
+    async def go() -> common.LoadResult:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
             async def shoot(path: str, h: dict[str, str], b: bytes) -> None:
                 try:
@@ -289,7 +289,6 @@ def badinput(quick: bool, work: Path) -> tuple[dict[str, Any], dict[str, bool], 
     return figures, targets, {}
 
 
-LoadPair = common.LoadResult
 
 
 # --- storage -------------------------------------------------------------------------------------------------
