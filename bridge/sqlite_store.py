@@ -37,13 +37,14 @@ from bridge import store
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
 from bridge.sqlite_sql import MIGRATIONS, SCHEMA_VERSION, Migration
+from bridge.sqlite_thread import WriterConnection
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SYNCHRONOUS", "Migration", "SQLiteStore"]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-Conn = aiosqlite.Connection
+Conn = aiosqlite.Connection | WriterConnection
 SYNCHRONOUS = ("normal", "full")
 _CARD_CACHE_MAX = 100_000  # remembered approvals with card data (positives never go stale: rows are never deleted)
 
@@ -148,9 +149,13 @@ class SQLiteStore:
                 self._writer = self._reader = None
 
     async def _connect(self, *, read_only: bool = False) -> Conn:
-        conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout_s)
-        try:
+        conn: Conn
+        if read_only:
+            conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout_s)
             conn.row_factory = sqlite3.Row
+        else:
+            conn = await WriterConnection.connect(str(self.path), busy_timeout_s=self.busy_timeout_s)
+        try:
             if not read_only:
                 await conn.execute(sq.Q["journal_mode_wal"])
             await conn.execute(sq.Q[f"synchronous_{self.synchronous}"])
@@ -238,19 +243,16 @@ class SQLiteStore:
                 self._reader = await self._connect(read_only=True)
 
     async def _transaction(self, run: Callable[[Conn], Awaitable[T]]) -> T:
-        conn: Conn | None = None
+        writer: WriterConnection | None = None
         try:
             conn = await self._writable()
-            await conn.execute(sq.Q["begin"])
-            result = await run(conn)
-            await conn.execute(sq.Q["commit"])
+            assert isinstance(conn, WriterConnection)
+            writer = conn
+            result = await writer.transaction(run, begin=sq.Q["begin"], commit=sq.Q["commit"],
+                                              rollback=sq.Q["rollback"])
         except BaseException as exc:
-            if conn is not None:
-                try:
-                    if conn.in_transaction:
-                        await conn.execute(sq.Q["rollback"])
-                except sqlite3.Error:
-                    self._reconnect = True
+            if writer is not None and writer.rollback_failed:
+                self._reconnect = True
             if isinstance(exc, sqlite3.IntegrityError):
                 raise ValueError(f"the database refused the write: {exc}") from None
             if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.ProgrammingError):

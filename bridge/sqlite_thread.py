@@ -1,0 +1,123 @@
+"""The SQLite writer connection: one sqlite3 connection on one dedicated thread, whole transactions per hop.
+
+Why not aiosqlite for the writer: aiosqlite sends every statement to its thread separately, and each answer
+has to wait for the event loop to come round again. A decision is about ten statements (approval, notices,
+jobs, audit, journal, inbox), so under webhook load every transaction held the single writer for ten loop
+iterations, and webhooks queued behind it. Here `transaction(run)` runs BEGIN, the body and COMMIT on the
+writer thread in one hop: the body is the same `async def run(conn)` the store's SQL module writes for any
+connection, driven to completion synchronously against a facade whose methods never suspend.
+
+Reads stay on aiosqlite (a separate connection; WAL lets them run beside the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Params = Mapping[str, Any] | Sequence[Any]
+
+
+class _Immediate:
+    """The statement methods of an aiosqlite connection, executed at once on the calling (writer) thread."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    async def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, params)
+
+    async def executemany(self, sql: str, seq: Iterable[Params]) -> sqlite3.Cursor:
+        return self._db.executemany(sql, seq)
+
+    async def execute_fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return self._db.execute(sql, params).fetchall()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+
+def _drive(awaitable: Awaitable[T]) -> T:
+    """Run a coroutine that never really suspends to its end, synchronously."""
+    coro = awaitable.__await__()
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("a writer transaction body awaited something other than the connection")
+
+
+class WriterConnection:
+    """A sqlite3 connection confined to its own thread, with the aiosqlite-style methods the store uses."""
+
+    def __init__(self, executor: ThreadPoolExecutor, db: sqlite3.Connection) -> None:
+        self._executor = executor
+        self._db = db
+        self._facade = _Immediate(db)
+        self.rollback_failed = False
+
+    @classmethod
+    async def connect(cls, path: str, *, busy_timeout_s: float) -> WriterConnection:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sqlite-writer")
+
+        def open_db() -> sqlite3.Connection:
+            db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            return db
+
+        try:
+            db = await asyncio.get_running_loop().run_in_executor(executor, open_db)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, db)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        return await self._call(self._db.execute, sql, params)
+
+    async def executemany(self, sql: str, seq: Iterable[Params]) -> sqlite3.Cursor:
+        return await self._call(self._db.executemany, sql, list(seq))
+
+    async def execute_fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return await self._call(lambda: self._db.execute(sql, params).fetchall())
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    async def transaction(self, run: Callable[[Any], Awaitable[T]], *, begin: str, commit: str, rollback: str) -> T:
+        """BEGIN, `run(conn)`, COMMIT in one trip to the writer thread; on any failure, roll back there too
+        (`rollback_failed` tells the caller the connection should be replaced)."""
+
+        def body() -> T:
+            self._db.execute(begin)
+            try:
+                value = _drive(run(self._facade))
+                self._db.execute(commit)
+                return value
+            except BaseException:
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute(rollback)
+                    except sqlite3.Error:
+                        self.rollback_failed = True
+                raise
+
+        return await self._call(body)
+
+    async def close(self) -> None:
+        try:
+            await self._call(self._db.close)
+        finally:
+            self._executor.shutdown(wait=False)
