@@ -46,7 +46,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 Conn = aiosqlite.Connection | WriterConnection
 SYNCHRONOUS = ("normal", "full")
-_CARD_CACHE_MAX = 100_000  # remembered approvals with card data (positives never go stale: rows are never deleted)
+_CARD_CACHE_MAX = 10_000  # recent approvals known to have card data (positives never go stale: rows stay)
 
 
 def _of(source: str, approval_id: str) -> dict[str, str]:
