@@ -22,6 +22,10 @@ from pathlib import Path
 import common
 
 
+def _done(db: Path) -> int:
+    return sum(v for k, v in common.job_counts(db).items() if k.endswith(":done"))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
@@ -56,6 +60,7 @@ def main() -> int:
                 accepted += res.codes.get(202, 0)
                 sample("ingest", min(n, k + chunk))
             backlog = common.open_work(setup.db_path)
+            done_before = _done(setup.db_path)
             os.kill(sim.pid, signal.SIGCONT)
             t_end = time.monotonic() + drain_s
             left = backlog
@@ -63,6 +68,7 @@ def main() -> int:
                 time.sleep(min(1.0, drain_s / 10))
                 sample("drain", n)
                 left = common.open_work(setup.db_path)
+            done_after = _done(setup.db_path)
         finally:
             os.kill(sim.pid, signal.SIGCONT)
             bridge.stop()
@@ -75,12 +81,15 @@ def main() -> int:
     drain_ok = peak_drain <= peak_ingest + 32
     print(f"memory: {n} events, backlog {backlog} open items; RSS at 10% {first} MiB, at 100% {last} MiB, "
           f"peak while ingesting {peak_ingest} MiB, peak after {drain_s:.0f} s draining {peak_drain} MiB "
-          f"({left} items still open)")
+          f"({left} items still open; {done_after - done_before} DingTalk jobs done while draining)")
     common.write_result("memory", {"quick": a.quick, "events": n, "accepted": accepted, "backlog": backlog,
                                    "rss_first_mib": first, "rss_last_mib": last, "peak_ingest_mib": peak_ingest,
-                                   "peak_drain_mib": peak_drain, "open_after_drain": left, "samples": samples})
+                                   "peak_drain_mib": peak_drain, "open_after_drain": left,
+                                   "jobs_done_while_draining": done_after - done_before, "samples": samples})
     return common.report({"bounded while ingesting": bounded, "bounded while draining": drain_ok}, a.quick,
-                         {"all accepted": accepted == n, "drain progressed": left < backlog})
+                         {"all accepted": accepted == n,
+                          # open work can stay flat for a while: each finished send adds a delivery check
+                          "drain progressed": left == 0 or done_after > done_before})
 
 
 if __name__ == "__main__":
