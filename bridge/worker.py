@@ -169,6 +169,10 @@ class Worker:
             return 0
         jobs = await self.store.claim_jobs(self.clock.now(), self.cfg.worker.lease_s, free)
         for job in jobs:
+            if job.id in self._tasks:
+                # its lease ran out while this process is still working on it (a DingTalk call slower than
+                # lease_s): the task that holds it will finish it; a second one would call DingTalk twice
+                continue
             task = asyncio.create_task(self._run_job(job, stats), name=f"job-{job.id}")
             self._tasks[job.id] = task
             task.add_done_callback(lambda _t, jid=job.id: self._tasks.pop(jid, None))

@@ -238,3 +238,28 @@ async def test_wake_and_stop(env, clock: FakeClock) -> None:
     w.stop()
     await asyncio.wait_for(task, 5)
     assert not w.running
+
+
+async def test_a_job_reclaimed_after_its_lease_while_still_running_here_is_not_started_twice(env) -> None:
+    import asyncio
+
+    st, fake, w, clock, _ = env
+    release = asyncio.Event()
+    original_send = fake.send
+
+    async def slow_send(msg, **kw):
+        await release.wait()
+        return await original_send(msg, **kw)
+
+    fake.send = slow_send  # type: ignore[method-assign]
+    await put(st, clock, event(Status.PENDING, n=1))
+    await w.decider.process_pending()
+    stats = worker.RunStats()
+    assert await w._claim_and_start(stats) == 1
+    await asyncio.sleep(0)
+    clock.advance(w.cfg.worker.lease_s + 1)  # the call outlives its lease
+    await w._claim_and_start(stats)  # the store hands the job out again...
+    assert len(w._tasks) == 1  # ...but this process is already on it
+    release.set()
+    await asyncio.gather(*w._tasks.values())
+    assert len(fake.named("send")) == 1
