@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from bridge.memory_store import MemoryStore
 
 from bridge import service, store
 from bridge.clock import FakeClock
 from bridge.events import Status
+from bridge.memory_store import MemoryStore
 from tests.unit.helpers import T0, event, make_config
 
 
