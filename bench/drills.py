@@ -303,7 +303,8 @@ def storage(quick: bool, work: Path) -> tuple[dict[str, Any], dict[str, bool], d
         return {"skipped": "cannot mount tmpfs"}, {}, {}
     run = "S" + uuid.uuid4().hex[:6]
     sim = common.start_simulator(work, qps=0)
-    setup = common.BridgeSetup(work, sim.url, qps=100_000, db=str(mnt / "bridge.db"), lease_s=3.0)
+    setup = common.BridgeSetup(work, sim.url, qps=100_000, db=str(mnt / "bridge.db"), lease_s=3.0,
+                               timeout_s=0.5)
     bridge = common.start_bridge(setup)
     filler = mnt / "filler"
     phases: dict[str, Counter[int]] = {}

@@ -35,7 +35,8 @@ def main() -> int:
         work = Path(tmp)
         bare = common.start_bare(work)
         sim = common.start_simulator(work, qps=0)
-        setup = common.BridgeSetup(work, sim.url, timeout_s=600 if a.worker_blocked else 10)
+        setup = common.BridgeSetup(work, sim.url, timeout_s=600 if a.worker_blocked else 10,
+                                    lease_s=1900 if a.worker_blocked else 60)
         bridge = common.start_bridge(setup)
         if a.worker_blocked:
             os.kill(sim.pid, signal.SIGSTOP)

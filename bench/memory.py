@@ -39,7 +39,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         work = Path(tmp)
         sim = common.start_simulator(work, qps=0)
-        setup = common.BridgeSetup(work, sim.url, qps=100_000, concurrency=16, timeout_s=600)
+        setup = common.BridgeSetup(work, sim.url, qps=100_000, concurrency=16, timeout_s=600, lease_s=1900)
         bridge = common.start_bridge(setup)
         start = time.monotonic()
 

@@ -260,7 +260,7 @@ def _build(data: dict[str, Any], path: Path | None, env: Mapping[str, str], file
         if any(s.name == source.name for s in sources):
             raise ConfigError(f"{file}: sources[{i}].name: duplicate source name {source.name!r}")
         sources.append(source)
-    return Config(
+    cfg = Config(
         server=server,
         storage=_storage(top.table("storage", "[storage]"), path),
         dingtalk=_dingtalk(top.table("dingtalk", "[dingtalk]"), env),
@@ -270,6 +270,19 @@ def _build(data: dict[str, Any], path: Path | None, env: Mapping[str, str], file
         sources=tuple(sources),
         path=path,
     )
+    _check_lease(cfg, file)
+    return cfg
+
+
+def _check_lease(cfg: Config, file: str) -> None:
+    """A job may take a token fetch, its call and one retry after a token refresh: if that can outlast its
+    lease, the store hands the job to a second worker while the first is still calling DingTalk."""
+    worst = 3 * cfg.dingtalk.timeout_s
+    if cfg.worker.lease_s <= worst:
+        raise ConfigError(
+            f"{file}: worker.lease_s: must be more than 3 x dingtalk.timeout_s ({worst:g} s), so a job's lease "
+            f"outlasts its slowest DingTalk calls; got {cfg.worker.lease_s:g}"
+        )
 
 
 def _server(t: Table, env: Mapping[str, str]) -> ServerConfig:

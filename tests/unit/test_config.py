@@ -93,14 +93,14 @@ def test_every_value_can_be_set() -> None:
         storage={"path": "/var/lib/bridge/b.db", "synchronous": "full"},
         statuses={"approved": {"label": "通过"}, "rejected": {"color": "0xff000000"}},
         card={"head_color": "ff00ff00", "head_text": "ERP", "on_revoked": "recall"},
-        worker={"concurrency": 2, "lease_s": 30, "retry_base_s": 0.5, "retry_cap_s": 60, "max_attempts": 3},
+        worker={"concurrency": 2, "lease_s": 45, "retry_base_s": 0.5, "retry_cap_s": 60, "max_attempts": 3},
     ))
     assert cfg.server == config.ServerConfig("0.0.0.0", 9000, 2048, Secret(ADMIN_TOKEN), 0.0)
     assert cfg.storage.synchronous == "full" and cfg.storage.path == "/var/lib/bridge/b.db"
     assert cfg.statuses.approved == config.StatusStyle("通过", "0xFF78C06E")  # label set, colour kept
     assert cfg.statuses.rejected == config.StatusStyle("已拒绝", "0xff000000")
     assert cfg.card == config.CardConfig("ff00ff00", "ERP", "recall")
-    assert cfg.worker.lease_s == 30.0 and isinstance(cfg.worker.lease_s, float) and cfg.worker.max_attempts == 3
+    assert cfg.worker.lease_s == 45.0 and isinstance(cfg.worker.lease_s, float) and cfg.worker.max_attempts == 3
 
 
 def test_config_is_frozen() -> None:
@@ -173,6 +173,7 @@ def test_unknown_key_in_a_native_table_is_named_by_the_native_parser() -> None:
     (minimal(card={"on_revoked": "delete"}), "card.on_revoked", "one of update, recall"),
     (minimal(worker={"concurrency": 0}), "worker.concurrency", "at least 1"),
     (minimal(worker={"lease_s": 0}), "worker.lease_s", "greater than 0"),
+    (minimal(worker={"lease_s": 30}), "worker.lease_s", "more than 3 x dingtalk.timeout_s"),
     (minimal(worker={"retry_base_s": 10, "retry_cap_s": 5}), "worker.retry_cap_s", "at least worker.retry_base_s"),
     (minimal(server="8080"), "server", "expected a table, got a string"),
     (minimal(statuses={"pending": "orange"}), "statuses.pending", "expected a table"),
