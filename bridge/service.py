@@ -37,21 +37,13 @@ def lock_key(source: str, approval_id: str) -> str:
     return f"{source}/{approval_id}"
 
 
+_CARD_FIELDS = ("title", "recipients", "applicant", "url", "pc_url", "form", "amount", "content")
+
+
 def merge_card(card: Mapping[str, Any], event: ApprovalEvent) -> dict[str, Any]:
-    """The approval's card data with every field the event carries laid over it."""
-    merged = dict(card)
-    updates: dict[str, Any] = {
-        "title": event.title,
-        "recipients": list(event.recipients) or None,
-        "applicant": event.applicant,
-        "url": event.url,
-        "pc_url": event.pc_url,
-        "form": [{"key": f.key, "value": f.value} for f in event.form] or None,
-        "amount": {"num": event.amount.num, "unit": event.amount.unit} if event.amount else None,
-        "content": event.content,
-    }
-    merged.update({k: v for k, v in updates.items() if v is not None})
-    return merged
+    """The approval's card data with every card field the event carries laid over it."""
+    given = event.to_dict()  # leaves out absent and empty fields
+    return {**card, **{name: given[name] for name in _CARD_FIELDS if name in given}}
 
 
 def with_reference(card: Mapping[str, Any], approval_id: str) -> dict[str, Any]:
