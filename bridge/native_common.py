@@ -372,6 +372,12 @@ def card_event_fields(card: CardFields) -> dict[str, Any]:
     }
 
 
+def wx_keys(cfg: NativeConfig) -> WxKeys:
+    """The keys of a WXBizMsgCrypt-family source (DingTalk push, WeCom)."""
+    assert isinstance(cfg.keys, WxKeys)
+    return cfg.keys
+
+
 def wx_verify_decrypt(keys: WxKeys, platform: str, signature: str | None, timestamp: str | None,
                       nonce: str | None, encrypt: str, now: datetime, tolerance_s: int) -> bytes:
     """The WXBizMsgCrypt family (DingTalk HTTP push, WeCom): signature first, then the timestamp, then decrypt.

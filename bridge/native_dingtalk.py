@@ -35,6 +35,7 @@ from bridge.native_common import (
     load_json_object,
     resolve_card,
     scalars,
+    wx_keys,
     wx_verify_decrypt,
 )
 
@@ -50,11 +51,6 @@ INSTANCE_STATUS: dict[tuple[str, str | None], Status] = {
 }
 
 
-def _keys(cfg: NativeConfig) -> WxKeys:
-    assert isinstance(cfg.keys, WxKeys)
-    return cfg.keys
-
-
 def handle(
     cfg: NativeConfig,
     source: str,
@@ -66,7 +62,7 @@ def handle(
     tolerance_s: int,
     rng: Callable[[int], bytes],
 ) -> NativeResult:
-    keys = _keys(cfg)
+    keys = wx_keys(cfg)
     if method.upper() != "POST":
         raise MalformedPayload(f"dingtalk callbacks are POST requests, not {method}")
     signature = query.get("msg_signature") or query.get("signature")
@@ -175,7 +171,7 @@ def encode_request(
     cfg: NativeConfig, plaintext: bytes, now: datetime, nonce: str, rng: Callable[[int], bytes]
 ) -> tuple[str, dict[str, str], dict[str, str], bytes]:
     """The POST DingTalk would send for `plaintext` (a JSON message), with a millisecond timestamp."""
-    keys = _keys(cfg)
+    keys = wx_keys(cfg)
     timestamp = str(int(now.timestamp() * 1000))
     encrypt = nc.wx_encrypt(nc.wx_key(keys.aes_key.reveal()), plaintext, keys.receive_id, rng(16))
     query = {

@@ -39,6 +39,7 @@ from bridge.native_common import (
     parse_xml,
     resolve_card,
     scalars,
+    wx_keys,
     wx_verify_decrypt,
     xml_to_dict,
 )
@@ -58,11 +59,6 @@ NO_CHANGE_EVENTS: dict[str, str] = {"4": "transfer (转审)", "5": "reminder (�
 EMPTY_OK = Reply(200, "text/plain", b"")
 
 
-def _keys(cfg: NativeConfig) -> WxKeys:
-    assert isinstance(cfg.keys, WxKeys)
-    return cfg.keys
-
-
 def _verify(keys: WxKeys, query: Mapping[str, str], encrypt: str, now: datetime, tolerance_s: int) -> bytes:
     return wx_verify_decrypt(keys, "wecom", query.get("msg_signature"), query.get("timestamp"), query.get("nonce"),
                              encrypt, now, tolerance_s)
@@ -78,7 +74,7 @@ def handle(
     *,
     tolerance_s: int,
 ) -> NativeResult:
-    keys = _keys(cfg)
+    keys = wx_keys(cfg)
     verb = method.upper()
     if verb == "GET":
         echostr = query.get("echostr")
@@ -165,7 +161,7 @@ def encode_request(
 
     The query values are decoded; percent-encode them when building a URL (`+`, `/` and `=` in echostr).
     """
-    keys = _keys(cfg)
+    keys = wx_keys(cfg)
     timestamp = str(int(now.timestamp()))
     encrypt = nc.wx_encrypt(nc.wx_key(keys.aes_key.reveal()), plaintext, keys.receive_id, rng(16))
     signature = nc.wx_signature(keys.token.reveal(), timestamp, nonce, encrypt)
