@@ -296,7 +296,7 @@ class SQLiteStore:
             raise StorageUnavailable("storage unavailable: the store is not open")
         try:
             return await sq.fetch(self._reader, name, params)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: aiosqlite's "Connection closed" mid-reconnect
             raise StorageUnavailable(f"storage unavailable: {exc}") from None
 
     # --- receiving -----------------------------------------------------------------------------------------

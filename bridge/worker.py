@@ -130,6 +130,13 @@ class Worker:
                         raise
                     await self._idle(self.cfg.worker.poll_interval_s)
                     continue
+                except Exception:
+                    # never let one bad iteration stop delivery for good: log it, wait a poll, go on
+                    log.exception("worker.loop_failed")
+                    if burst:
+                        raise
+                    await self._idle(self.cfg.worker.poll_interval_s)
+                    continue
                 if processed and not claimed:
                     continue  # decisions may have created jobs that are due now
                 if burst:

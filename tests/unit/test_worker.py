@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -263,3 +264,29 @@ async def test_a_job_reclaimed_after_its_lease_while_still_running_here_is_not_s
     release.set()
     await asyncio.gather(*w._tasks.values())
     assert len(fake.named("send")) == 1
+
+
+async def test_an_unexpected_error_in_one_loop_iteration_does_not_stop_the_worker(env) -> None:
+    import asyncio
+
+    st, fake, w, clock, _ = env
+    real = w.decider.process_pending
+    calls = {"n": 0}
+
+    async def flaky(limit: int = 200):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("Connection closed")  # e.g. a read racing a reconnect
+        return await real(limit)
+
+    w.decider.process_pending = flaky  # type: ignore[method-assign]
+    w.cfg = replace(w.cfg, worker=replace(w.cfg.worker, poll_interval_s=0.01))
+    await put(st, clock, event(Status.PENDING, n=1))
+    task = asyncio.create_task(w.run())
+    for _ in range(200):
+        if fake.named("send"):
+            break
+        await asyncio.sleep(0.01)
+    w.stop()
+    await asyncio.wait_for(task, 5)
+    assert calls["n"] >= 2 and len(fake.named("send")) == 1
