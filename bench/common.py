@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from bridge.config import SANDBOX_WEBHOOK_SECRET
-from bridge.signatures import sign_standard_webhooks
+from bridge.sources.signatures import sign_standard_webhooks
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,7 +230,7 @@ def start_bridge(setup: BridgeSetup, timeout: float = 20.0) -> Proc:
     argv = [str(BIN / "bridge")]
     if switch := os.environ.get("BENCH_SWITCHINTERVAL"):  # experiment: the GIL switch interval of bridge
         argv = [sys.executable, "-c", f"import sys; sys.setswitchinterval({float(switch)}); "
-                "from bridge.cli import main; sys.argv[0] = 'bridge'; sys.exit(main())"]
+                "from bridge.cli.main import main; sys.argv[0] = 'bridge'; sys.exit(main())"]
     p = _spawn([*argv, "serve", "--config", str(cfg), "--log-format", "json", "--log-level", "warning"],
                log, setup.url + "/readyz", timeout)
     return Proc(p, setup.url, log)
@@ -363,9 +363,9 @@ def report(targets: dict[str, bool], quick: bool, functional: dict[str, bool] | 
 
 # --- the servers this module runs as a script ----------------------------------------------------------------
 def _serve_sim(port: int, qps: int) -> None:
-    from bridge.sim_model import SimSettings
-    from bridge.sim_state import SimState
-    from bridge.simulator import running
+    from bridge.simulator.model import SimSettings
+    from bridge.simulator.server import running
+    from bridge.simulator.state import SimState
 
     async def main() -> None:
         stop = asyncio.Event()

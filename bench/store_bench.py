@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bridge.events import ApprovalEvent, Status
-from bridge.sqlite_store import SQLiteStore
+from bridge.store.sqlite import SQLiteStore
 
 T0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
 

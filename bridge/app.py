@@ -20,17 +20,18 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from bridge import dingtalk, logs, service, worker
+from bridge import logs, service, worker
 from bridge import web as webapp
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config
+from bridge.dingtalk import client as dingtalk
 from bridge.metrics import Metrics
 from bridge.store import Store
 
 log = structlog.get_logger("bridge.app")
 
 WORKER = web.AppKey("bridge.worker", worker.Worker)
-CLIENT = web.AppKey("bridge.dingtalk", dingtalk.Client)
+CLIENT = web.AppKey("bridge.dingtalk.client", dingtalk.Client)
 
 
 def create_app(
@@ -93,7 +94,7 @@ def create_app(
 
 async def serve(cfg: Config, *, sandbox_sim: Any = None, ready: asyncio.Event | None = None) -> None:
     """Run the receiver and the worker until SIGINT / SIGTERM, then shut down gracefully."""
-    from bridge import sqlite_store
+    from bridge.store import sqlite as sqlite_store
 
     secrets = [s.reveal() for src in cfg.sources for s in src.secrets]
     secrets.append(cfg.dingtalk.app_secret.reveal())

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge import signatures
 from bridge.errors import ConfigError
+from bridge.sources import signatures
 from bridge.tomltable import Table, kind, unknown
 
 __all__ = [
@@ -377,7 +377,7 @@ def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceCon
     fmt = t.text("format", "canonical", choices=FORMATS)
     tolerance = t.integer("timestamp_tolerance_s", _SOURCE_DEFAULTS.timestamp_tolerance_s)
     if fmt in NATIVE_FORMATS:
-        from bridge import native
+        from bridge.sources import native
 
         rest = {k: v for k, v in t.data.items() if k not in NATIVE_OWN_KEYS}
         parsed = native.parse_config(fmt, rest, f"{t.file}: {t.key}", env)
@@ -392,7 +392,7 @@ def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceCon
     if fmt == "mapping":
         if "mapping" not in t.data:
             raise t.fail("mapping", "required when format = 'mapping' (a [sources.mapping] table)")
-        from bridge import mapping as mapping_module
+        from bridge.sources import mapping as mapping_module
 
         mapping = mapping_module.parse_config(t.data["mapping"], f"{t.file}: {t.path('mapping')}")
     return SourceConfig(name=name, signature=scheme, secrets=secrets, format=fmt, timestamp_tolerance_s=tolerance,
@@ -462,7 +462,7 @@ def sandbox(base_url: str, storage_path: str) -> Config:
 
 def summary(cfg: Config) -> dict[str, Any]:
     """The whole configuration as JSON-able data, every secret masked (`check-config --json`, admin API)."""
-    from bridge import config_show
+    from bridge.cli import config_show
 
     return config_show.summary(cfg)
 
@@ -470,6 +470,6 @@ def summary(cfg: Config) -> dict[str, Any]:
 def run_check_cli(args: argparse.Namespace) -> int:
     """`bridge check-config`: exit 0 and a summary (JSON with args.json) if args.config is valid; else
     "error: ..." on stderr and 2 (a missing file included)."""
-    from bridge import config_show
+    from bridge.cli import config_show
 
     return config_show.run_check_cli(args)

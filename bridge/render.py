@@ -22,8 +22,8 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from bridge import messages
 from bridge.config import CardConfig, StatusStyle
+from bridge.dingtalk import messages
 from bridge.errors import MessageInvalid
 
 __all__ = ["ELLIPSIS", "chunk", "render_card", "resubmission_note", "shorten"]

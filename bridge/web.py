@@ -20,10 +20,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bridge import errors, events, signatures
+from bridge import errors, events
 from bridge.clock import Clock
 from bridge.config import Config, SourceConfig
 from bridge.metrics import Metrics
+from bridge.sources import signatures
 from bridge.store import Store
 
 log = structlog.get_logger("bridge.web")
@@ -113,7 +114,7 @@ async def _receive(request: web.Request, name: str) -> web.StreamResponse:
     payload = events.parse_json(body)
     webhook_id = webhook_id or request.headers.get("webhook-id")
     if source.format == "mapping":
-        from bridge import mapping
+        from bridge.sources import mapping
 
         event = mapping.normalise(source.mapping, source.name, payload, webhook_id=webhook_id)
     else:
@@ -154,7 +155,7 @@ async def _store(
 
 
 async def _receive_native(request: web.Request, source: SourceConfig, body: bytes) -> web.StreamResponse:
-    from bridge import native
+    from bridge.sources import native
 
     clock = request.app[CLOCK]
     result = native.handle(

@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge import config, signatures
+from bridge import config
+from bridge.sources import signatures
 from tests.acceptance.conftest import Proc, Server, http_json, poll, run, start_server
 
 pytestmark = pytest.mark.acceptance

@@ -18,13 +18,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge import app as bridge_app
-from bridge import dingtalk, openapi, signatures, simulator, store
+from bridge import openapi, store
 from bridge.clock import FakeClock
 from bridge.config import Config, DingTalkConfig, Secret, ServerConfig, SourceConfig, WorkerConfig
-from bridge.memory_store import MemoryStore
+from bridge.dingtalk import client as dingtalk
 from bridge.metrics import Metrics
-from bridge.sim_model import FaultPlan
-from bridge.sim_state import SimState
+from bridge.simulator import server as simulator
+from bridge.simulator.model import FaultPlan
+from bridge.simulator.state import SimState
+from bridge.sources import signatures
+from bridge.store.memory import MemoryStore
 
 pytestmark = pytest.mark.integration
 
@@ -376,7 +379,7 @@ async def test_readyz_names_the_worker_when_it_is_not_running(harness: Harness) 
 async def test_readyz_is_200_with_a_running_worker_and_503_on_storage_failure() -> None:
     clock = FakeClock(NOW)
     st = MemoryStore()
-    from bridge.testing import FakeDingTalk
+    from bridge.dingtalk.fake import FakeDingTalk
 
     cfg = make_config("http://127.0.0.1:9")
     app = bridge_app.create_app(cfg, store=st, clock=clock, client=FakeDingTalk(), run_worker=True)  # type: ignore[arg-type]

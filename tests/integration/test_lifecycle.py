@@ -13,12 +13,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge import dingtalk, service, simulator, store, worker
+from bridge import service, store, worker
 from bridge.clock import FakeClock
 from bridge.config import Config, DingTalkConfig, Secret, WorkerConfig
+from bridge.dingtalk import client as dingtalk
 from bridge.events import ApprovalEvent, Status
-from bridge.sim_state import FaultPlan, SimState
-from bridge.sqlite_store import SQLiteStore
+from bridge.simulator import server as simulator
+from bridge.simulator.state import FaultPlan, SimState
+from bridge.store.sqlite import SQLiteStore
 from tests.unit.helpers import event, recipients
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import structlog
 
-from bridge import logs, signatures
+from bridge import logs
 from bridge.config import Secret, SourceConfig
-from bridge.sim_model import FaultPlan
+from bridge.simulator.model import FaultPlan
+from bridge.sources import signatures
 from tests.integration.test_admin import ADMIN_TOKEN, AUTH, Harness, body, make_harness
 
 pytestmark = pytest.mark.integration

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from bridge.memory_store import MemoryStore
-from bridge.sqlite_store import SQLiteStore
 from structlog.testing import capture_logs
 
 from bridge import app as bridge_app
-from bridge import signatures
 from bridge.clock import FakeClock
 from bridge.config import Config, DingTalkConfig, Secret, ServerConfig, SourceConfig
-from bridge.testing import FakeDingTalk
+from bridge.dingtalk.fake import FakeDingTalk
+from bridge.sources import signatures
+from bridge.store.memory import MemoryStore
+from bridge.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from bridge import config, signatures
+from bridge import config
 from bridge.config import Config, Secret
 from bridge.errors import ConfigError
-from bridge.mapping import MappingConfig
-from bridge.native import NativeConfig
+from bridge.sources import signatures
+from bridge.sources.mapping import MappingConfig
+from bridge.sources.native import NativeConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.toml"

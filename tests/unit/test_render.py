@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge import messages, render
+from bridge import render
 from bridge.config import CardConfig, StatusesConfig, StatusStyle
+from bridge.dingtalk import messages
 from bridge.errors import MessageInvalid
 
 CARDS = Path(__file__).resolve().parent.parent / "fixtures" / "cards"

@@ -7,7 +7,7 @@ import pytest
 from bridge import service, store
 from bridge.clock import FakeClock
 from bridge.events import Status
-from bridge.memory_store import MemoryStore
+from bridge.store.memory import MemoryStore
 from tests.unit.helpers import T0, event, make_config
 
 

@@ -7,12 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from bridge import dingtalk, errors, store, worker
+from bridge import errors, store, worker
 from bridge.clock import FakeClock
+from bridge.dingtalk import client as dingtalk
+from bridge.dingtalk.fake import FakeDingTalk
 from bridge.events import Status
-from bridge.memory_store import MemoryStore
 from bridge.retry import RetryPolicy
-from bridge.testing import FakeDingTalk
+from bridge.store.memory import MemoryStore
 from tests.unit.helpers import event, make_config
 
 

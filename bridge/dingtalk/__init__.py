@@ -1,0 +1,3 @@
+"""dingtalk"""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""simulator"""
+
+from __future__ import annotations

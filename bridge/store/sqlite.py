@@ -1,0 +1,447 @@
+"""The SQLite store: bridge's durable memory in one embedded file (aiosqlite, WAL).
+
+Why it looks the way it does:
+
+- SQLite has one writer at a time, and tasks sharing an aiosqlite connection share one transaction (a
+  rollback in one task discards another task's insert). So every write goes through ONE writer task that
+  owns the writer connection and runs each request as its own `BEGIN IMMEDIATE … COMMIT`.
+- A webhook is acknowledged only after its event is committed, and one commit per request would cap
+  throughput at the disk's commit rate. The writer therefore drains every `add_event` waiting in its queue
+  into one transaction (group commit); each caller's future resolves after that commit.
+- Reads use a second, query-only connection: under WAL readers never wait for the writer.
+- A failed write (read-only file, full disk, lock held too long) rolls back, answers every caller in the
+  batch with `StorageUnavailable`, and reconnects on the next write, so the store recovers by itself.
+- All SQL lives in `bridge/sql/` (schema.sql: numbered migrations; queries.sql: named statements);
+  `bridge.sqlite_sql` loads it, maps rows to records and holds the transaction bodies. This module is the
+  machinery: connections, the writer task, errors. Times are integer microseconds since the epoch in the
+  file and aware UTC datetimes outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+import structlog
+
+from bridge import store
+from bridge.errors import StorageUnavailable
+from bridge.events import ApprovalEvent
+from bridge.store import sqlite_sql as sq
+from bridge.store.sqlite_sql import MIGRATIONS, SCHEMA_VERSION, Migration
+from bridge.store.sqlite_thread import WriterConnection
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SYNCHRONOUS", "Migration", "SQLiteStore"]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Conn = aiosqlite.Connection | WriterConnection
+SYNCHRONOUS = ("normal", "full")
+_CARD_CACHE_MAX = 10_000  # recent approvals known to have card data (positives never go stale: rows stay)
+
+
+def _of(source: str, approval_id: str) -> dict[str, str]:
+    return {"source": source, "approval_id": approval_id}
+
+
+# --- the writer queue -------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Insert:
+    params: dict[str, Any]
+    future: asyncio.Future[store.AddResult]
+
+
+@dataclass(slots=True)
+class _Op:
+    run: Callable[[Conn], Awaitable[Any]]
+    future: asyncio.Future[Any]
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():  # the caller gave up (cancelled); the write itself stands
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class SQLiteStore:
+    """The Store protocol on one SQLite file. See the module docstring for the design.
+
+    `commits` counts committed write transactions; with group commit it grows far slower than the number
+    of `add_event` calls under concurrency. `migrations` is for tests of the migration machinery.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "normal",
+        batch_max: int = 256,
+        busy_timeout_s: float = 5.0,
+        migrations: Sequence[Migration] | None = None,
+    ) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
+        if batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.batch_max = batch_max
+        self.busy_timeout_s = busy_timeout_s
+        self.migrations = tuple(migrations if migrations is not None else MIGRATIONS)
+        self.commits = 0
+        self._writer: Conn | None = None
+        self._reader: Conn | None = None
+        self._reconnect = False
+        self._queue: asyncio.Queue[_Insert | _Op | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._lifecycle = asyncio.Lock()
+        self._card_cache: set[tuple[str, str]] = set()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        async with self._lifecycle:
+            if self._task is not None:
+                return
+            try:
+                writer = await self._connect()
+                try:
+                    await self._migrate(writer)
+                    reader = await self._connect(read_only=True)
+                except BaseException:
+                    await writer.close()
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"storage unavailable: cannot open {self.path}: {exc}") from None
+            self._writer, self._reader, self._reconnect, self._closing = writer, reader, False, False
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._run_writer(), name="sqlite-store-writer")
+
+    async def close(self) -> None:
+        async with self._lifecycle:
+            if self._task is None:
+                return
+            self._closing = True
+            self._queue.put_nowait(None)  # after everything already queued: those writes still commit
+            try:
+                await self._task
+            finally:
+                self._task = None
+                for conn in (self._writer, self._reader):
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            await conn.close()
+                self._writer = self._reader = None
+
+    async def _connect(self, *, read_only: bool = False) -> Conn:
+        conn: Conn
+        if read_only:
+            conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout_s)
+            conn.row_factory = sqlite3.Row
+        else:
+            conn = await WriterConnection.connect(str(self.path), busy_timeout_s=self.busy_timeout_s)
+        try:
+            if not read_only:
+                await conn.execute(sq.Q["journal_mode_wal"])
+            await conn.execute(sq.Q[f"synchronous_{self.synchronous}"])
+            await conn.execute(sq.Q["foreign_keys_on"])
+            if read_only:
+                await conn.execute(sq.Q["query_only_on"])
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _migrate(self, conn: Conn) -> None:
+        latest = self.migrations[-1].version if self.migrations else 0
+        found = (await sq.fetch(conn, "user_version"))[0][0]
+        if found > latest:
+            raise StorageUnavailable(
+                f"storage unavailable: {self.path} has schema version {found}; this bridge knows up to {latest}"
+            )
+        if found == latest:
+            return
+        await conn.execute(sq.Q["begin"])
+        try:
+            found = (await sq.fetch(conn, "user_version"))[0][0]  # another process may have migrated meanwhile
+            for migration in self.migrations:
+                if migration.version > found:
+                    for statement in migration.statements:
+                        await conn.execute(statement)
+            await conn.execute(sq.Q["commit"])
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute(sq.Q["rollback"])
+            raise
+        log.info("storage.migrated", path=str(self.path), from_version=found, to_version=latest)
+
+    # --- the writer ------------------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._task is None or self._closing or self._task.done():
+            raise StorageUnavailable("storage unavailable: the store is not open")
+
+    async def _write(self, run: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run `run` on the writer connection inside its own transaction, after the writes queued before it."""
+        self._check_open()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Op(run, future))
+        return await future
+
+    async def _run_writer(self) -> None:
+        held: deque[_Insert | _Op | None] = deque()
+        while True:
+            item = held.popleft() if held else await self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, _Op):
+                await self._commit_op(item)
+                continue
+            batch = [item]
+            while len(batch) < self.batch_max and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if not isinstance(nxt, _Insert):
+                    held.append(nxt)
+                    break
+                batch.append(nxt)
+            await self._commit_inserts(batch)
+
+    async def _writable(self) -> Conn:
+        if self._writer is None or self._reconnect:
+            await self._reopen()
+        assert self._writer is not None
+        return self._writer
+
+    async def _reopen(self) -> None:
+        """Start both connections afresh after a failure. Both, because SQLite shares a file's shared-memory
+        index among a process's connections: a reader opened while the file was read-only would keep a new
+        writer read-only too."""
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        self._writer = self._reader = None
+        try:
+            self._writer = await self._connect()
+            self._reconnect = False
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._reader = await self._connect(read_only=True)
+
+    async def _transaction(self, run: Callable[[Conn], Awaitable[T]]) -> T:
+        writer: WriterConnection | None = None
+        try:
+            conn = await self._writable()
+            assert isinstance(conn, WriterConnection)
+            writer = conn
+            result = await writer.transaction(run, begin=sq.Q["begin"], commit=sq.Q["commit"],
+                                              rollback=sq.Q["rollback"])
+        except BaseException as exc:
+            if writer is not None and writer.rollback_failed:
+                self._reconnect = True
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise ValueError(f"the database refused the write: {exc}") from None
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.ProgrammingError):
+                self._reconnect = True  # a read-only file may be writable again after a fresh open
+                raise StorageUnavailable(f"storage unavailable: {exc}") from None
+            raise
+        self.commits += 1
+        return result
+
+    async def _commit_op(self, op: _Op) -> None:
+        try:
+            result = await self._transaction(op.run)
+        except StorageUnavailable as exc:
+            log.error("storage.write_failed", error=str(exc), requests=1)
+            _settle(op.future, error=exc)
+        except Exception as exc:
+            _settle(op.future, error=exc)
+        else:
+            _settle(op.future, result)
+
+    async def _commit_inserts(self, batch: list[_Insert]) -> None:
+        async def run(conn: Conn) -> list[store.AddResult]:
+            if len(batch) == 1:
+                return [await sq.insert_one(conn, batch[0].params)]
+            return await sq.insert_many(conn, [insert.params for insert in batch])
+
+        try:
+            results = await self._transaction(run)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, StorageUnavailable) else f"storage unavailable: {exc}"
+            log.error("storage.write_failed", error=message, requests=len(batch))
+            for insert in batch:
+                _settle(insert.future, error=StorageUnavailable(message))
+            return
+        for insert, result in zip(batch, results, strict=True):
+            _settle(insert.future, result)
+
+    # --- reads ---------------------------------------------------------------------------------------------
+    async def _read(self, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
+        if self._reader is None:  # not open, or reconnecting after a fault
+            raise StorageUnavailable("storage unavailable: the store is not open")
+        try:
+            return await sq.fetch(self._reader, name, params)
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: aiosqlite's "Connection closed" mid-reconnect
+            raise StorageUnavailable(f"storage unavailable: {exc}") from None
+
+    # --- receiving -----------------------------------------------------------------------------------------
+    async def add_event(self, event: ApprovalEvent, raw: bytes, received_at: datetime) -> store.AddResult:
+        params = dict(
+            source=event.source, event_id=event.event_id, approval_id=event.approval_id,
+            occurred_at=sq.to_us(event.occurred_at), received_at=sq.to_us(received_at), event=event.to_json(),
+            raw=bytes(raw), card_data=int(event.has_card_data),
+        )
+        self._check_open()
+        future: asyncio.Future[store.AddResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Insert(params, future))
+        result = await future
+        if result.inserted and event.has_card_data:
+            self._remember_card(event.source, event.approval_id)
+        return result
+
+    def _remember_card(self, source: str, approval_id: str) -> None:
+        if len(self._card_cache) >= _CARD_CACHE_MAX:
+            self._card_cache.clear()
+        self._card_cache.add((source, approval_id))
+
+    async def has_card_data(self, source: str, approval_id: str) -> bool:
+        if (source, approval_id) in self._card_cache:
+            return True
+        found = bool((await self._read("has_card_data", _of(source, approval_id)))[0][0])
+        if found:
+            self._remember_card(source, approval_id)
+        return found
+
+    # --- deciding ------------------------------------------------------------------------------------------
+    async def pending_events(self, limit: int = 100) -> list[store.InboxEvent]:
+        return [sq.inbox_row(r) for r in await self._read("pending_events", {"limit": limit})]
+
+    async def get_approval(self, source: str, approval_id: str) -> store.Approval | None:
+        rows = await self._read("get_approval", _of(source, approval_id))
+        return sq.approval_row(rows[0]) if rows else None
+
+    async def notices_for(self, source: str, approval_id: str) -> list[store.Notice]:
+        return [sq.notice_row(r) for r in await self._read("notices_for", _of(source, approval_id))]
+
+    async def apply_decision(self, decision: store.Decision, now: datetime) -> list[int]:
+        return await self._write(sq.decision_writer(decision, now))
+
+    # --- delivering ----------------------------------------------------------------------------------------
+    async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
+        return await self._write(sq.claim_writer(now, lease_s, limit)) if limit > 0 else []
+
+    async def finish_job(
+        self,
+        job_id: int,
+        now: datetime,
+        *,
+        outcome: str = "ok",
+        notice: store.NoticeChange | None = None,
+        new_jobs: Sequence[store.NewJob] = (),
+        journal: Sequence[store.NewJournal] = (),
+    ) -> list[int]:
+        return await self._write(sq.finish_writer(job_id, now, outcome, notice, new_jobs, journal))
+
+    async def save_notice(self, change: store.NoticeChange, journal: Sequence[store.NewJournal] = ()) -> None:
+        lines = sq.journal_params(journal, sq.notice_change_time(change))
+        params = sq.notice_change_params(change)
+        await self._write(sq.statement_writer("update_notice", params, lines, missing=f"no notice {change.notice_id}"))
+
+    async def retry_job(
+        self, job_id: int, now: datetime, run_at: datetime, error: str, journal: Sequence[store.NewJournal] = ()
+    ) -> None:
+        params = {"id": job_id, "now": sq.to_us(now), "run_at": sq.to_us(run_at), "error": error}
+        lines = sq.journal_params(journal, now)
+        await self._write(sq.statement_writer("retry_job", params, lines, missing=f"no job {job_id}"))
+
+    async def bury_job(self, job_id: int, now: datetime, error: str, journal: Sequence[store.NewJournal] = ()) -> None:
+        params = {"id": job_id, "now": sq.to_us(now), "error": error}
+        lines = sq.journal_params(journal, now)
+        await self._write(sq.statement_writer("bury_job", params, lines, missing=f"no job {job_id}"))
+
+    async def release_job(self, job_id: int, now: datetime) -> None:
+        await self._write(sq.statement_writer("release_job", {"id": job_id, "now": sq.to_us(now)}))
+
+    async def add_jobs(
+        self, jobs: Sequence[store.NewJob], now: datetime, journal: Sequence[store.NewJournal] = ()
+    ) -> list[int]:
+        return await self._write(sq.add_jobs_writer(jobs, now, journal))
+
+    async def retry_dead(self, now: datetime, job_id: int | None = None) -> int:
+        if job_id is None:
+            return await self._write(sq.statement_writer("retry_dead_all", {"now": sq.to_us(now)}))
+        return await self._write(sq.statement_writer("retry_dead_one", {"now": sq.to_us(now), "id": job_id}))
+
+    # --- reading -------------------------------------------------------------------------------------------
+    async def get_job(self, job_id: int) -> store.Job | None:
+        rows = await self._read("get_job", {"id": job_id})
+        return sq.job_row(rows[0]) if rows else None
+
+    async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[store.Job]:
+        if state is None:
+            return [sq.job_row(r) for r in await self._read("list_jobs", {"limit": limit})]
+        return [sq.job_row(r) for r in await self._read("list_jobs_in_state", {"state": state, "limit": limit})]
+
+    async def jobs_for(self, source: str, approval_id: str) -> list[store.Job]:
+        return [sq.job_row(r) for r in await self._read("jobs_for", _of(source, approval_id))]
+
+    async def list_approvals(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[store.Approval]:
+        params = {"status": status, "source": source, "since": sq.opt_us(since), "limit": limit}
+        return [sq.approval_row(r) for r in await self._read("list_approvals", params)]
+
+    async def events_for(self, source: str, approval_id: str) -> list[store.InboxEvent]:
+        return [sq.inbox_row(r) for r in await self._read("events_for", _of(source, approval_id))]
+
+    async def audit_for(self, source: str, approval_id: str) -> list[store.AuditEntry]:
+        return [sq.audit_row(r) for r in await self._read("audit_for", _of(source, approval_id))]
+
+    async def get_event(self, source: str, event_id: str) -> store.InboxEvent | None:
+        rows = await self._read("get_event", {"source": source, "event_id": event_id})
+        return sq.inbox_row(rows[0]) if rows else None
+
+    async def journal(
+        self, after_id: int = 0, *, source: str | None = None, limit: int = 500
+    ) -> list[store.JournalEntry]:
+        if source is None:
+            rows = await self._read("journal", {"after_id": after_id, "limit": limit})
+        else:
+            rows = await self._read("journal_for_source", {"after_id": after_id, "source": source, "limit": limit})
+        return [sq.journal_row(r) for r in rows]
+
+    async def append_journal(self, entries: Sequence[store.NewJournal], now: datetime) -> None:
+        lines = sq.journal_params(entries, now)
+        if lines:
+            await self._write(sq.journal_writer(lines))
+
+    async def job_counts(self, now: datetime) -> store.JobCounts:
+        counts = {r["state"]: r["n"] for r in await self._read("job_counts")}
+        oldest = (await self._read("oldest_pending"))[0][0]
+        return store.JobCounts(
+            pending=counts.get(store.PENDING, 0), running=counts.get(store.RUNNING, 0), dead=counts.get(store.DEAD, 0),
+            done=counts.get(store.DONE, 0), oldest_pending_run_at=sq.opt_dt(oldest),
+        )
+
+    async def check_writable(self) -> None:
+        await self._write(sq.statement_writer("probe", {"at": sq.to_us(datetime.now(UTC))}))
