@@ -16,7 +16,8 @@ import structlog
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from bridge import errors, operate, store, views
+from bridge import errors, operate, views
+from bridge.records import JobState
 from bridge.web import CLOCK, CONFIG, METRICS, STORE, WAKE, json_error
 
 log = structlog.get_logger("bridge.admin")
@@ -110,7 +111,7 @@ async def get_event(request: web.Request) -> web.Response:
 
 async def list_jobs(request: web.Request) -> web.Response:
     try:
-        state = _choice(request, "state", store.JOB_STATES)
+        state = _choice(request, "state", tuple(JobState))
         limit = _int_arg(request, "limit", 100)
     except errors.InputError as exc:
         return _bad_request(exc)
@@ -127,7 +128,7 @@ async def retry_job(request: web.Request) -> web.Response:
     job = await st.get_job(job_id)
     if job is None:
         return json_error(404, "not_found", f"no job {job_id}")
-    if job.state != store.DEAD:
+    if job.state != JobState.DEAD:
         return json_error(409, "not_dead", f"job {job_id} is {job.state}; only dead jobs can be retried")
     n = await operate.retry_dead(st, clock.now(), job_id, by="admin API")
     request.app[WAKE]()
@@ -137,7 +138,7 @@ async def retry_job(request: web.Request) -> web.Response:
 
 
 async def retry_jobs(request: web.Request) -> web.Response:
-    if request.query.get("state") != store.DEAD:
+    if request.query.get("state") != JobState.DEAD:
         return json_error(400, "bad_request", "bulk retry needs ?state=dead")
     st, clock = request.app[STORE], request.app[CLOCK]
     n = await operate.retry_dead(st, clock.now(), None, by="admin API")

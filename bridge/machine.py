@@ -31,7 +31,7 @@ from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
 from bridge.events import Status
-from bridge.store import APPLIED, CONFLICT, STALE, UNCHANGED
+from bridge.records import Outcome
 
 __all__ = [
     "EVENT_FOR",
@@ -147,7 +147,7 @@ class _Decision:
 class Verdict:
     """What one reported status does to an approval.
 
-    `outcome` is one of bridge.store's APPLIED, UNCHANGED, STALE, CONFLICT. `to_state` equals `from_state`
+    `outcome` is Outcome.APPLIED, UNCHANGED, STALE or CONFLICT. `to_state` equals `from_state`
     unless applied. `actions` is the DingTalk work in order. `reason` explains anything but an applied move.
     `resubmission` is set for rejected/revoked → pending: the service bumps the card generation.
     """
@@ -186,9 +186,10 @@ def decide(
             f"{status.value} at {occurred_at.isoformat()} is older than the last applied event "
             f"({last_occurred_at.isoformat()}); the approval stays {state}"
         )
-        return Verdict(STALE, state, state, (), reason)
+        return Verdict(Outcome.STALE, state, state, (), reason)
     if target == state:
-        return Verdict(UNCHANGED, state, state, (), f"a repeated {status.value}: the approval is already {state}")
+        reason = f"a repeated {status.value}: the approval is already {state}"
+        return Verdict(Outcome.UNCHANGED, state, state, (), reason)
     return _run(state, status, on_revoked == "recall")
 
 
@@ -203,8 +204,8 @@ def _run(state: str, status: Status, recall_on_revoke: bool) -> Verdict:
     except TransitionNotAllowed:
         target = TARGET_FOR[status]
         reason = f"{state} → {target} is not allowed: {_ONLY.get(state, f'{state} cannot move to {target}')}"
-        return Verdict(CONFLICT, state, state, (), reason)
-    return Verdict(APPLIED, state, model.state, tuple(model.actions), None, model.resubmission)
+        return Verdict(Outcome.CONFLICT, state, state, (), reason)
+    return Verdict(Outcome.APPLIED, state, model.state, tuple(model.actions), None, model.resubmission)
 
 
 def transitions_markdown() -> str:

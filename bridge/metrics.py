@@ -13,6 +13,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bridge import store
+from bridge.records import JobState
 
 # `_created` series double the output and nobody alerts on them.
 prometheus_client.disable_created_metrics()
@@ -98,7 +99,7 @@ class Metrics:
         self.ingest_seconds.labels(source=source).observe(seconds)
 
     def set_job_counts(self, counts: store.JobCounts, now: datetime) -> None:
-        for state in store.JOB_STATES:
+        for state in tuple(JobState):
             self.jobs.labels(state=state).set(getattr(counts, state))
         age = (now - counts.oldest_pending_run_at).total_seconds() if counts.oldest_pending_run_at else 0.0
         self.oldest_pending.set(max(0.0, age))

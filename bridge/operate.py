@@ -11,6 +11,7 @@ from datetime import datetime
 
 from bridge import events, service, store
 from bridge.config import Config
+from bridge.records import JobKind
 
 
 class NotFound(LookupError):
@@ -43,12 +44,12 @@ def resync_jobs(cfg: Config, approval: store.Approval, notices: list[store.Notic
         if n.state == "recalled" or n.task_id is None:
             continue
         if approval.status == "recalled":
-            jobs.append(store.NewJob(kind=store.RECALL, lock_key=key, notice_id=n.id,
+            jobs.append(store.NewJob(kind=JobKind.RECALL, lock_key=key, notice_id=n.id,
                                      payload={"fallback_status_value": revoked.label,
                                               "fallback_status_bg": revoked.color}))
         elif n.generation == approval.generation and approval.status in ("pending", "approved", "rejected", "revoked"):
             style = cfg.statuses.style(approval.status)
-            jobs.append(store.NewJob(kind=store.UPDATE, lock_key=key, notice_id=n.id,
+            jobs.append(store.NewJob(kind=JobKind.UPDATE, lock_key=key, notice_id=n.id,
                                      payload={"status": approval.status, "status_value": style.label,
                                               "status_bg": style.color}))
     return jobs

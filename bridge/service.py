@@ -20,6 +20,7 @@ from bridge import errors, machine, render, store
 from bridge.clock import Clock
 from bridge.config import Config
 from bridge.events import ApprovalEvent
+from bridge.records import JobKind, Outcome
 
 log = structlog.get_logger("bridge.service")
 
@@ -109,9 +110,9 @@ class Decider:
             now = self.clock.now()
             job_ids = await self.store.apply_decision(decision, now)
             self.observer.event_processed(decision.outcome)
-            if decision.outcome == store.APPLIED and decision.from_status != decision.to_status:
+            if decision.outcome == Outcome.APPLIED and decision.from_status != decision.to_status:
                 self.observer.transition(decision.from_status, decision.to_status)
-            level = "info" if decision.outcome in (store.APPLIED, store.UNCHANGED, store.IGNORED) else "warning"
+            level = "info" if decision.outcome in (Outcome.APPLIED, Outcome.UNCHANGED, Outcome.IGNORED) else "warning"
             getattr(log, level)(
                 f"event.{decision.outcome}",
                 from_state=decision.from_status,
@@ -157,7 +158,7 @@ class Decider:
             )
 
         if ev.status is None:
-            return unchanged(store.IGNORED, ev.note or "the event carries no status change")
+            return unchanged(Outcome.IGNORED, ev.note or "the event carries no status change")
 
         verdict = machine.decide(
             state,
@@ -166,12 +167,12 @@ class Decider:
             last_occurred_at=approval.last_occurred_at if approval else None,
             on_revoked=self.cfg.card.on_revoked,
         )
-        if verdict.outcome == store.STALE:
-            return unchanged(store.STALE, verdict.reason)
-        if verdict.outcome == store.CONFLICT:
-            return unchanged(store.CONFLICT, verdict.reason)
-        if verdict.outcome == store.UNCHANGED:
-            return unchanged(store.UNCHANGED, verdict.reason, keep_card=True)
+        if verdict.outcome == Outcome.STALE:
+            return unchanged(Outcome.STALE, verdict.reason)
+        if verdict.outcome == Outcome.CONFLICT:
+            return unchanged(Outcome.CONFLICT, verdict.reason)
+        if verdict.outcome == Outcome.UNCHANGED:
+            return unchanged(Outcome.UNCHANGED, verdict.reason, keep_card=True)
 
         generation = (approval.generation if approval else 0) + (1 if verdict.resubmission or not approval else 0)
         if machine.Action.SEND in verdict.actions:
@@ -181,7 +182,7 @@ class Decider:
                     f"cannot create a card: no {', '.join(missing)} known for this approval "
                     "(send them on the first event)"
                 )
-                return unchanged(store.UNRESOLVED, reason)
+                return unchanged(Outcome.UNRESOLVED, reason)
 
         new_notices: list[store.NewNotice] = []
         jobs: list[store.NewJob] = []
@@ -194,7 +195,7 @@ class Decider:
                     msg = render.render_card(with_reference(card, ev.approval_id), style, self.cfg.card,
                                              generation=generation, approval_id=ev.approval_id)
                 except errors.MessageInvalid as exc:
-                    return unchanged(store.UNRESOLVED, f"cannot render the card: {exc}")
+                    return unchanged(Outcome.UNRESOLVED, f"cannot render the card: {exc}")
                 groups = render.chunk(card["recipients"], self.cfg.dingtalk.status_bar_max_userids)
                 for i, userids in enumerate(groups):
                     new_notices.append(
@@ -208,7 +209,7 @@ class Decider:
                         )
                     )
                     jobs.append(
-                        store.NewJob(kind=store.SEND, lock_key=key, new_notice_index=len(new_notices) - 1,
+                        store.NewJob(kind=JobKind.SEND, lock_key=key, new_notice_index=len(new_notices) - 1,
                                      event_id=ev.event_id)
                     )
             elif action is machine.Action.UPDATE:
@@ -217,7 +218,7 @@ class Decider:
                     if n.generation == generation and n.state != "recalled":
                         jobs.append(
                             store.NewJob(
-                                kind=store.UPDATE,
+                                kind=JobKind.UPDATE,
                                 lock_key=key,
                                 notice_id=n.id,
                                 payload={"status": verdict.to_state, "status_value": style.label,
@@ -232,7 +233,7 @@ class Decider:
                     if n.state != "recalled" and (whole_history or n.generation == generation):
                         jobs.append(
                             store.NewJob(
-                                kind=store.RECALL,
+                                kind=JobKind.RECALL,
                                 lock_key=key,
                                 notice_id=n.id,
                                 payload={"fallback_status_value": revoked.label, "fallback_status_bg": revoked.color},
@@ -255,14 +256,14 @@ class Decider:
             reason += f" (resubmitted: card generation {generation})"
         return store.Decision(
             inbox_id=ie.id,
-            outcome=store.APPLIED,
+            outcome=Outcome.APPLIED,
             reason=reason,
             from_status=state,
             to_status=verdict.to_state,
             approval=row,
             new_notices=new_notices,
             jobs=jobs,
-            journal=journal(store.APPLIED, reason, actions=[a.value for a in verdict.actions], jobs=len(jobs)),
+            journal=journal(Outcome.APPLIED, reason, actions=[a.value for a in verdict.actions], jobs=len(jobs)),
         )
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge import store
+from bridge.records import JobState
 
 
 def ts(value: datetime | None) -> str | None:
@@ -100,9 +101,9 @@ async def approval_detail(st: store.Store, source: str, approval_id: str) -> dic
         "card": dict(a.card) if a else None,
         "notices": [notice(n) for n in notices],
         "jobs": {
-            "pending": [job(j) for j in jobs if j.state in (store.PENDING, store.RUNNING)],
-            "dead": [job(j) for j in jobs if j.state == store.DEAD],
-            "done": [job(j) for j in jobs if j.state == store.DONE],
+            "pending": [job(j) for j in jobs if j.state in (JobState.PENDING, JobState.RUNNING)],
+            "dead": [job(j) for j in jobs if j.state == JobState.DEAD],
+            "done": [job(j) for j in jobs if j.state == JobState.DONE],
         },
         "history": [event(e) for e in history],
     }

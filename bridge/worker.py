@@ -31,6 +31,7 @@ import structlog
 from bridge import errors, service, store
 from bridge.clock import Clock
 from bridge.config import Config
+from bridge.records import JobKind
 from bridge.retry import RetryPolicy
 
 log = structlog.get_logger("bridge.worker")
@@ -266,8 +267,8 @@ class Worker:
         raise errors.BridgeError(f"job {job.id}: notice {job.notice_id} not found")
 
     async def _execute(self, job: store.Job) -> _Finish:
-        handler = {store.SEND: self._send, store.CHECK: self._check, store.UPDATE: self._update,
-                   store.RECALL: self._recall}[job.kind]
+        handler = {JobKind.SEND: self._send, JobKind.CHECK: self._check, JobKind.UPDATE: self._update,
+                   JobKind.RECALL: self._recall}[job.kind]
         return await handler(job, await self._notice(job))
 
     async def _send(self, job: store.Job, notice: store.Notice) -> _Finish:
@@ -278,7 +279,7 @@ class Worker:
         structlog.contextvars.bind_contextvars(task_id=task_id)
         log.info("dingtalk.sent", userids=len(notice.userids), status_value=notice.status_value)
         check = store.NewJob(
-            kind=store.CHECK, lock_key=None, notice_id=notice.id, payload={"task_id": task_id},
+            kind=JobKind.CHECK, lock_key=None, notice_id=notice.id, payload={"task_id": task_id},
             run_at=now + timedelta(seconds=self.cfg.worker.check_delay_s), event_id=job.event_id,
         )
         return _Finish(

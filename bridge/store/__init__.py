@@ -26,203 +26,65 @@ What is stored, and why:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from bridge.events import ApprovalEvent
-
-# inbox outcomes
-APPLIED = "applied"
-UNCHANGED = "unchanged"  # a repeat of the current status: a no-op
-STALE = "stale"  # older than the last applied event
-CONFLICT = "conflict"  # an illegal move
-IGNORED = "ignored"  # accepted, changes nothing by design (status None)
-UNRESOLVED = "unresolved"  # no card data / recipients could be resolved
-OUTCOMES = (APPLIED, UNCHANGED, STALE, CONFLICT, IGNORED, UNRESOLVED)
-
-# job kinds and states
-SEND, UPDATE, RECALL, CHECK = "send", "update", "recall", "check"
-JOB_KINDS = (SEND, UPDATE, RECALL, CHECK)
-PENDING, RUNNING, DONE, DEAD = "pending", "running", "done", "dead"
-JOB_STATES = (PENDING, RUNNING, DONE, DEAD)
-
-
-@dataclass(frozen=True, slots=True)
-class AddResult:
-    inserted: bool  # False: a duplicate of an event already stored
-    inbox_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class InboxEvent:
-    id: int
-    event: ApprovalEvent
-    received_at: datetime
-    processed: bool = False
-    outcome: str | None = None
-    reason: str | None = None
-    duplicates: int = 0
-    processed_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Approval:
-    source: str
-    approval_id: str
-    status: str  # machine state: new | pending | approved | rejected | revoked | recalled
-    last_occurred_at: datetime | None
-    generation: int  # 1 for the first card; +1 per resubmission
-    card: Mapping[str, Any]  # merged card data: title, recipients, url, pc_url, applicant, form, amount, content
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    id: int
-    source: str
-    approval_id: str
-    generation: int
-    group_index: int
-    userids: tuple[str, ...]
-    msg: Mapping[str, Any]  # the exact DingTalk `msg` object sent
-    state: str  # pending (not sent yet) | sent | recalled
-    status_value: str | None = None  # the status bar as it is now on the user's card
-    status_bg: str | None = None
-    task_id: int | None = None
-    sent_at: datetime | None = None
-    updated_at: datetime | None = None
-    recalled_at: datetime | None = None
-    delivery: Mapping[str, Any] | None = None  # getsendresult lists, normalised
-    note: str | None = None  # e.g. "recall window passed: status bar set to revoked instead"
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    id: int
-    kind: str
-    source: str
-    approval_id: str
-    lock_key: str | None  # None: not ordered (check jobs)
-    notice_id: int | None
-    payload: Mapping[str, Any]
-    state: str
-    attempts: int
-    run_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    lease_until: datetime | None = None
-    last_error: str | None = None
-    outcome: str | None = None  # how a done job ended: ok | expired | fallback | skipped | ...
-    event_id: str | None = None  # the event that caused it
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    id: int
-    inbox_id: int
-    source: str
-    approval_id: str
-    event_id: str
-    from_status: str
-    to_status: str
-    outcome: str
-    reason: str | None
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    id: int
-    at: datetime
-    kind: str  # a log event name: event.applied, dingtalk.sent, job.retry_scheduled, job.dead, ...
-    source: str | None = None
-    approval_id: str | None = None
-    event_id: str | None = None
-    job_id: int | None = None
-    task_id: int | None = None
-    message: str = ""
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class NewJournal:
-    """A journal line to append in the same transaction as the change it describes."""
-
-    kind: str
-    message: str = ""
-    source: str | None = None
-    approval_id: str | None = None
-    event_id: str | None = None
-    job_id: int | None = None
-    task_id: int | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class NewNotice:
-    generation: int
-    group_index: int
-    userids: tuple[str, ...]
-    msg: Mapping[str, Any]
-    status_value: str | None
-    status_bg: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A job to create. It refers to its notice either by id (an existing notice) or by its index in
-    the same Decision's `new_notices` (a notice created in the same transaction)."""
-
-    kind: str
-    lock_key: str | None
-    payload: Mapping[str, Any] = field(default_factory=dict)
-    notice_id: int | None = None
-    new_notice_index: int | None = None
-    run_at: datetime | None = None  # None: due now
-    event_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Everything one processed event changes, written in one transaction by `apply_decision`."""
-
-    inbox_id: int
-    outcome: str
-    reason: str | None
-    from_status: str
-    to_status: str
-    approval: Approval | None  # the approval row to upsert; None leaves it as it is
-    new_notices: Sequence[NewNotice] = ()
-    jobs: Sequence[NewJob] = ()
-    journal: Sequence[NewJournal] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class NoticeChange:
-    """Fields of a notice to set when a job finishes; None means leave as is."""
-
-    notice_id: int
-    state: str | None = None
-    task_id: int | None = None
-    status_value: str | None = None
-    status_bg: str | None = None
-    sent_at: datetime | None = None
-    updated_at: datetime | None = None
-    recalled_at: datetime | None = None
-    delivery: Mapping[str, Any] | None = None
-    note: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class JobCounts:
-    pending: int
-    running: int
-    dead: int
-    done: int
-    oldest_pending_run_at: datetime | None  # for the "oldest pending job age" gauge
+from bridge.records import (
+    AddResult as AddResult,
+)
+from bridge.records import (
+    Approval as Approval,
+)
+from bridge.records import (
+    ApprovalState as ApprovalState,
+)
+from bridge.records import (
+    AuditEntry as AuditEntry,
+)
+from bridge.records import (
+    Decision as Decision,
+)
+from bridge.records import (
+    InboxEvent as InboxEvent,
+)
+from bridge.records import (
+    Job as Job,
+)
+from bridge.records import (
+    JobCounts as JobCounts,
+)
+from bridge.records import (
+    JobKind as JobKind,
+)
+from bridge.records import (
+    JobState as JobState,
+)
+from bridge.records import (
+    JournalEntry as JournalEntry,
+)
+from bridge.records import (
+    NewJob as NewJob,
+)
+from bridge.records import (
+    NewJournal as NewJournal,
+)
+from bridge.records import (
+    NewNotice as NewNotice,
+)
+from bridge.records import (
+    Notice as Notice,
+)
+from bridge.records import (
+    NoticeChange as NoticeChange,
+)
+from bridge.records import (
+    NoticeState as NoticeState,
+)
+from bridge.records import (
+    Outcome as Outcome,
+)
 
 
 class Store(Protocol):

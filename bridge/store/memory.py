@@ -21,6 +21,7 @@ from typing import Any
 from bridge import store
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
+from bridge.records import JobKind, JobState
 
 __all__ = ["MemoryStore"]
 
@@ -42,8 +43,8 @@ def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_kind(job: store.NewJob) -> None:
-    if job.kind not in store.JOB_KINDS:
-        raise ValueError(f"unknown job kind {job.kind!r} (expected one of {', '.join(store.JOB_KINDS)})")
+    if job.kind not in tuple(JobKind):
+        raise ValueError(f"unknown job kind {job.kind!r} (expected one of {', '.join(tuple(JobKind))})")
 
 
 def _no_new_notices(jobs: Sequence[store.NewJob]) -> None:
@@ -127,7 +128,7 @@ class MemoryStore:
         job_id = len(self.jobs) + 1
         self.jobs[job_id] = store.Job(
             id=job_id, kind=job.kind, source=source, approval_id=approval_id, lock_key=job.lock_key,
-            notice_id=notice_id, payload=_plain(job.payload), state=store.PENDING, attempts=0,
+            notice_id=notice_id, payload=_plain(job.payload), state=JobState.PENDING, attempts=0,
             run_at=_utc(job.run_at or now), created_at=now, updated_at=now, event_id=job.event_id or event_id,
         )
         return job_id
@@ -197,20 +198,21 @@ class MemoryStore:
         self._writable()
         heads: dict[str, int] = {}
         for job in sorted(self.jobs.values(), key=lambda j: j.id):
-            if job.lock_key is not None and job.state != store.DONE:
+            if job.lock_key is not None and job.state != JobState.DONE:
                 heads.setdefault(job.lock_key, job.id)
         due = [
             j for j in self.jobs.values()
             if j.run_at <= now
-            and (j.state == store.PENDING
-                 or (j.state == store.RUNNING and j.lease_until is not None and j.lease_until <= now))
+            and (j.state == JobState.PENDING
+                 or (j.state == JobState.RUNNING and j.lease_until is not None and j.lease_until <= now))
             and (j.lock_key is None or heads[j.lock_key] == j.id)
         ]
         due.sort(key=lambda j: (j.run_at, j.id))
         lease_until = now + timedelta(seconds=lease_s)
         claimed = []
         for job in due[: max(limit, 0)]:
-            job = replace(job, state=store.RUNNING, attempts=job.attempts + 1, lease_until=lease_until, updated_at=now)
+            job = replace(job, state=JobState.RUNNING, attempts=job.attempts + 1, lease_until=lease_until,
+                          updated_at=now)
             self.jobs[job.id] = job
             claimed.append(job)
         return claimed
@@ -251,7 +253,7 @@ class MemoryStore:
             self._check_notice_ref(new.notice_id)
         job = self._job(job_id)
         changed = self._changed_notice(notice) if notice is not None else None
-        self.jobs[job_id] = replace(job, state=store.DONE, outcome=outcome, lease_until=None, updated_at=now)
+        self.jobs[job_id] = replace(job, state=JobState.DONE, outcome=outcome, lease_until=None, updated_at=now)
         if changed is not None:
             self.notices[changed.id] = changed
         ids = [self._new_job(new, job.source, job.approval_id, new.notice_id, job.event_id, now) for new in new_jobs]
@@ -271,7 +273,7 @@ class MemoryStore:
         now, run_at = _utc(now), _utc(run_at)
         self._writable()
         job = self._job(job_id)
-        self.jobs[job_id] = replace(job, state=store.PENDING, run_at=run_at, last_error=error, lease_until=None,
+        self.jobs[job_id] = replace(job, state=JobState.PENDING, run_at=run_at, last_error=error, lease_until=None,
                                     updated_at=now)
         self._append_journal(journal, now)
 
@@ -281,15 +283,15 @@ class MemoryStore:
         now = _utc(now)
         self._writable()
         job = self._job(job_id)
-        self.jobs[job_id] = replace(job, state=store.DEAD, last_error=error, lease_until=None, updated_at=now)
+        self.jobs[job_id] = replace(job, state=JobState.DEAD, last_error=error, lease_until=None, updated_at=now)
         self._append_journal(journal, now)
 
     async def release_job(self, job_id: int, now: datetime) -> None:
         now = _utc(now)
         self._writable()
         job = self.jobs.get(job_id)
-        if job is not None and job.state == store.RUNNING:
-            self.jobs[job_id] = replace(job, state=store.PENDING, run_at=now, attempts=max(job.attempts - 1, 0),
+        if job is not None and job.state == JobState.RUNNING:
+            self.jobs[job_id] = replace(job, state=JobState.PENDING, run_at=now, attempts=max(job.attempts - 1, 0),
                                         lease_until=None, updated_at=now)
 
     async def add_jobs(
@@ -318,8 +320,8 @@ class MemoryStore:
         self._writable()
         revived = 0
         for job in list(self.jobs.values()):
-            if job.state == store.DEAD and (job_id is None or job.id == job_id):
-                self.jobs[job.id] = replace(job, state=store.PENDING, run_at=now, attempts=0, lease_until=None,
+            if job.state == JobState.DEAD and (job_id is None or job.id == job_id):
+                self.jobs[job.id] = replace(job, state=JobState.PENDING, run_at=now, attempts=0, lease_until=None,
                                             updated_at=now)
                 revived += 1
         return revived
@@ -378,10 +380,11 @@ class MemoryStore:
 
     async def job_counts(self, now: datetime) -> store.JobCounts:
         states = [j.state for j in self.jobs.values()]
-        pending = [j.run_at for j in self.jobs.values() if j.state == store.PENDING]
+        pending = [j.run_at for j in self.jobs.values() if j.state == JobState.PENDING]
         return store.JobCounts(
-            pending=states.count(store.PENDING), running=states.count(store.RUNNING), dead=states.count(store.DEAD),
-            done=states.count(store.DONE), oldest_pending_run_at=min(pending, default=None),
+            pending=states.count(JobState.PENDING), running=states.count(JobState.RUNNING),
+            dead=states.count(JobState.DEAD),
+            done=states.count(JobState.DONE), oldest_pending_run_at=min(pending, default=None),
         )
 
     async def check_writable(self) -> None:

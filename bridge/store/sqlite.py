@@ -35,6 +35,7 @@ import structlog
 from bridge import store
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
+from bridge.records import JobState
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_sql import MIGRATIONS, SCHEMA_VERSION, Migration
 from bridge.store.sqlite_thread import WriterConnection
@@ -439,8 +440,9 @@ class SQLiteStore:
         counts = {r["state"]: r["n"] for r in await self._read("job_counts")}
         oldest = (await self._read("oldest_pending"))[0][0]
         return store.JobCounts(
-            pending=counts.get(store.PENDING, 0), running=counts.get(store.RUNNING, 0), dead=counts.get(store.DEAD, 0),
-            done=counts.get(store.DONE, 0), oldest_pending_run_at=sq.opt_dt(oldest),
+            pending=counts.get(JobState.PENDING, 0), running=counts.get(JobState.RUNNING, 0),
+            dead=counts.get(JobState.DEAD, 0),
+            done=counts.get(JobState.DONE, 0), oldest_pending_run_at=sq.opt_dt(oldest),
         )
 
     async def check_writable(self) -> None:

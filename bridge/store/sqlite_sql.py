@@ -20,14 +20,14 @@ from typing import Any
 import aiosqlite
 
 from bridge.events import ApprovalEvent
-from bridge.store import (
-    JOB_KINDS,
+from bridge.records import (
     AddResult,
     Approval,
     AuditEntry,
     Decision,
     InboxEvent,
     Job,
+    JobKind,
     JournalEntry,
     NewJob,
     NewJournal,
@@ -189,8 +189,8 @@ def journal_params(entries: Sequence[NewJournal], now: datetime) -> list[dict[st
 
 def job_params(job: NewJob, now: datetime) -> dict[str, Any]:
     """A NewJob's columns, minus source / approval_id (taken from its event, notice or parent job)."""
-    if job.kind not in JOB_KINDS:
-        raise ValueError(f"unknown job kind {job.kind!r} (expected one of {', '.join(JOB_KINDS)})")
+    if job.kind not in tuple(JobKind):
+        raise ValueError(f"unknown job kind {job.kind!r} (expected one of {', '.join(JobKind)})")
     return dict(kind=job.kind, lock_key=job.lock_key, notice_id=job.notice_id, payload=dumps(dict(job.payload)),
                 run_at=to_us(job.run_at or now), now=to_us(now), event_id=job.event_id)
 

@@ -106,7 +106,7 @@ async def test_life_of_an_approval(env: Env, n: int, path: str) -> None:
     sends = env.sim.calls(path="/topapi/message/corpconversation/asyncsend_v2")
     cards = 1 if path != "resubmitted" else 2
     assert len(sends) == cards * ((n + 4) // 5)
-    assert await env.store.list_jobs(store.DEAD) == []
+    assert await env.store.list_jobs(store.JobState.DEAD) == []
 
 
 async def test_out_of_order_arrival_makes_the_card_green_straight_away(env: Env) -> None:
@@ -116,7 +116,7 @@ async def test_out_of_order_arrival_makes_the_card_green_straight_away(env: Env)
     await env.settle()
     assert env.bars("user01") == [("已同意", GREEN, False)]
     history = await env.store.events_for("erp", "PO-1")
-    assert [e.outcome for e in history] == [store.STALE, store.APPLIED]
+    assert [e.outcome for e in history] == [store.Outcome.STALE, store.Outcome.APPLIED]
 
 
 async def test_recall_window_falls_back_to_grey_and_update_window_expires(env: Env) -> None:
@@ -157,7 +157,7 @@ async def test_injected_faults_end_in_the_right_cards_without_duplicates(env: En
         bars = env.bars(userid)
         assert len(bars) == 6, bars  # one card per approval: no duplicates
         assert sorted(b[0] for b in bars) == ["已同意"] * 3 + ["已拒绝"] * 3
-    assert await env.store.list_jobs(store.DEAD) == []
+    assert await env.store.list_jobs(store.JobState.DEAD) == []
 
 
 async def test_permanent_error_is_dead_lettered_with_the_reason(tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ async def test_permanent_error_is_dead_lettered_with_the_reason(tmp_path: Path) 
             w = worker.Worker(st, client, cfg, clock)
             await st.add_event(event(Status.PENDING, n=1), b"{}", clock.now())
             await w.run(burst=True)
-            [dead] = await st.list_jobs(store.DEAD)
+            [dead] = await st.list_jobs(store.JobState.DEAD)
             assert dead.kind == "send" and "41020" in (dead.last_error or "")
             assert dead.attempts == 1
         finally:

@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 SEND, UPDATE, RECALL = (Action.SEND,), (Action.UPDATE,), (Action.RECALL,)
-A, U, C = store.APPLIED, store.UNCHANGED, store.CONFLICT
+A, U, C = store.Outcome.APPLIED, store.Outcome.UNCHANGED, store.Outcome.CONFLICT
 P, OK, NO, RV, DEL = Status.PENDING, Status.APPROVED, Status.REJECTED, Status.REVOKED, Status.DELETED
 
 # (state, status) -> (outcome, to_state, actions, resubmission), with on_revoked="update". All 30 pairs.
@@ -71,7 +71,7 @@ def test_every_state_status_pair(state: str, status: Status) -> None:
     assert verdict.to_state == to_state
     assert verdict.actions == actions
     assert verdict.resubmission is resubmission
-    if outcome == store.APPLIED:
+    if outcome == store.Outcome.APPLIED:
         assert verdict.reason is None
     else:
         assert verdict.reason and state in verdict.reason
@@ -94,7 +94,7 @@ def test_unchanged_reason_says_it_is_a_repeat() -> None:
 @pytest.mark.parametrize(("state", "to_state"), [("pending", "revoked"), ("approved", "revoked")])
 def test_on_revoked_recall_recalls_instead_of_updating(state: str, to_state: str) -> None:
     verdict = decide(state, Status.REVOKED, occurred_at=T0, last_occurred_at=None, on_revoked="recall")
-    assert (verdict.outcome, verdict.to_state, verdict.actions) == (store.APPLIED, to_state, RECALL)
+    assert (verdict.outcome, verdict.to_state, verdict.actions) == (store.Outcome.APPLIED, to_state, RECALL)
     # and the default policy is a grey status bar, not a recall
     assert decide(state, Status.REVOKED, occurred_at=T0, last_occurred_at=None).actions == UPDATE
 
@@ -114,26 +114,26 @@ def test_revoked_straight_from_new_sends_a_grey_card_even_with_recall_policy() -
 
 def test_older_event_is_stale_and_changes_nothing() -> None:
     verdict = decide("pending", Status.APPROVED, occurred_at=T0 - timedelta(microseconds=1), last_occurred_at=T0)
-    assert verdict == Verdict(store.STALE, "pending", "pending", (), verdict.reason)
+    assert verdict == Verdict(store.Outcome.STALE, "pending", "pending", (), verdict.reason)
     assert verdict.reason and "older" in verdict.reason and T0.isoformat() in verdict.reason
 
 
 def test_equal_timestamp_is_not_stale() -> None:
     verdict = decide("pending", Status.APPROVED, occurred_at=T0, last_occurred_at=T0)
-    assert verdict.outcome == store.APPLIED and verdict.to_state == "approved"
+    assert verdict.outcome == store.Outcome.APPLIED and verdict.to_state == "approved"
 
 
 def test_staleness_is_checked_before_legality_and_repeats() -> None:
     older = T0 - timedelta(hours=1)
     # illegal on its own (approved → pending), but it is old: stale, not a conflict
-    assert decide("approved", Status.PENDING, occurred_at=older, last_occurred_at=T0).outcome == store.STALE
+    assert decide("approved", Status.PENDING, occurred_at=older, last_occurred_at=T0).outcome == store.Outcome.STALE
     # a repeat that is also old is stale too
-    assert decide("approved", Status.APPROVED, occurred_at=older, last_occurred_at=T0).outcome == store.STALE
+    assert decide("approved", Status.APPROVED, occurred_at=older, last_occurred_at=T0).outcome == store.Outcome.STALE
 
 
 def test_no_previous_event_is_never_stale() -> None:
     verdict = decide("new", Status.PENDING, occurred_at=datetime(2000, 1, 1, tzinfo=UTC), last_occurred_at=None)
-    assert verdict.outcome == store.APPLIED
+    assert verdict.outcome == store.Outcome.APPLIED
 
 
 def test_resubmission_flag_only_on_rejected_or_revoked_to_pending() -> None:
@@ -218,7 +218,7 @@ def test_replaying_any_sequence_keeps_the_invariants(steps: list[tuple[Status, i
         verdict = decide(state, status, occurred_at=at, last_occurred_at=last,
                          on_revoked="recall" if recall else "update")
         assert verdict.from_state == state
-        if verdict.outcome != store.APPLIED:
+        if verdict.outcome != store.Outcome.APPLIED:
             assert verdict.to_state == state and verdict.actions == ()
             continue
         assert verdict.to_state == machine.TARGET_FOR[status]

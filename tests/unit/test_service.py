@@ -33,7 +33,7 @@ async def jobs(st: MemoryStore, kind: str | None = None) -> list[store.Job]:
 async def test_first_pending_event_sends_one_card_per_group_of_five(env) -> None:
     st, decider = env
     [p] = await feed(st, decider, event(Status.PENDING, n=12))
-    assert p.outcome == store.APPLIED
+    assert p.outcome == store.Outcome.APPLIED
     approval = await st.get_approval("erp", "PO-1")
     assert approval is not None and approval.status == "pending" and approval.generation == 1
     notices = await st.notices_for("erp", "PO-1")
@@ -47,8 +47,8 @@ async def test_approval_updates_every_card(env) -> None:
     st, decider = env
     await feed(st, decider, event(Status.PENDING, n=6))
     [p] = await feed(st, decider, event(Status.APPROVED, minutes=5, card=False))
-    assert p.outcome == store.APPLIED
-    updates = await jobs(st, store.UPDATE)
+    assert p.outcome == store.Outcome.APPLIED
+    updates = await jobs(st, store.JobKind.UPDATE)
     assert len(updates) == 2
     assert {j.payload["status_value"] for j in updates} == {"已同意"}
     assert {j.payload["status_bg"] for j in updates} == {"0xFF78C06E"}
@@ -59,18 +59,18 @@ async def test_out_of_order_approved_first_creates_green_card_and_pending_is_sta
     st, decider = env
     [a] = await feed(st, decider, event(Status.APPROVED, minutes=10))
     [p] = await feed(st, decider, event(Status.PENDING, minutes=0))
-    assert a.outcome == store.APPLIED and p.outcome == store.STALE
+    assert a.outcome == store.Outcome.APPLIED and p.outcome == store.Outcome.STALE
     notices = await st.notices_for("erp", "PO-1")
     assert [n.status_value for n in notices] == ["已同意"]
     assert [j.kind for j in await jobs(st)] == ["send"]
     history = await st.events_for("erp", "PO-1")
-    assert [e.outcome for e in history] == [store.STALE, store.APPLIED]
+    assert [e.outcome for e in history] == [store.Outcome.STALE, store.Outcome.APPLIED]
 
 
 async def test_events_waiting_together_are_applied_in_occurred_at_order(env) -> None:
     st, decider = env
     results = await feed(st, decider, event(Status.APPROVED, minutes=10, card=False), event(Status.PENDING))
-    assert sorted(r.outcome for r in results) == [store.APPLIED, store.APPLIED]
+    assert sorted(r.outcome for r in results) == [store.Outcome.APPLIED, store.Outcome.APPLIED]
     assert (await st.get_approval("erp", "PO-1")).status == "approved"
     assert [j.kind for j in await jobs(st)] == ["send", "update"]
 
@@ -81,8 +81,8 @@ async def test_repeat_is_unchanged_and_illegal_move_is_a_conflict(env) -> None:
     await feed(st, decider, event(Status.APPROVED, minutes=1))
     [again] = await feed(st, decider, event(Status.APPROVED, minutes=2, event_id="again"))
     [bad] = await feed(st, decider, event(Status.REJECTED, minutes=3))
-    assert again.outcome == store.UNCHANGED and again.job_ids == ()
-    assert bad.outcome == store.CONFLICT and bad.job_ids == ()
+    assert again.outcome == store.Outcome.UNCHANGED and again.job_ids == ()
+    assert bad.outcome == store.Outcome.CONFLICT and bad.job_ids == ()
     stored = await st.get_event("erp", bad and "PO-1-rejected-3")
     assert stored is not None and "approved" in (stored.reason or "") and "rejected" in (stored.reason or "")
     assert (await st.get_approval("erp", "PO-1")).status == "approved"
@@ -93,7 +93,7 @@ async def test_resubmission_sends_a_new_card_with_different_content(env) -> None
     await feed(st, decider, event(Status.PENDING, n=2))
     await feed(st, decider, event(Status.REJECTED, minutes=1))
     [r] = await feed(st, decider, event(Status.PENDING, minutes=2))
-    assert r.outcome == store.APPLIED
+    assert r.outcome == store.Outcome.APPLIED
     approval = await st.get_approval("erp", "PO-1")
     assert approval.generation == 2
     first, second = await st.notices_for("erp", "PO-1")
@@ -108,8 +108,8 @@ async def test_deleted_recalls_every_card_of_every_generation(env) -> None:
     await feed(st, decider, event(Status.REVOKED, minutes=1))
     await feed(st, decider, event(Status.PENDING, minutes=2, n=3))
     [d] = await feed(st, decider, event(Status.DELETED, minutes=3, card=False))
-    assert d.outcome == store.APPLIED
-    assert len(await jobs(st, store.RECALL)) == 3
+    assert d.outcome == store.Outcome.APPLIED
+    assert len(await jobs(st, store.JobKind.RECALL)) == 3
     assert (await st.get_approval("erp", "PO-1")).status == "recalled"
 
 
@@ -126,7 +126,7 @@ async def test_on_revoked_recall(clock: FakeClock) -> None:
 async def test_event_without_status_is_recorded_and_ignored(env) -> None:
     st, decider = env
     [p] = await feed(st, decider, event(None, note="task-level event"))
-    assert p.outcome == store.IGNORED
+    assert p.outcome == store.Outcome.IGNORED
     assert (await st.get_event("erp", "PO-1-None-0")).reason == "task-level event"
     assert await st.get_approval("erp", "PO-1") is None
 
@@ -134,7 +134,7 @@ async def test_event_without_status_is_recorded_and_ignored(env) -> None:
 async def test_first_event_without_card_data_is_unresolved_with_reason(env) -> None:
     st, decider = env
     [p] = await feed(st, decider, event(Status.PENDING, card=False, unresolved="id_map has no userid for ou_1"))
-    assert p.outcome == store.UNRESOLVED
+    assert p.outcome == store.Outcome.UNRESOLVED
     assert (await st.get_event("erp", "PO-1-pending-0")).reason == "id_map has no userid for ou_1"
     assert await jobs(st) == []
 
@@ -142,7 +142,7 @@ async def test_first_event_without_card_data_is_unresolved_with_reason(env) -> N
 async def test_deleted_before_any_card_needs_no_work(env) -> None:
     st, decider = env
     [p] = await feed(st, decider, event(Status.DELETED, card=False))
-    assert p.outcome == store.APPLIED and p.job_ids == ()
+    assert p.outcome == store.Outcome.APPLIED and p.job_ids == ()
     assert (await st.get_approval("erp", "PO-1")).status == "recalled"
 
 

@@ -101,7 +101,7 @@ async def test_permanent_error_goes_dead_and_blocks_until_retried(env) -> None:
     fake.fail_next("send", errors.PermanentDingTalkError(call="asyncsend_v2", errcode=40035, errmsg="不合法的参数"))
     await put(st, clock, event(Status.PENDING, n=1), event(Status.APPROVED, minutes=1, card=False))
     await w.run(burst=True)
-    dead = await st.list_jobs(store.DEAD)
+    dead = await st.list_jobs(store.JobState.DEAD)
     assert [j.kind for j in dead] == ["send"] and "40035" in (dead[0].last_error or "")
     assert obs.dead == ["send"]
     # a later event is still recorded, but its update waits behind the dead send
@@ -123,7 +123,7 @@ async def test_exhausted_retries_go_dead(env) -> None:
         await w.run(burst=True)
         clock.advance(120)
     assert len(fake.named("send")) == 4
-    [dead] = await st.list_jobs(store.DEAD)
+    [dead] = await st.list_jobs(store.JobState.DEAD)
     assert dead.attempts == 4
     assert obs.retried == ["send"] * 3 and obs.dead == ["send"]
 
@@ -151,7 +151,7 @@ async def test_recall_refused_by_dingtalk_falls_back(env) -> None:
     await put(st, clock, event(Status.DELETED, minutes=1, card=False))
     await w.run(burst=True)
     assert len(fake.named("recall")) == 1 and len(fake.named("status_bar_update")) == 1
-    assert await st.list_jobs(store.DEAD) == []
+    assert await st.list_jobs(store.JobState.DEAD) == []
 
 
 async def test_recall_within_window(env) -> None:
@@ -173,8 +173,8 @@ async def test_update_past_7_days_is_recorded_as_expired(env) -> None:
     await put(st, clock, event(Status.APPROVED, minutes=1, card=False))
     await w.run(burst=True)
     assert fake.named("status_bar_update") == []
-    [update] = [j for j in await st.jobs_for("erp", "PO-1") if j.kind == store.UPDATE]
-    assert update.state == store.DONE and update.outcome == "expired"
+    [update] = [j for j in await st.jobs_for("erp", "PO-1") if j.kind == store.JobKind.UPDATE]
+    assert update.state == store.JobState.DONE and update.outcome == "expired"
     [notice] = await st.notices_for("erp", "PO-1")
     assert "update window" in (notice.note or "")
 
@@ -207,8 +207,8 @@ async def test_progress_checks_back_off_and_give_up(env) -> None:
         await w.run(burst=True)
     assert len(fake.named("getsendprogress")) == 3  # check_max_attempts
     assert fake.named("getsendresult") == []
-    [check] = [j for j in await st.jobs_for("erp", "PO-1") if j.kind == store.CHECK]
-    assert check.state == store.DONE and check.outcome == "gave_up"
+    [check] = [j for j in await st.jobs_for("erp", "PO-1") if j.kind == store.JobKind.CHECK]
+    assert check.state == store.JobState.DONE and check.outcome == "gave_up"
 
 
 async def test_job_of_a_crashed_worker_comes_back_after_its_lease(env) -> None:

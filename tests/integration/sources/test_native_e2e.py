@@ -125,8 +125,8 @@ async def test_encrypted_callbacks_turn_the_card_orange_then_green(stack: Stack)
     sends = stack.sim.calls(path="/topapi/message/corpconversation/asyncsend_v2")
     assert len(sends) == 1
     history = await stack.store.events_for(stack.source, (await stack.store.list_approvals())[0].approval_id)
-    assert [e.outcome for e in history] == [store.APPLIED, store.APPLIED]
-    assert await stack.store.list_jobs(store.DEAD) == []
+    assert [e.outcome for e in history] == [store.Outcome.APPLIED, store.Outcome.APPLIED]
+    assert await stack.store.list_jobs(store.JobState.DEAD) == []
 
 
 async def test_a_retried_callback_changes_no_card(stack: Stack) -> None:

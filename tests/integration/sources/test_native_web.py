@@ -575,7 +575,7 @@ async def test_unresolved_recipients_are_stored_then_recorded_as_unresolved_by_t
         worker = e.client.app[bridge_app.WORKER]
         await worker.run(burst=True)
         processed = await e.store.get_event("wecom-approvals", stored.event.event_id)
-        assert processed is not None and processed.outcome == store.UNRESOLVED
+        assert processed is not None and processed.outcome == store.Outcome.UNRESOLVED
         assert "id_map has no DingTalk userid for wecom user SunBa" in (processed.reason or "")
         assert e.fake.calls == [] and await e.store.list_jobs() == []
 
@@ -586,7 +586,7 @@ async def test_dingtalk_event_without_an_applicant_is_unresolved_with_the_reason
         assert_success_reply("dingtalk", "dingtalk-approvals", e.cfg, answer)
         await e.client.app[bridge_app.WORKER].run(burst=True)
         [processed] = await e.events()
-        assert processed.outcome == store.UNRESOLVED
+        assert processed.outcome == store.Outcome.UNRESOLVED
         assert "names no applicant" in (processed.reason or "")
         assert e.fake.calls == []
 

@@ -68,9 +68,9 @@ async def send_setup(s: store.Store, *, groups: int = 1, extra_jobs: tuple[store
     """An applied pending event: approval, `groups` notices and one send job per notice. Returns (inbox id, job ids)."""
     inbox_id = await add(s, ev(approval_id))
     key = f"erp:{approval_id}"
-    jobs = tuple(store.NewJob(kind=store.SEND, lock_key=key, new_notice_index=i) for i in range(groups))
+    jobs = tuple(store.NewJob(kind=store.JobKind.SEND, lock_key=key, new_notice_index=i) for i in range(groups))
     ids = await s.apply_decision(store.Decision(
-        inbox_id=inbox_id, outcome=store.APPLIED, reason=None, from_status="new", to_status="pending",
+        inbox_id=inbox_id, outcome=store.Outcome.APPLIED, reason=None, from_status="new", to_status="pending",
         approval=approval(approval_id=approval_id), new_notices=[notice(i) for i in range(groups)],
         jobs=jobs + extra_jobs,
     ), T0)
@@ -132,7 +132,7 @@ async def test_has_card_data_from_an_event_or_an_approval(st: store.Store) -> No
     assert not await st.has_card_data("erp", "PO-2")
     assert not await st.has_card_data("oa", "PO-1")
     inbox_id = await add(st, ev("PO-3", card=False))
-    await st.apply_decision(store.Decision(inbox_id, store.APPLIED, None, "new", "pending",
+    await st.apply_decision(store.Decision(inbox_id, store.Outcome.APPLIED, None, "new", "pending",
                                            approval(approval_id="PO-3")), T0)
     assert await st.has_card_data("erp", "PO-3")
 
@@ -149,7 +149,7 @@ async def test_pending_events_order_and_limit(st: store.Store) -> None:
         ("oa", "A", "zz"),
     ]
     assert [p.event.event_id for p in await st.pending_events(limit=2)] == ["A2", "A2.5"]
-    await st.apply_decision(store.Decision(ids["A", 2], store.STALE, "older", "new", "new", None), T0)
+    await st.apply_decision(store.Decision(ids["A", 2], store.Outcome.STALE, "older", "new", "new", None), T0)
     assert [p.event.event_id for p in await st.pending_events(limit=2)] == ["A2.5", "A9"]
 
 
@@ -158,11 +158,11 @@ async def test_apply_decision_writes_everything(st: store.Store) -> None:
     now = T0 + timedelta(seconds=3)
     check_at = now + timedelta(minutes=5)
     ids = await st.apply_decision(store.Decision(
-        inbox_id=inbox_id, outcome=store.APPLIED, reason="first event", from_status="new", to_status="pending",
+        inbox_id=inbox_id, outcome=store.Outcome.APPLIED, reason="first event", from_status="new", to_status="pending",
         approval=approval(), new_notices=[notice(0, userids=("u1",)), notice(1, userids=("u2",))],
-        jobs=[store.NewJob(kind=store.SEND, lock_key=KEY, new_notice_index=1, payload={"a": (1, 2)}),
-              store.NewJob(kind=store.SEND, lock_key=KEY, new_notice_index=0, event_id="other"),
-              store.NewJob(kind=store.CHECK, lock_key=None, run_at=check_at)],
+        jobs=[store.NewJob(kind=store.JobKind.SEND, lock_key=KEY, new_notice_index=1, payload={"a": (1, 2)}),
+              store.NewJob(kind=store.JobKind.SEND, lock_key=KEY, new_notice_index=0, event_id="other"),
+              store.NewJob(kind=store.JobKind.CHECK, lock_key=None, run_at=check_at)],
         journal=[store.NewJournal(kind="event.applied", source="erp", approval_id="PO-1", message="hi",
                                   data={"n": 2})],
     ), now)
@@ -174,7 +174,7 @@ async def test_apply_decision_writes_everything(st: store.Store) -> None:
     assert (n0.status_value, n0.status_bg, n0.generation, n0.group_index) == ("待审批", "0xFFFF9D46", 1, 0)
     send1, send0, check = jobs
     assert (send1.notice_id, send0.notice_id, check.notice_id) == (n1.id, n0.id, None)
-    assert send1.payload == {"a": [1, 2]} and send1.state == store.PENDING and send1.attempts == 0
+    assert send1.payload == {"a": [1, 2]} and send1.state == store.JobState.PENDING and send1.attempts == 0
     assert send1.run_at == now and check.run_at == check_at and send1.created_at == now
     assert (send1.event_id, send0.event_id) == ("PO-1-0", "other")
     assert (send1.source, send1.approval_id, send1.lock_key, check.lock_key) == ("erp", "PO-1", KEY, None)
@@ -183,12 +183,12 @@ async def test_apply_decision_writes_everything(st: store.Store) -> None:
     assert stored.card["recipients"] == ["u1", "u2"] and stored.last_occurred_at == T0
     [audit] = await st.audit_for("erp", "PO-1")
     assert (audit.inbox_id, audit.event_id, audit.from_status, audit.to_status, audit.outcome, audit.reason,
-            audit.at) == (inbox_id, "PO-1-0", "new", "pending", store.APPLIED, "first event", now)
+            audit.at) == (inbox_id, "PO-1-0", "new", "pending", store.Outcome.APPLIED, "first event", now)
     [line] = await st.journal()
     assert (line.kind, line.message, line.data, line.at, line.approval_id) == ("event.applied", "hi", {"n": 2}, now,
                                                                                "PO-1")
     [event] = await st.events_for("erp", "PO-1")
-    assert event.processed and event.outcome == store.APPLIED and event.reason == "first event"
+    assert event.processed and event.outcome == store.Outcome.APPLIED and event.reason == "first event"
     assert event.processed_at == now
     assert await st.pending_events() == []
 
@@ -198,7 +198,7 @@ async def test_apply_decision_upsert_keeps_created_at(st: store.Store) -> None:
     inbox_id = await add(st, ev(event_id="e2", status=Status.APPROVED, minutes=5))
     later = T0 + timedelta(minutes=5)
     new = store.Approval("erp", "PO-1", "approved", later, 2, {"title": "x"}, later, later)
-    assert await st.apply_decision(store.Decision(inbox_id, store.APPLIED, None, "pending", "approved", new),
+    assert await st.apply_decision(store.Decision(inbox_id, store.Outcome.APPLIED, None, "pending", "approved", new),
                                    later) == []
     stored = await st.get_approval("erp", "PO-1")
     assert stored == store.Approval("erp", "PO-1", "approved", later, 2, {"title": "x"}, T0, later)
@@ -206,16 +206,17 @@ async def test_apply_decision_upsert_keeps_created_at(st: store.Store) -> None:
 
 async def test_apply_decision_is_all_or_nothing(st: store.Store) -> None:
     inbox_id = await add(st, ev())
-    bad_index = store.Decision(inbox_id, store.APPLIED, None, "new", "pending", approval(), [notice()],
-                               [store.NewJob(kind=store.SEND, lock_key=KEY, new_notice_index=1)])
+    bad_index = store.Decision(inbox_id, store.Outcome.APPLIED, None, "new", "pending", approval(), [notice()],
+                               [store.NewJob(kind=store.JobKind.SEND, lock_key=KEY, new_notice_index=1)])
     with pytest.raises(ValueError, match="new_notice_index"):
         await st.apply_decision(bad_index, T0)
-    bad_notice = store.Decision(inbox_id, store.APPLIED, None, "new", "pending", approval(), [notice()],
-                                [store.NewJob(kind=store.UPDATE, lock_key=KEY, notice_id=999)])
+    bad_notice = store.Decision(inbox_id, store.Outcome.APPLIED, None, "new", "pending", approval(), [notice()],
+                                [store.NewJob(kind=store.JobKind.UPDATE, lock_key=KEY, notice_id=999)])
     with pytest.raises(ValueError):
         await st.apply_decision(bad_notice, T0)
+    orphan = store.Decision(999, store.Outcome.APPLIED, None, "new", "pending", approval(), [notice()])
     with pytest.raises(LookupError):
-        await st.apply_decision(store.Decision(999, store.APPLIED, None, "new", "pending", approval(), [notice()]), T0)
+        await st.apply_decision(orphan, T0)
     assert await st.get_approval("erp", "PO-1") is None
     assert await st.notices_for("erp", "PO-1") == [] and await st.jobs_for("erp", "PO-1") == []
     assert await st.audit_for("erp", "PO-1") == [] and await st.journal() == []
@@ -225,9 +226,9 @@ async def test_apply_decision_is_all_or_nothing(st: store.Store) -> None:
 # --- claiming --------------------------------------------------------------------------------------------
 async def test_claim_takes_due_jobs_with_a_lease(st: store.Store) -> None:
     _, [send, check] = await send_setup(st, extra_jobs=(
-        store.NewJob(kind=store.CHECK, lock_key=None, run_at=T0 + timedelta(seconds=60)),))
+        store.NewJob(kind=store.JobKind.CHECK, lock_key=None, run_at=T0 + timedelta(seconds=60)),))
     [job] = await st.claim_jobs(T0, 30.0, 10)
-    assert job.id == send and job.state == store.RUNNING and job.attempts == 1
+    assert job.id == send and job.state == store.JobState.RUNNING and job.attempts == 1
     assert job.lease_until == T0 + timedelta(seconds=30)
     assert job == await st.get_job(send)
     assert await st.claim_jobs(T0 + timedelta(seconds=29), 30.0, 10) == []  # leased; check not due
@@ -238,7 +239,7 @@ async def test_claim_takes_due_jobs_with_a_lease(st: store.Store) -> None:
 
 async def test_claim_limit_takes_earliest_run_at_first(st: store.Store) -> None:
     _, ids = await send_setup(st, extra_jobs=tuple(
-        store.NewJob(kind=store.CHECK, lock_key=None, run_at=T0 - timedelta(seconds=s)) for s in (1, 3, 2)))
+        store.NewJob(kind=store.JobKind.CHECK, lock_key=None, run_at=T0 - timedelta(seconds=s)) for s in (1, 3, 2)))
     claimed = await st.claim_jobs(T0, 30.0, 2)
     assert [j.id for j in claimed] == [ids[2], ids[3]]
     assert await st.claim_jobs(T0, 30.0, 0) == []
@@ -248,18 +249,18 @@ async def test_claim_limit_takes_earliest_run_at_first(st: store.Store) -> None:
 async def test_an_update_waits_for_its_send(st: store.Store) -> None:
     _, [send] = await send_setup(st)
     [n] = await st.notices_for("erp", "PO-1")
-    [update] = await st.add_jobs([later_job(store.UPDATE, n.id)], T0)
+    [update] = await st.add_jobs([later_job(store.JobKind.UPDATE, n.id)], T0)
     assert [j.id for j in await st.claim_jobs(T0, 30.0, 10)] == [send]
     assert await st.claim_jobs(T0, 30.0, 10) == []  # the send is running: the update stays behind it
     await st.finish_job(send, T0)
     [job] = await st.claim_jobs(T0, 30.0, 10)
-    assert job.id == update and job.kind == store.UPDATE and job.payload == {"status": "approved"}
+    assert job.id == update and job.kind == store.JobKind.UPDATE and job.payload == {"status": "approved"}
 
 
 async def test_a_head_retrying_later_still_blocks_its_key(st: store.Store) -> None:
     _, [send] = await send_setup(st)
     [n] = await st.notices_for("erp", "PO-1")
-    await st.add_jobs([later_job(store.UPDATE, n.id)], T0)
+    await st.add_jobs([later_job(store.JobKind.UPDATE, n.id)], T0)
     await st.claim_jobs(T0, 30.0, 10)
     await st.retry_job(send, T0, T0 + timedelta(seconds=10), "timeout")
     assert await st.claim_jobs(T0 + timedelta(seconds=9), 30.0, 10) == []
@@ -270,14 +271,15 @@ async def test_a_dead_head_blocks_its_key_until_retried(st: store.Store) -> None
     _, [send] = await send_setup(st)
     _, [other_send] = await send_setup(st, approval_id="PO-2")
     [n] = await st.notices_for("erp", "PO-1")
-    [update, check] = await st.add_jobs([later_job(store.UPDATE, n.id), later_job(store.CHECK, n.id, key=None)], T0)
+    later = [later_job(store.JobKind.UPDATE, n.id), later_job(store.JobKind.CHECK, n.id, key=None)]
+    [update, check] = await st.add_jobs(later, T0)
     assert {j.id for j in await st.claim_jobs(T0, 30.0, 10)} == {send, other_send, check}
     await st.bury_job(send, T0, "40035 bad parameters")
     for job_id in (other_send, check):
         await st.finish_job(job_id, T0)
     assert await st.claim_jobs(T0 + timedelta(hours=1), 30.0, 10) == []  # the update waits behind a dead send
     dead = await st.get_job(send)
-    assert dead is not None and dead.state == store.DEAD and dead.last_error == "40035 bad parameters"
+    assert dead is not None and dead.state == store.JobState.DEAD and dead.last_error == "40035 bad parameters"
     assert dead.lease_until is None
     assert await st.retry_dead(T0 + timedelta(hours=1), send) == 1
     [revived] = await st.claim_jobs(T0 + timedelta(hours=1), 30.0, 10)
@@ -289,7 +291,7 @@ async def test_a_dead_head_blocks_its_key_until_retried(st: store.Store) -> None
 async def test_jobs_without_lock_key_are_independent(st: store.Store) -> None:
     _, [send] = await send_setup(st)
     [n] = await st.notices_for("erp", "PO-1")
-    checks = await st.add_jobs([later_job(store.CHECK, n.id, key=None) for _ in range(3)], T0)
+    checks = await st.add_jobs([later_job(store.JobKind.CHECK, n.id, key=None) for _ in range(3)], T0)
     await st.bury_job(checks[0], T0, "x")
     assert sorted(j.id for j in await st.claim_jobs(T0, 30.0, 10)) == [send, checks[1], checks[2]]
 
@@ -303,18 +305,18 @@ async def test_finish_job_applies_notice_change_and_follow_ups(st: store.Store) 
     new_ids = await st.finish_job(
         send, now, outcome="ok",
         notice=store.NoticeChange(notice_id=n.id, state="sent", task_id=123456789012, sent_at=now),
-        new_jobs=[store.NewJob(kind=store.CHECK, lock_key=None, notice_id=n.id, payload={"task_id": 123456789012},
-                               run_at=now + timedelta(seconds=60))],
+        new_jobs=[store.NewJob(kind=store.JobKind.CHECK, lock_key=None, notice_id=n.id,
+                               payload={"task_id": 123456789012}, run_at=now + timedelta(seconds=60))],
         journal=[store.NewJournal(kind="dingtalk.sent", job_id=send, task_id=123456789012)],
     )
     done = await st.get_job(send)
     assert done is not None and (done.state, done.outcome, done.lease_until, done.updated_at) == (
-        store.DONE, "ok", None, now)
+        store.JobState.DONE, "ok", None, now)
     [sent] = await st.notices_for("erp", "PO-1")
     assert (sent.state, sent.task_id, sent.sent_at) == ("sent", 123456789012, now)
     assert (sent.status_value, sent.msg, sent.userids) == (n.status_value, n.msg, n.userids)  # untouched
     [check] = [await st.get_job(i) for i in new_ids]
-    assert check is not None and check.kind == store.CHECK and check.run_at == now + timedelta(seconds=60)
+    assert check is not None and check.kind == store.JobKind.CHECK and check.run_at == now + timedelta(seconds=60)
     assert (check.source, check.approval_id, check.event_id, check.notice_id) == ("erp", "PO-1", "PO-1-0", n.id)
     [line] = await st.journal()
     assert (line.kind, line.job_id, line.task_id, line.at) == ("dingtalk.sent", send, 123456789012, now)
@@ -323,7 +325,7 @@ async def test_finish_job_applies_notice_change_and_follow_ups(st: store.Store) 
     with pytest.raises(LookupError):
         await st.finish_job(check.id, now, notice=store.NoticeChange(notice_id=999, state="sent"))
     still = await st.get_job(check.id)
-    assert still is not None and still.state == store.PENDING  # the failed finish changed nothing
+    assert still is not None and still.state == store.JobState.PENDING  # the failed finish changed nothing
 
 
 async def test_save_notice_changes_only_given_fields(st: store.Store) -> None:
@@ -353,7 +355,7 @@ async def test_retry_job_honours_run_at(st: store.Store) -> None:
     job = await st.get_job(send)
     assert job is not None
     assert (job.state, job.run_at, job.last_error, job.lease_until, job.attempts) == (
-        store.PENDING, retry_at, "DingTalk 500", None, 1)
+        store.JobState.PENDING, retry_at, "DingTalk 500", None, 1)
     assert await st.claim_jobs(retry_at - timedelta(microseconds=1), 30.0, 10) == []
     [again] = await st.claim_jobs(retry_at, 30.0, 10)
     assert again.id == send and again.attempts == 2
@@ -371,7 +373,7 @@ async def test_release_job_gives_the_claim_back(st: store.Store) -> None:
     await st.release_job(send, later)
     job = await st.get_job(send)
     assert job is not None and (job.state, job.attempts, job.run_at, job.lease_until) == (
-        store.PENDING, 0, later, None)
+        store.JobState.PENDING, 0, later, None)
     await st.release_job(send, later)  # not running: nothing to give back
     job = await st.get_job(send)
     assert job is not None and job.attempts == 0
@@ -385,7 +387,7 @@ async def test_retry_dead_one_or_all(st: store.Store) -> None:
     await st.claim_jobs(T0, 30.0, 10)
     for job_id in (ids[0], other):
         await st.bury_job(job_id, T0, "boom")
-    assert [j.id for j in await st.list_jobs(store.DEAD)] == [ids[0], other]
+    assert [j.id for j in await st.list_jobs(store.JobState.DEAD)] == [ids[0], other]
     assert await st.retry_dead(T0, ids[1]) == 0  # not dead
     later = T0 + timedelta(minutes=3)
     assert await st.retry_dead(later, ids[0]) == 1
@@ -393,25 +395,25 @@ async def test_retry_dead_one_or_all(st: store.Store) -> None:
     assert await st.retry_dead(later) == 0
     for job_id in (ids[0], other):
         job = await st.get_job(job_id)
-        assert job is not None and (job.state, job.attempts, job.run_at) == (store.PENDING, 0, later)
+        assert job is not None and (job.state, job.attempts, job.run_at) == (store.JobState.PENDING, 0, later)
 
 
 async def test_add_jobs_for_an_operator(st: store.Store) -> None:
     await send_setup(st)
     [n] = await st.notices_for("erp", "PO-1")
-    ids = await st.add_jobs([later_job(store.UPDATE, n.id, event_id="resync")], T0,
+    ids = await st.add_jobs([later_job(store.JobKind.UPDATE, n.id, event_id="resync")], T0,
                             journal=[store.NewJournal(kind="operator.resync", source="erp")])
     [job] = [await st.get_job(i) for i in ids]
     assert job is not None and (job.source, job.approval_id, job.kind, job.event_id) == ("erp", "PO-1", "update",
                                                                                           "resync")
     with pytest.raises(ValueError):
-        await st.add_jobs([store.NewJob(kind=store.UPDATE, lock_key=KEY, new_notice_index=0)], T0)
+        await st.add_jobs([store.NewJob(kind=store.JobKind.UPDATE, lock_key=KEY, new_notice_index=0)], T0)
     with pytest.raises(ValueError):
-        await st.add_jobs([store.NewJob(kind=store.UPDATE, lock_key=KEY)], T0)
+        await st.add_jobs([store.NewJob(kind=store.JobKind.UPDATE, lock_key=KEY)], T0)
     with pytest.raises(ValueError):
         await st.add_jobs([later_job("fax", n.id)], T0)
     with pytest.raises(LookupError):
-        await st.add_jobs([later_job(store.UPDATE, n.id), later_job(store.UPDATE, 999)], T0)
+        await st.add_jobs([later_job(store.JobKind.UPDATE, n.id), later_job(store.JobKind.UPDATE, 999)], T0)
     assert len(await st.jobs_for("erp", "PO-1")) == 2
     assert [line.kind for line in await st.journal()] == ["operator.resync"]
 
@@ -423,8 +425,8 @@ async def test_list_and_filter_reads(st: store.Store) -> None:
     await st.claim_jobs(T0, 30.0, 1)
     assert [j.id for j in await st.list_jobs()] == [a, b, c]
     assert [j.id for j in await st.list_jobs(limit=2)] == [a, b]
-    assert [j.id for j in await st.list_jobs(store.RUNNING)] == [a]
-    assert [j.id for j in await st.list_jobs(store.PENDING)] == [b, c]
+    assert [j.id for j in await st.list_jobs(store.JobState.RUNNING)] == [a]
+    assert [j.id for j in await st.list_jobs(store.JobState.PENDING)] == [b, c]
     assert [j.id for j in await st.jobs_for("erp", "PO-2")] == [b, c]
     assert await st.jobs_for("oa", "PO-2") == [] and await st.get_job(999) is None
     assert await st.get_approval("erp", "PO-9") is None
@@ -434,7 +436,7 @@ async def test_list_approvals_newest_first_with_filters(st: store.Store) -> None
     for i, (src, status) in enumerate([("erp", "pending"), ("oa", "approved"), ("erp", "approved")]):
         at = T0 + timedelta(minutes=i)
         inbox_id = await add(st, ev(f"A{i}", source=src))
-        await st.apply_decision(store.Decision(inbox_id, store.APPLIED, None, "new", status,
+        await st.apply_decision(store.Decision(inbox_id, store.Outcome.APPLIED, None, "new", status,
                                                approval(status, at=at, approval_id=f"A{i}", source=src)), at)
     assert [a.approval_id for a in await st.list_approvals()] == ["A2", "A1", "A0"]
     assert [a.approval_id for a in await st.list_approvals(status="approved")] == ["A2", "A1"]
@@ -455,9 +457,11 @@ async def test_events_for_is_the_history_by_occurred_at(st: store.Store) -> None
 async def test_audit_for_lists_processed_events(st: store.Store) -> None:
     first, _ = await send_setup(st)
     second = await add(st, ev(event_id="dup-status", minutes=1))
-    await st.apply_decision(store.Decision(second, store.UNCHANGED, "same status", "pending", "pending", None), T0)
+    repeat = store.Decision(second, store.Outcome.UNCHANGED, "same status", "pending", "pending", None)
+    await st.apply_decision(repeat, T0)
     audits = await st.audit_for("erp", "PO-1")
-    assert [(a.inbox_id, a.outcome) for a in audits] == [(first, store.APPLIED), (second, store.UNCHANGED)]
+    expected = [(first, store.Outcome.APPLIED), (second, store.Outcome.UNCHANGED)]
+    assert [(a.inbox_id, a.outcome) for a in audits] == expected
     assert await st.audit_for("erp", "PO-2") == []
 
 
@@ -480,7 +484,7 @@ async def test_job_counts(st: store.Store) -> None:
     _, ids = await send_setup(st, groups=2)
     _, [other] = await send_setup(st, approval_id="PO-2")
     [n] = (await st.notices_for("erp", "PO-2"))
-    await st.add_jobs([later_job(store.CHECK, n.id, key=None, run_at=T0 + timedelta(hours=1))],
+    await st.add_jobs([later_job(store.JobKind.CHECK, n.id, key=None, run_at=T0 + timedelta(hours=1))],
                                T0 - timedelta(hours=1))
     await st.claim_jobs(T0, 30.0, 10)  # ids[0] and other; ids[1] waits behind ids[0]
     await st.finish_job(ids[0], T0)

@@ -50,8 +50,8 @@ async def with_send_job(s: SQLiteStore) -> int:
     inbox_id = (await s.add_event(ev(), b"{}", T0)).inbox_id
     notice = store.NewNotice(1, 0, ("u1",), {"msgtype": "oa"}, "待审批", "0xFFFF9D46")
     [job_id] = await s.apply_decision(store.Decision(
-        inbox_id, store.APPLIED, None, "new", "pending", None, [notice],
-        [store.NewJob(kind=store.SEND, lock_key=KEY, new_notice_index=0)]), T0)
+        inbox_id, store.Outcome.APPLIED, None, "new", "pending", None, [notice],
+        [store.NewJob(kind=store.JobKind.SEND, lock_key=KEY, new_notice_index=0)]), T0)
     return job_id
 
 
@@ -220,8 +220,8 @@ async def test_a_crashed_workers_lease_runs_out_after_restart(tmp_path: Path) ->
 async def test_claims_skip_a_long_blocked_key_quickly(st: SQLiteStore) -> None:
     head = await with_send_job(st)
     [n] = await st.notices_for("erp", "PO-1")
-    blocked = [store.NewJob(kind=store.UPDATE, lock_key=KEY, notice_id=n.id) for _ in range(5000)]
-    free = [store.NewJob(kind=store.CHECK, lock_key=None, notice_id=n.id) for _ in range(3)]
+    blocked = [store.NewJob(kind=store.JobKind.UPDATE, lock_key=KEY, notice_id=n.id) for _ in range(5000)]
+    free = [store.NewJob(kind=store.JobKind.CHECK, lock_key=None, notice_id=n.id) for _ in range(3)]
     ids = await st.add_jobs(blocked + free, T0)
     await st.claim_jobs(T0, 30.0, 1)
     await st.bury_job(head, T0, "dead head")
@@ -260,9 +260,9 @@ async def test_a_held_lock_is_storage_unavailable_and_the_store_recovers(tmp_pat
 async def test_a_failed_decision_rolls_back_completely(st: SQLiteStore) -> None:
     inbox_id = (await st.add_event(ev(), b"{}", T0)).inbox_id
     approval = store.Approval("erp", "PO-1", "pending", T0, 1, {}, T0, T0)
-    bad = store.Decision(inbox_id, store.APPLIED, None, "new", "pending", approval,
+    bad = store.Decision(inbox_id, store.Outcome.APPLIED, None, "new", "pending", approval,
                          [store.NewNotice(1, 0, ("u1",), {}, None, None)],
-                         [store.NewJob(kind=store.UPDATE, lock_key=KEY, notice_id=12345)])
+                         [store.NewJob(kind=store.JobKind.UPDATE, lock_key=KEY, notice_id=12345)])
     with pytest.raises(ValueError, match="FOREIGN KEY"):
         await st.apply_decision(bad, T0)
     assert peek(st.path, "SELECT COUNT(*) FROM notices") == [(0,)]
