@@ -17,8 +17,9 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from bridge import errors, operate, views
+from bridge.appkeys import CLIENT, CLOCK, CONFIG, METRICS, STORE, WAKE, WORKER
 from bridge.records import JobState
-from bridge.web import CLOCK, CONFIG, METRICS, STORE, WAKE, json_error
+from bridge.web import json_error
 
 log = structlog.get_logger("bridge.admin")
 
@@ -174,8 +175,6 @@ async def resync_approval(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
-    from bridge.app import CLIENT, WORKER
-
     checks: dict[str, dict[str, Any]] = {}
     try:
         await app[STORE].check_writable()

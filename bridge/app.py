@@ -20,8 +20,9 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from bridge import logs, service, worker
+from bridge import admin, logs, service, worker
 from bridge import web as webapp
+from bridge.appkeys import CLIENT, CLOCK, CONFIG, METRICS, STORE, WAKE, WORKER
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config
 from bridge.dingtalk import client as dingtalk
@@ -29,9 +30,6 @@ from bridge.metrics import Metrics
 from bridge.store import Store
 
 log = structlog.get_logger("bridge.app")
-
-WORKER = web.AppKey("bridge.worker", worker.Worker)
-CLIENT = web.AppKey("bridge.dingtalk.client", dingtalk.Client)
 
 
 def create_app(
@@ -47,17 +45,17 @@ def create_app(
     app = web.Application(middlewares=[webapp.json_errors], client_max_size=cfg.server.max_body_bytes + 1024)
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
-    app[webapp.CONFIG] = cfg
-    app[webapp.STORE] = store
-    app[webapp.CLOCK] = clock
-    app[webapp.METRICS] = metrics
+    app[CONFIG] = cfg
+    app[STORE] = store
+    app[CLOCK] = clock
+    app[METRICS] = metrics
 
     def wake() -> None:
         w = app.get(WORKER)
         if w is not None:
             w.wake()
 
-    app[webapp.WAKE] = wake
+    app[WAKE] = wake
 
     async def store_ctx(_app: web.Application) -> AsyncIterator[None]:
         await store.open()
@@ -86,8 +84,6 @@ def create_app(
 
     app.cleanup_ctx.extend([store_ctx, client_ctx, worker_ctx])
     webapp.add_routes(app)
-    from bridge import admin
-
     admin.add_routes(app)
     return app
 

@@ -7,25 +7,37 @@ variable is a `ConfigError` naming the file and the dotted key (`bridge.toml: di
 a typo fails at start-up instead of silently falling back to a default.
 
 Secrets (app secret, admin token, webhook secrets) are given inline or as ``env:NAME``; they are wrapped in
-`Secret`, which masks itself in repr, str, logs, `summary()` and error messages. `config.example.toml` at
-the top of the repository documents every key.
+`bridge.secret.Secret`, which masks itself in repr, str, logs, summaries and error messages (showing a
+configuration is `bridge.cli.config_show`). The dataclasses live in `bridge.config_model` and are re-exported
+here, the import path everyone uses. `config.example.toml` at the top of the repository documents every key.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge.config_model import (
+    CardConfig,
+    Config,
+    DingTalkConfig,
+    ServerConfig,
+    SourceConfig,
+    StatusesConfig,
+    StatusStyle,
+    StorageConfig,
+    WorkerConfig,
+)
 from bridge.errors import ConfigError
-from bridge.sources import signatures
-from bridge.tomltable import Table, kind, unknown
+from bridge.secret import Secret, resolve_secret
+from bridge.sources import mapping as mapping_module
+from bridge.sources import native, signatures
+from bridge.tomltable import Table, unknown
 
 __all__ = [
     "CardConfig",
@@ -42,139 +54,8 @@ __all__ = [
     "load",
     "override_server",
     "resolve_secret",
-    "run_check_cli",
     "sandbox",
-    "summary",
 ]
-
-
-class Secret:
-    """A secret string that never shows itself in repr, str, logs or exceptions.
-
-    `reveal()` is the only way to read it, so every place that uses a secret is easy to find.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def masked(self) -> str:
-        """For display: `****`, with the first and last two characters around it only when the secret is long
-        enough (16+) that four shown characters tell secrets apart without helping anyone guess one."""
-        return "****" if len(self._value) < 16 else f"{self._value[:2]}****{self._value[-2:]}"
-
-    def __repr__(self) -> str:
-        return "Secret('****')"
-
-    def __str__(self) -> str:
-        return "****"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = 64 * 1024
-    admin_token: Secret | None = None
-    shutdown_timeout_s: float = 10.0
-
-    @property
-    def on_loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
-
-
-@dataclass(frozen=True, slots=True)
-class StorageConfig:
-    path: str = "bridge.db"
-    synchronous: str = "normal"  # "normal" (WAL, survives a process crash) or "full" (also power loss)
-
-
-@dataclass(frozen=True, slots=True)
-class DingTalkConfig:
-    base_url: str = "https://oapi.dingtalk.com"
-    app_key: str = ""
-    app_secret: Secret = field(default_factory=lambda: Secret(""))
-    agent_id: int = 0
-    qps: float = 20.0  # client-side limit per endpoint, below DingTalk's 20/s per app per API
-    timeout_s: float = 10.0
-    recall_window_s: int = 24 * 3600  # DingTalk: recall within 24 h
-    update_window_s: int = 7 * 24 * 3600  # DingTalk: status bar update within 7 days
-    status_bar_max_userids: int = 5  # DingTalk: OA status bar only on sends to at most 5 userids
-
-
-@dataclass(frozen=True, slots=True)
-class StatusStyle:
-    label: str
-    color: str  # "0xAARRGGBB", as status_bar.status_bg wants it
-
-
-@dataclass(frozen=True, slots=True)
-class StatusesConfig:
-    pending: StatusStyle = StatusStyle("待审批", "0xFFFF9D46")
-    approved: StatusStyle = StatusStyle("已同意", "0xFF78C06E")
-    rejected: StatusStyle = StatusStyle("已拒绝", "0xFFF65E5E")
-    revoked: StatusStyle = StatusStyle("已撤销", "0xFF858E99")
-
-    def style(self, status: str) -> StatusStyle:
-        return getattr(self, status)
-
-
-@dataclass(frozen=True, slots=True)
-class CardConfig:
-    head_color: str = "FF1E7CF7"  # oa.head.bgcolor: 8 hex digits, no 0x
-    head_text: str = "审批"  # replaced by the app name in work notifications
-    on_revoked: str = "update"  # "update": grey status bar; "recall": recall the cards
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerConfig:
-    concurrency: int = 8
-    lease_s: float = 60.0
-    retry_base_s: float = 1.0
-    retry_cap_s: float = 300.0
-    max_attempts: int = 12
-    poll_interval_s: float = 1.0  # fallback only: in-process commits wake the worker at once
-    check_delay_s: float = 2.0  # first getsendprogress after a send
-    check_max_attempts: int = 8
-
-
-@dataclass(frozen=True, slots=True)
-class SourceConfig:
-    name: str
-    signature: str = "standard-webhooks"  # standard-webhooks | hmac-sha256 | token | none
-    secrets: tuple[Secret, ...] = ()
-    format: str = "canonical"  # canonical | mapping | dingtalk | feishu | wecom
-    timestamp_tolerance_s: int = 300
-    mapping: Any = None  # bridge.mapping.MappingConfig when format == "mapping"
-    native: Any = None  # bridge.native.NativeConfig when format is dingtalk / feishu / wecom
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    storage: StorageConfig = field(default_factory=StorageConfig)
-    dingtalk: DingTalkConfig = field(default_factory=DingTalkConfig)
-    statuses: StatusesConfig = field(default_factory=StatusesConfig)
-    card: CardConfig = field(default_factory=CardConfig)
-    worker: WorkerConfig = field(default_factory=WorkerConfig)
-    sources: tuple[SourceConfig, ...] = ()
-    path: Path | None = None
-
-    def source(self, name: str) -> SourceConfig | None:
-        for s in self.sources:
-            if s.name == name:
-                return s
-        return None
 
 
 # --- loading -------------------------------------------------------------------------------------------------
@@ -187,7 +68,6 @@ ON_REVOKED = ("update", "recall")
 SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 STATUS_COLOR = re.compile(r"0x[0-9A-Fa-f]{8}")
 HEAD_COLOR = re.compile(r"[0-9A-Fa-f]{8}")
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MIN_ADMIN_TOKEN_CHARS = 16
 SECTIONS = ("server", "storage", "dingtalk", "statuses", "card", "worker", "sources")
 SOURCE_KEYS = ("name", "signature", "secret", "format", "timestamp_tolerance_s", "mapping")
@@ -195,21 +75,6 @@ NATIVE_OWN_KEYS = ("name", "format", "timestamp_tolerance_s")  # everything else
 
 # The fixed, documented, NOT secret key of the sandbox's "demo" source (base64 of "demo-secret-for-the-sandbox").
 SANDBOX_WEBHOOK_SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1zYW5kYm94"
-
-
-def resolve_secret(value: object, key: str, env: Mapping[str, str]) -> Secret:
-    """An inline secret, or ``env:NAME`` read from `env`. `key` names the place for errors ("bridge.toml:
-    sources[0].secret"); an unset variable is a ConfigError naming the variable, never a value."""
-    if not isinstance(value, str):
-        raise ConfigError(f"{key}: expected a string (the secret inline, or 'env:NAME'), got {kind(value)}")
-    if not value.startswith("env:"):
-        return Secret(value)
-    name = value[len("env:") :]
-    if not ENV_NAME.fullmatch(name):
-        raise ConfigError(f"{key}: {name!r} is not an environment variable name (use env:NAME)")
-    if name not in env:
-        raise ConfigError(f"{key}: environment variable {name} is not set")
-    return Secret(env[name])
 
 
 def _secret(t: Table, name: str, env: Mapping[str, str], *, required: bool) -> Secret | None:
@@ -377,8 +242,6 @@ def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceCon
     fmt = t.text("format", "canonical", choices=FORMATS)
     tolerance = t.integer("timestamp_tolerance_s", _SOURCE_DEFAULTS.timestamp_tolerance_s)
     if fmt in NATIVE_FORMATS:
-        from bridge.sources import native
-
         rest = {k: v for k, v in t.data.items() if k not in NATIVE_OWN_KEYS}
         parsed = native.parse_config(fmt, rest, f"{t.file}: {t.key}", env)
         return SourceConfig(name=name, signature="native", format=fmt, timestamp_tolerance_s=tolerance,
@@ -392,8 +255,6 @@ def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceCon
     if fmt == "mapping":
         if "mapping" not in t.data:
             raise t.fail("mapping", "required when format = 'mapping' (a [sources.mapping] table)")
-        from bridge.sources import mapping as mapping_module
-
         mapping = mapping_module.parse_config(t.data["mapping"], f"{t.file}: {t.path('mapping')}")
     return SourceConfig(name=name, signature=scheme, secrets=secrets, format=fmt, timestamp_tolerance_s=tolerance,
                         mapping=mapping)
@@ -455,21 +316,3 @@ def sandbox(base_url: str, storage_path: str) -> Config:
         },
         env={},
     )
-
-
-# --- showing a configuration (bridge.config_show) ----------------------------------------------------------
-
-
-def summary(cfg: Config) -> dict[str, Any]:
-    """The whole configuration as JSON-able data, every secret masked (`check-config --json`, admin API)."""
-    from bridge.cli import config_show
-
-    return config_show.summary(cfg)
-
-
-def run_check_cli(args: argparse.Namespace) -> int:
-    """`bridge check-config`: exit 0 and a summary (JSON with args.json) if args.config is valid; else
-    "error: ..." on stderr and 2 (a missing file included)."""
-    from bridge.cli import config_show
-
-    return config_show.run_check_cli(args)

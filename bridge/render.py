@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from bridge.config import CardConfig, StatusStyle
 from bridge.dingtalk import messages
 from bridge.errors import MessageInvalid
 
-__all__ = ["ELLIPSIS", "chunk", "render_card", "resubmission_note", "shorten"]
+__all__ = ["ELLIPSIS", "CardLook", "StatusLook", "chunk", "render_card", "resubmission_note", "shorten"]
 
 ELLIPSIS = "…"
 AUTHOR_PREFIX = "申请人："
@@ -35,6 +34,24 @@ AUTHOR_PREFIX = "申请人："
 CONTENT_FLOOR = 60
 FORM_VALUE_FLOOR = 20
 TITLE_FLOOR = 50
+
+
+class StatusLook(Protocol):
+    """A status bar's look (`bridge.config.StatusStyle` is one): what render needs, not the config loader."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def color(self) -> str: ...  # "0xAARRGGBB"
+
+
+class CardLook(Protocol):
+    """The card's head (`bridge.config.CardConfig` is one)."""
+
+    @property
+    def head_color(self) -> str: ...  # "AARRGGBB"
+    @property
+    def head_text(self) -> str: ...
 
 
 def resubmission_note(generation: int) -> str:
@@ -79,8 +96,8 @@ class _Parts:
 
 def render_card(
     card: Mapping[str, Any],
-    style: StatusStyle,
-    card_cfg: CardConfig,
+    style: StatusLook,
+    card_cfg: CardLook,
     *,
     generation: int = 1,
     approval_id: str,

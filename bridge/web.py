@@ -21,19 +21,12 @@ import structlog
 from aiohttp import web
 
 from bridge import errors, events
-from bridge.clock import Clock
+from bridge.appkeys import CLOCK, CONFIG, METRICS, STORE, WAKE
 from bridge.config import Config, SourceConfig
-from bridge.metrics import Metrics
 from bridge.sources import signatures
 from bridge.store import Store
 
 log = structlog.get_logger("bridge.web")
-
-CONFIG = web.AppKey("bridge.config", Config)
-STORE = web.AppKey("bridge.store", Store)
-CLOCK = web.AppKey("bridge.clock", Clock)
-METRICS = web.AppKey("bridge.metrics", Metrics)
-WAKE = web.AppKey("bridge.wake", Callable[[], None])  # type: ignore[arg-type]
 
 JSON_TYPES = ("application/json", "text/json")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

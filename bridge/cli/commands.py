@@ -80,11 +80,11 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from bridge import config
+    from bridge.cli import config_show
 
     if args.config is None:
         args.config = "bridge.toml"
-    return config.run_check_cli(args)
+    return config_show.run_check_cli(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 Why it exists: operators need to see what bridge will run with (`bridge check-config`, the admin API)
 without any secret leaking. Every `Secret`, however deeply nested (native source keys included), is
-rendered with `Secret.masked()`. `bridge.config.summary` and `bridge.config.run_check_cli` call in here.
+rendered with `Secret.masked()`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bridge.config import Config, Secret, load
+from bridge.config import Config, load
 from bridge.errors import ConfigError
+from bridge.secret import Secret
 
 __all__ = ["describe", "plain", "run_check_cli", "summary"]
 

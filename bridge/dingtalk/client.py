@@ -25,7 +25,7 @@ import structlog
 
 from bridge import errors
 from bridge.clock import Clock, SystemClock
-from bridge.config import DingTalkConfig, Secret
+from bridge.config import DingTalkConfig
 from bridge.dingtalk import messages
 from bridge.dingtalk.ratelimit import EndpointLimiters
 from bridge.dingtalk.wire import (
@@ -45,6 +45,7 @@ from bridge.dingtalk.wire import CallObserver as CallObserver
 from bridge.dingtalk.wire import ForbiddenEntry as ForbiddenEntry
 from bridge.dingtalk.wire import SendProgress as SendProgress
 from bridge.dingtalk.wire import SendResult as SendResult
+from bridge.secret import Secret
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """The simulated DingTalk's vocabulary: settings, apps, fault plans, tasks, errors and its movable clock.
 
-Split from `bridge.sim_state` (which holds the behaviour) so both stay readable; everything here is plain
+Split from `bridge.simulator.state` (which holds the behaviour) so both stay readable; everything here is plain
 data plus the tiny helpers the rules share (the content identity of a message, its size in bytes).
 """
 

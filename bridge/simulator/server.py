@@ -1,7 +1,7 @@
 """A local DingTalk work-notification server, for development, tests, the sandbox mode and benchmarks.
 
 bridge never talks to the real DingTalk in tests or demos; it talks to this. The rules live in
-`bridge.sim_state` and the wire format in `bridge.sim_wire`; this module is only the aiohttp edge: it
+`bridge.simulator.state` and the wire format in `bridge.simulator.wire`; this module is only the aiohttp edge: it
 decodes JSON and form bodies, waits out injected delays, and serves the inspection API under /_sim/
 (calls received, each user's inbox, tasks, marking a card read, moving simulated time, faults, users,
 reset, stats). Three ways in: `bridge simulator` (`run_cli`), in-process with `running(...)` (an
@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 import structlog
 from aiohttp import web
 
+from bridge.simulator import wire as sim_wire
 from bridge.simulator.model import FAULT_KINDS, FaultPlan, SimSettings
 from bridge.simulator.state import SimState
 from bridge.simulator.wire import SimAnswer
@@ -64,7 +65,7 @@ def _respond(answer: SimAnswer) -> web.Response:
 async def _oapi(request: web.Request) -> web.Response:
     state = request.app[SIM_STATE]
     body, body_error = await _read_body(request)
-    answer = state.handle(request.method, request.path, dict(request.query), body, body_error=body_error)
+    answer = sim_wire.handle(state, request.method, request.path, dict(request.query), body, body_error=body_error)
     if answer.delay_s > 0:
         await asyncio.sleep(answer.delay_s)
     return _respond(answer)

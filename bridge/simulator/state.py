@@ -6,7 +6,7 @@ returned and extended while valid), send tasks and their progress over simulated
 was classified as (invalid, forbidden by the same-content-once-a-day rule or the daily cap, delivered, read),
 each user's inbox with the card's current status bar, the 24-hour and 7-day windows, the per-app
 per-endpoint QPS limit, and the fault plan. The wire format (envelopes, parameter coercion, fault answers)
-lives in `bridge.sim_wire`; the aiohttp server in `bridge.simulator`. Time comes from an injected Clock:
+lives in `bridge.simulator.wire`; the aiohttp server in `bridge.simulator`. Time comes from an injected Clock:
 a FakeClock in tests, an `OffsetClock` (real time plus an offset `/_sim/clock/advance` increases) in the server.
 
 Behaviour the reference marks unconfirmed is a setting, documented on `SimSettings`.
@@ -17,9 +17,9 @@ from __future__ import annotations
 import random
 import string
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge.clock import Clock
 from bridge.simulator.model import (
@@ -42,15 +42,13 @@ from bridge.simulator.model import (
     result_view,
 )
 
-if TYPE_CHECKING:
-    from bridge.simulator.wire import SimAnswer
-
 __all__ = ["DEMO_APP", "FAULT_KINDS", "FaultPlan", "OffsetClock", "SimApp", "SimError", "SimSettings", "SimState",
            "SimTask"]
 
 
 class SimState:
-    """The simulated DingTalk. Domain calls raise `SimError`; `handle()` speaks the wire format."""
+    """The simulated DingTalk. Domain calls raise `SimError`; `bridge.simulator.wire.handle(state, ...)` speaks
+    the wire format (the wire knows the state, never the other way round)."""
 
     def __init__(
         self, settings: SimSettings | None = None, *, clock: Clock | None = None, seed: int | None = None
@@ -167,20 +165,6 @@ class SimState:
             "tasks": len(self.tasks),
             "tokens_issued": self.tokens_issued,
         }
-
-    def handle(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, str],
-        body: Mapping[str, Any] | None = None,
-        *,
-        body_error: str | None = None,
-    ) -> SimAnswer:
-        """One request in DingTalk's wire format (see `bridge.sim_wire.handle`)."""
-        from bridge.simulator import wire as sim_wire
-
-        return sim_wire.handle(self, method, path, query, body, body_error=body_error)
 
     # --- tokens and limits -----------------------------------------------------------------------------
     def gettoken(self, appkey: str | None, appsecret: str | None) -> tuple[str, int]:

@@ -1,7 +1,7 @@
 """The simulated DingTalk's wire format: one decoded HTTP request in, one `SimAnswer` out, no I/O.
 
 Kept apart from the server so the exact envelopes can be unit-tested without sockets, and so the rules in
-`bridge.sim_state` never see strings that should be integers. It does what oapi.dingtalk.com does at its
+`bridge.simulator.state` never see strings that should be integers. It does what oapi.dingtalk.com does at its
 edge: the errcode 22 answer for an unknown topapi path, the token from the query string (or a form field),
 errcode 88 with a string `sub_code` for token and throttling errors on /topapi/, plain codes on /gettoken,
 scalars accepted native or as strings ("123", "false"), `msg` as an object or a JSON string, ID lists as
@@ -15,13 +15,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bridge.config import Secret
+from bridge.secret import Secret
 from bridge.simulator.model import SimApp, SimError, bad_param
-
-if TYPE_CHECKING:
-    from bridge.simulator.state import SimState
+from bridge.simulator.state import SimState
 
 TOPAPI = "/topapi/"
 PREFIX = "/topapi/message/corpconversation/"

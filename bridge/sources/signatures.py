@@ -24,18 +24,17 @@ import hmac
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bridge.errors import SignatureInvalid
-
-if TYPE_CHECKING:
-    from bridge.config import SourceConfig
+from bridge.secret import Secret
 
 __all__ = [
     "HMAC_HEADER",
     "SCHEMES",
     "TOKEN_HEADER",
     "WHSEC_PREFIX",
+    "SignedSource",
     "decode_whsec",
     "sign_headers",
     "sign_hmac_sha256",
@@ -162,7 +161,23 @@ def verify_token(secrets: Sequence[str], headers: Mapping[str, str]) -> None:
 # --- per source ---------------------------------------------------------------------------------------------
 
 
-def verify(source: SourceConfig, headers: Mapping[str, str], body: bytes, now: datetime) -> str | None:
+class SignedSource(Protocol):
+    """What verifying or signing for one source needs: its name (for messages), scheme, secrets and tolerance.
+
+    `bridge.config.SourceConfig` satisfies it; taking only these four keeps this module free of the loader.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def signature(self) -> str: ...
+    @property
+    def secrets(self) -> Sequence[Secret]: ...
+    @property
+    def timestamp_tolerance_s(self) -> int: ...
+
+
+def verify(source: SignedSource, headers: Mapping[str, str], body: bytes, now: datetime) -> str | None:
     """Verify a request for `source`: the ``webhook-id`` for standard-webhooks, else None. Raises
     SignatureInvalid; ValueError for a scheme this module does not handle (native sources, a bug)."""
     secrets = [s.reveal() for s in source.secrets]
@@ -179,7 +194,7 @@ def verify(source: SourceConfig, headers: Mapping[str, str], body: bytes, now: d
     raise ValueError(f"source {source.name!r}: signature scheme {source.signature!r} is not verified here")
 
 
-def sign_headers(source: SourceConfig, body: bytes, now: datetime, msg_id: str | None = None) -> dict[str, str]:
+def sign_headers(source: SignedSource, body: bytes, now: datetime, msg_id: str | None = None) -> dict[str, str]:
     """The headers a sender adds for `source` (used by `bridge send` and tests). Signs with the FIRST secret;
     standard-webhooks makes up a ``msg_<hex>`` id when `msg_id` is None."""
     if source.signature == "none":

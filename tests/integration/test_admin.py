@@ -20,9 +20,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge import app as bridge_app
 from bridge import openapi, store
 from bridge.clock import FakeClock
-from bridge.config import Config, DingTalkConfig, Secret, ServerConfig, SourceConfig, WorkerConfig
+from bridge.config import Config, DingTalkConfig, ServerConfig, SourceConfig, WorkerConfig
 from bridge.dingtalk import client as dingtalk
 from bridge.metrics import Metrics
+from bridge.secret import Secret
 from bridge.simulator import server as simulator
 from bridge.simulator.model import FaultPlan
 from bridge.simulator.state import SimState

@@ -15,9 +15,10 @@ import pytest
 
 from bridge import service, store, worker
 from bridge.clock import FakeClock
-from bridge.config import Config, DingTalkConfig, Secret, WorkerConfig
+from bridge.config import Config, DingTalkConfig, WorkerConfig
 from bridge.dingtalk import client as dingtalk
 from bridge.events import ApprovalEvent, Status
+from bridge.secret import Secret
 from bridge.simulator import server as simulator
 from bridge.simulator.state import FaultPlan, SimState
 from bridge.store.sqlite import SQLiteStore

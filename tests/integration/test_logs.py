@@ -19,7 +19,8 @@ import pytest
 import structlog
 
 from bridge import logs
-from bridge.config import Secret, SourceConfig
+from bridge.config import SourceConfig
+from bridge.secret import Secret
 from bridge.simulator.model import FaultPlan
 from bridge.sources import signatures
 from tests.integration.test_admin import ADMIN_TOKEN, AUTH, Harness, body, make_harness

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from bridge.app import WORKER
+from bridge.appkeys import WORKER
 from bridge.simulator.model import FaultPlan
 from tests.integration.test_admin import Harness, body, make_harness
 

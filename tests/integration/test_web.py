@@ -13,8 +13,9 @@ from structlog.testing import capture_logs
 
 from bridge import app as bridge_app
 from bridge.clock import FakeClock
-from bridge.config import Config, DingTalkConfig, Secret, ServerConfig, SourceConfig
+from bridge.config import Config, DingTalkConfig, ServerConfig, SourceConfig
 from bridge.dingtalk.fake import FakeDingTalk
+from bridge.secret import Secret
 from bridge.sources import signatures
 from bridge.store.memory import MemoryStore
 from bridge.store.sqlite import SQLiteStore

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from bridge import config
-from bridge.config import Config, Secret
+from bridge.cli import config_show
+from bridge.config import Config
 from bridge.errors import ConfigError
+from bridge.secret import Secret
 from bridge.sources import signatures
 from bridge.sources.mapping import MappingConfig
 from bridge.sources.native import NativeConfig
@@ -313,11 +315,11 @@ def test_secrets_are_masked_in_repr_and_summary() -> None:
                                  {"name": "oa", "signature": "token", "secret": ["token-one-0123456789", "tok2"]},
                                  {"name": "dt", "format": "dingtalk", **DT_NATIVE}]),
                 {"DT_TOKEN": "dingtalk-callback-token"})
-    everything = repr(cfg) + str(cfg) + json.dumps(config.summary(cfg), ensure_ascii=False)
+    everything = repr(cfg) + str(cfg) + json.dumps(config_show.summary(cfg), ensure_ascii=False)
     for value in (APP_SECRET, ADMIN_TOKEN, WHSEC, "token-one-0123456789", "tok2", "dingtalk-callback-token",
                   DT_NATIVE["aes_key"]):
         assert value not in everything
-    out = config.summary(cfg)
+    out = config_show.summary(cfg)
     assert out["dingtalk"]["app_secret"] == "ap****89" and out["server"]["admin_token"] == "ad****89"
     assert out["sources"][1]["secrets"] == ["to****89", "****"]
     assert out["sources"][2]["native"]["keys"]["token"] == "di****en"
@@ -437,7 +439,7 @@ def test_sandbox_config() -> None:
 
 
 def check(path: Path | str, *, as_json: bool = False) -> int:
-    return config.run_check_cli(argparse.Namespace(config=str(path), json=as_json))
+    return config_show.run_check_cli(argparse.Namespace(config=str(path), json=as_json))
 
 
 def test_check_cli_valid_file_prints_summary(

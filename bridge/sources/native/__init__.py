@@ -31,8 +31,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from bridge.config import Secret
 from bridge.errors import ConfigError
+from bridge.secret import Secret, resolve_secret
 from bridge.sources.native import dingtalk as native_dingtalk
 from bridge.sources.native import feishu as native_feishu
 from bridge.sources.native import wecom as native_wecom
@@ -70,8 +70,6 @@ def parse_config(fmt: str, table: dict[str, Any], where: str, env: Mapping[str, 
     Raises ConfigError naming `where` and the key for a missing, mistyped or unknown key. Secrets never appear in
     the message.
     """
-    from bridge.config import resolve_secret  # the config module imports this one lazily too
-
     if fmt not in PLATFORMS:
         raise ConfigError(f"{where}: format {fmt!r} is not a native format ({', '.join(PLATFORMS)})")
     rest = dict(table)

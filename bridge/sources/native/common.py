@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
 
-from bridge.config import Secret
 from bridge.errors import ConfigError, MalformedPayload, SignatureInvalid
 from bridge.events import ApprovalEvent
+from bridge.secret import Secret
 from bridge.sources.native import crypto as nc
 
 NOTIFY_MODES = ("applicant", "fixed", "path")

@@ -17,9 +17,9 @@ import pytest
 
 from bridge import errors
 from bridge.clock import FakeClock
-from bridge.config import Secret
 from bridge.dingtalk import messages
 from bridge.dingtalk.client import Client, ForbiddenEntry, SendProgress, TokenRegistry
+from bridge.secret import Secret
 from bridge.simulator import server as simulator
 from bridge.simulator.state import DEMO_APP, FaultPlan, SimSettings, SimState
 

@@ -18,9 +18,10 @@ from yarl import URL
 
 from bridge import errors
 from bridge.clock import FakeClock
-from bridge.config import DingTalkConfig, Secret
+from bridge.config import DingTalkConfig
 from bridge.dingtalk import messages
 from bridge.dingtalk.client import Client, ForbiddenEntry, SendProgress, SendResult, TokenRegistry, classify
+from bridge.secret import Secret
 
 BASE = "http://dingtalk.test"
 SECRET = "s3cr3t-app-secret-value"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bridge.clock import FakeClock
+from bridge.simulator import wire as sim_wire
 from bridge.simulator.state import DEMO_APP, FAULT_KINDS, FaultPlan, SimApp, SimError, SimSettings, SimState
 
 SEND = "/topapi/message/corpconversation/asyncsend_v2"
@@ -38,7 +39,7 @@ def token_of(state: SimState) -> str:
 
 def call(state: SimState, path: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
     query = {} if token is None else {"access_token": token}
-    answer = state.handle("POST", path, query, body)
+    answer = sim_wire.handle(state, "POST", path, query, body)
     assert answer.status == 200 and answer.body is not None
     return answer.body
 
@@ -69,11 +70,11 @@ def test_gettoken_returns_the_same_token_and_extends_it(clock: FakeClock) -> Non
 
 def test_gettoken_wire_answers(clock: FakeClock) -> None:
     state = make(clock)
-    ok = state.handle("GET", "/gettoken", {"appkey": DEMO_APP.app_key, "appsecret": DEMO_APP.app_secret}).body
+    ok = sim_wire.handle(state, "GET", "/gettoken", {"appkey": DEMO_APP.app_key, "appsecret": DEMO_APP.app_secret}).body
     assert ok is not None and ok["errcode"] == 0 and ok["expires_in"] == 7200 and "request_id" not in ok
-    bad = state.handle("GET", "/gettoken", {"appkey": DEMO_APP.app_key, "appsecret": "nope"}).body
+    bad = sim_wire.handle(state, "GET", "/gettoken", {"appkey": DEMO_APP.app_key, "appsecret": "nope"}).body
     assert bad == {"errcode": 40096, "errmsg": "不合法的appKey或appSecret"}
-    missing = state.handle("GET", "/gettoken", {}).body
+    missing = sim_wire.handle(state, "GET", "/gettoken", {}).body
     assert missing == {"errcode": 40035, "errmsg": "缺少参数 corpid or appkey"}
 
 
@@ -344,7 +345,8 @@ def test_a_faulted_send_has_no_side_effect(clock: FakeClock, kind: str) -> None:
     state = make(clock)
     token = token_of(state)
     state.set_faults(FaultPlan(rate=1.0, kinds=(kind,), limit=1, timeout_s=3.0))
-    answer = state.handle("POST", SEND, {"access_token": token}, {"agent_id": AGENT, "userid_list": "u1", "msg": oa()})
+    answer = sim_wire.handle(state, "POST", SEND, {"access_token": token},
+                             {"agent_id": AGENT, "userid_list": "u1", "msg": oa()})
     assert state.tasks == {} and state.inbox("u1") == []
     assert state.stats()["faults"] == {kind: 1} and state.calls()[-1]["fault"] == kind
     expected: dict[str, tuple[int, Any, Any]] = {
@@ -372,7 +374,8 @@ def test_delay_fault_answers_correctly_but_late(clock: FakeClock) -> None:
     state = make(clock)
     token = token_of(state)
     state.set_faults(FaultPlan(rate=1.0, kinds=("delay",), delay_s=0.25))
-    answer = state.handle("POST", SEND, {"access_token": token}, {"agent_id": AGENT, "userid_list": "u1", "msg": oa()})
+    answer = sim_wire.handle(state, "POST", SEND, {"access_token": token},
+                             {"agent_id": AGENT, "userid_list": "u1", "msg": oa()})
     assert answer.errcode == 0 and answer.delay_s == 0.25 and len(state.tasks) == 1
 
 
@@ -382,7 +385,7 @@ def test_faults_are_deterministic_for_a_seed(clock: FakeClock) -> None:
         token = token_of(state)
         state.set_faults(FaultPlan(rate=0.5, kinds=("errcode_-1", "throttle", "http_500"), seed=42))
         body = {"agent_id": AGENT, "task_id": 1}
-        return [state.handle("POST", PROGRESS, {"access_token": token}, body).status * 1000
+        return [sim_wire.handle(state, "POST", PROGRESS, {"access_token": token}, body).status * 1000
                 + (state.calls()[-1]["errcode"] or 0) for _ in range(40)]
 
     first, second = run(), run()
@@ -396,7 +399,7 @@ def test_faults_can_target_calls_and_gettoken(clock: FakeClock) -> None:
     task_id = send(state, "u1")
     assert call(state, RECALL, {"agent_id": AGENT, "msg_task_id": task_id}, token_of(state))["errcode"] == -1
     state.set_faults(FaultPlan(rate=1.0, kinds=("throttle", "token"), gettoken=True))
-    answer = state.handle("GET", "/gettoken", {"appkey": DEMO_APP.app_key, "appsecret": DEMO_APP.app_secret})
+    answer = sim_wire.handle(state, "GET", "/gettoken", {"appkey": DEMO_APP.app_key, "appsecret": DEMO_APP.app_secret})
     assert answer.body is not None and answer.body["errcode"] == 90018 and "request_id" not in answer.body
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import bridge.config
-from bridge.config import Secret
 from bridge.errors import ConfigError
+from bridge.secret import Secret
 from bridge.sources.native import NativeConfig, parse_config
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bridge.config import Secret
 from bridge.errors import ConfigError
 from bridge.events import Status
+from bridge.secret import Secret
 from bridge.sources.native import FeishuKeys, NativeConfig, WxKeys, encode_request, handle, parse_config
 from tests.unit.sources.native_support import (
     TABLES,

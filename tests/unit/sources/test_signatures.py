@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from multidict import CIMultiDict
 
-from bridge.config import Secret, SourceConfig
+from bridge.config import SourceConfig
 from bridge.errors import SignatureInvalid
+from bridge.secret import Secret
 from bridge.sources import signatures
 
 # The Standard Webhooks specification's test vector.

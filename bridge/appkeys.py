@@ -1,0 +1,29 @@
+"""The typed keys under which the aiohttp application holds bridge's collaborators.
+
+Why it exists: the app factory (`bridge.app`) stores them, and the receiver (`bridge.web`) and the admin API
+(`bridge.admin`) read them. With the keys in one module none of those three needs another just for a key, so
+the admin API no longer reaches back into the factory that mounts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from bridge.clock import Clock
+from bridge.config import Config
+from bridge.dingtalk.client import Client
+from bridge.metrics import Metrics
+from bridge.store import Store
+from bridge.worker import Worker
+
+__all__ = ["CLIENT", "CLOCK", "CONFIG", "METRICS", "STORE", "WAKE", "WORKER"]
+
+CONFIG = web.AppKey("bridge.config", Config)
+STORE = web.AppKey("bridge.store", Store)
+CLOCK = web.AppKey("bridge.clock", Clock)
+METRICS = web.AppKey("bridge.metrics", Metrics)
+WAKE = web.AppKey("bridge.wake", Callable[[], None])  # type: ignore[arg-type]
+WORKER = web.AppKey("bridge.worker", Worker)
+CLIENT = web.AppKey("bridge.dingtalk.client", Client)

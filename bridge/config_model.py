@@ -1,0 +1,124 @@
+"""What a configuration is: the frozen dataclasses `bridge.config` loads a TOML file into.
+
+Why it exists apart from the loader: these are plain values that many modules take (the worker its
+`WorkerConfig`, the client its `DingTalkConfig`, the web app a `SourceConfig`), while only start-up needs the
+loader's parsing and validation. Import them from `bridge.config`, which re-exports every name here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bridge.secret import Secret
+from bridge.sources.mapping import MappingConfig
+from bridge.sources.native import NativeConfig
+
+__all__ = [
+    "CardConfig",
+    "Config",
+    "DingTalkConfig",
+    "ServerConfig",
+    "SourceConfig",
+    "StatusStyle",
+    "StatusesConfig",
+    "StorageConfig",
+    "WorkerConfig",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 64 * 1024
+    admin_token: Secret | None = None
+    shutdown_timeout_s: float = 10.0
+
+    @property
+    def on_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    path: str = "bridge.db"
+    synchronous: str = "normal"  # "normal" (WAL, survives a process crash) or "full" (also power loss)
+
+
+@dataclass(frozen=True, slots=True)
+class DingTalkConfig:
+    base_url: str = "https://oapi.dingtalk.com"
+    app_key: str = ""
+    app_secret: Secret = field(default_factory=lambda: Secret(""))
+    agent_id: int = 0
+    qps: float = 20.0  # client-side limit per endpoint, below DingTalk's 20/s per app per API
+    timeout_s: float = 10.0
+    recall_window_s: int = 24 * 3600  # DingTalk: recall within 24 h
+    update_window_s: int = 7 * 24 * 3600  # DingTalk: status bar update within 7 days
+    status_bar_max_userids: int = 5  # DingTalk: OA status bar only on sends to at most 5 userids
+
+
+@dataclass(frozen=True, slots=True)
+class StatusStyle:
+    label: str
+    color: str  # "0xAARRGGBB", as status_bar.status_bg wants it
+
+
+@dataclass(frozen=True, slots=True)
+class StatusesConfig:
+    pending: StatusStyle = StatusStyle("待审批", "0xFFFF9D46")
+    approved: StatusStyle = StatusStyle("已同意", "0xFF78C06E")
+    rejected: StatusStyle = StatusStyle("已拒绝", "0xFFF65E5E")
+    revoked: StatusStyle = StatusStyle("已撤销", "0xFF858E99")
+
+    def style(self, status: str) -> StatusStyle:
+        return getattr(self, status)
+
+
+@dataclass(frozen=True, slots=True)
+class CardConfig:
+    head_color: str = "FF1E7CF7"  # oa.head.bgcolor: 8 hex digits, no 0x
+    head_text: str = "审批"  # replaced by the app name in work notifications
+    on_revoked: str = "update"  # "update": grey status bar; "recall": recall the cards
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    concurrency: int = 8
+    lease_s: float = 60.0
+    retry_base_s: float = 1.0
+    retry_cap_s: float = 300.0
+    max_attempts: int = 12
+    poll_interval_s: float = 1.0  # fallback only: in-process commits wake the worker at once
+    check_delay_s: float = 2.0  # first getsendprogress after a send
+    check_max_attempts: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    name: str
+    signature: str = "standard-webhooks"  # standard-webhooks | hmac-sha256 | token | none
+    secrets: tuple[Secret, ...] = ()
+    format: str = "canonical"  # canonical | mapping | dingtalk | feishu | wecom
+    timestamp_tolerance_s: int = 300
+    mapping: MappingConfig | None = None  # when format == "mapping"
+    native: NativeConfig | None = None  # when format is dingtalk / feishu / wecom
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    dingtalk: DingTalkConfig = field(default_factory=DingTalkConfig)
+    statuses: StatusesConfig = field(default_factory=StatusesConfig)
+    card: CardConfig = field(default_factory=CardConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    sources: tuple[SourceConfig, ...] = ()
+    path: Path | None = None
+
+    def source(self, name: str) -> SourceConfig | None:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        return None
