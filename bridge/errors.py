@@ -10,6 +10,8 @@
     │   ├── MalformedPayload         400 (not JSON / XML, undecryptable, wrong receiver id)
     │   └── EventInvalid             400 (well-formed, but fields are wrong: `.problems` names each)
     ├── StorageUnavailable           503: the store cannot take writes right now (read-only, disk full)
+    ├── AlreadyDecided               apply_decision: the inbox event was decided already (by another decider);
+    │                                the transaction changed nothing
     ├── MessageInvalid               a DingTalk `msg` breaks a documented limit; caught before sending
     └── DingTalkError                a DingTalk call failed; `.call`, `.errcode`, `.sub_code`, `.errmsg`,
         │                            `.request_id` say which and how
@@ -121,6 +123,10 @@ class EventInvalid(InputError):
 
 class StorageUnavailable(BridgeError):
     """Storage is unavailable; nothing was accepted. Retry later."""
+
+
+class AlreadyDecided(BridgeError):
+    """The event was already decided; this decision was not written."""
 
 
 class MessageInvalid(BridgeError):

@@ -111,6 +111,9 @@ class Notice:
     recalled_at: datetime | None = None
     delivery: Mapping[str, Any] | None = None  # getsendresult lists, normalised
     note: str | None = None  # e.g. "recall window passed: status bar set to revoked instead"
+    # set when DingTalk filtered this send as duplicate content (143106): the recipients hold an earlier,
+    # identical card whose task_id was lost, so this task's status bar reaches nobody; cleared by a resend
+    orphaned_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +231,8 @@ class NoticeChange:
     recalled_at: datetime | None = None
     delivery: Mapping[str, Any] | None = None
     note: str | None = None
+    orphaned_at: datetime | None = None
+    clear_orphaned: bool = False  # True: the notice is no longer orphaned (a distinct card was resent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,3 +242,18 @@ class JobCounts:
     dead: int
     done: int
     oldest_pending_run_at: datetime | None  # for the "oldest pending job age" gauge
+    orphaned: int = 0  # notices currently orphaned (see Notice.orphaned_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one retention batch (`Store.prune`) deleted."""
+
+    journal: int = 0
+    inbox: int = 0
+    audit: int = 0
+    jobs: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.journal + self.inbox + self.audit + self.jobs

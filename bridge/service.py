@@ -108,7 +108,13 @@ class Decider:
             notices = await self.store.notices_for(ev.source, ev.approval_id) if approval else []
             decision = self.decide(ie, approval, notices)
             now = self.clock.now()
-            job_ids = await self.store.apply_decision(decision, now)
+            try:
+                job_ids = await self.store.apply_decision(decision, now)
+            except errors.AlreadyDecided:
+                # another decider (a second process on the same database) claimed this event first; its
+                # decision stands and this one changed nothing
+                log.info("event.already_decided")
+                return Processed(ie.id, _ALREADY_DECIDED, ())
             self.observer.event_processed(decision.outcome)
             if decision.outcome == Outcome.APPLIED and decision.from_status != decision.to_status:
                 self.observer.transition(decision.from_status, decision.to_status)
@@ -267,6 +273,7 @@ class Decider:
         )
 
 
+_ALREADY_DECIDED = "already_decided"  # Processed.outcome when another decider claimed the event first
 _STYLED = frozenset({"pending", "approved", "rejected", "revoked"})
 
 

@@ -241,9 +241,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
         await st.open()
         try:
             after = 0
-            if not args.all:
-                recent = await st.journal(0, source=args.source, limit=10**9)
-                after = recent[-args.lines].id - 1 if len(recent) >= args.lines else 0
+            if not args.all:  # read the last N lines only, not the whole journal
+                recent = await st.journal_tail(args.lines, source=args.source)
+                after = recent[0].id - 1 if recent else 0
             while True:
                 entries = await st.journal(after, source=args.source, limit=500)
                 for e in entries:

@@ -22,6 +22,16 @@ What is stored, and why:
   worker's job is claimable again once the lease has passed.
 - audit: one row per processed event (from, to, outcome, reason).
 - journal: an append-only stream of what bridge did, for `bridge tail` from another process.
+
+Concurrency (every implementation must keep it, the PostgreSQL one included): a decision is claimed in its
+own write transaction. `apply_decision` marks the inbox event processed only if it is still unprocessed
+(`UPDATE inbox SET processed = 1 ... WHERE id = ? AND processed = 0`); when that changes no row, another
+decider got there first, and the transaction is rolled back and `AlreadyDecided` raised, so two deciders
+racing on one event make one decision and one set of jobs. Correctness never rests on a process lock.
+
+Retention: `prune` deletes, in batches, journal lines, processed inbox rows (with their audit rows) and
+done jobs older than a cut-off. Approvals, notices, pending/running/dead jobs and unprocessed events are
+never pruned.
 """
 
 from __future__ import annotations
@@ -85,6 +95,9 @@ from bridge.records import (
 from bridge.records import (
     Outcome as Outcome,
 )
+from bridge.records import (
+    Pruned as Pruned,
+)
 
 
 class Store(Protocol):
@@ -119,7 +132,10 @@ class Store(Protocol):
     async def apply_decision(self, decision: Decision, now: datetime) -> list[int]:
         """In one transaction: mark the inbox event processed with its outcome, upsert the approval,
         insert notices, jobs (due at `run_at` or now), the audit row and journal lines. Returns the ids
-        of the jobs created."""
+        of the jobs created.
+
+        The mark is the claim: if the event is already processed, nothing at all is written and
+        `bridge.errors.AlreadyDecided` is raised (LookupError when there is no such event)."""
 
     # --- delivering ----------------------------------------------------------------------------------
     async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[Job]:
@@ -188,9 +204,18 @@ class Store(Protocol):
     async def journal(self, after_id: int = 0, *, source: str | None = None, limit: int = 500) -> list[JournalEntry]:
         """Journal lines with id > after_id, oldest first."""
 
+    async def journal_tail(self, n: int, *, source: str | None = None) -> list[JournalEntry]:
+        """The last `n` journal lines (of `source`, if given), oldest first. Reads n rows, not the journal."""
+
     async def append_journal(self, entries: Sequence[NewJournal], now: datetime) -> None: ...
 
-    async def job_counts(self, now: datetime) -> JobCounts: ...
+    async def prune(self, before: datetime, limit: int) -> Pruned:
+        """Delete up to `limit` rows of each kind older than `before`, in one short transaction: journal
+        lines (`at`), processed inbox rows (`processed_at`) with their audit rows, and done jobs
+        (`updated_at`). The worker calls it repeatedly in small batches until a batch deletes nothing."""
+
+    async def job_counts(self, now: datetime) -> JobCounts:
+        """Jobs by state, the oldest pending run_at and the number of orphaned notices."""
 
     async def check_writable(self) -> None:
         """Raise StorageUnavailable unless a write can be committed now (readiness probe)."""

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge import store
-from bridge.errors import StorageUnavailable
+from bridge.errors import AlreadyDecided, StorageUnavailable
 from bridge.events import ApprovalEvent
 from bridge.records import JobKind, JobState
 
@@ -70,6 +70,11 @@ class MemoryStore:
         self.audit: list[store.AuditEntry] = []
         self.journal_entries: list[store.JournalEntry] = []
         self._by_event_id: dict[tuple[str, str], int] = {}
+        self._last_id: dict[str, int] = {}  # ids are never reused, even after pruning (as in SQLite)
+
+    def _next_id(self, table: str) -> int:
+        self._last_id[table] = self._last_id.get(table, 0) + 1
+        return self._last_id[table]
 
     def __repr__(self) -> str:
         return f"MemoryStore(events={len(self.inbox)}, jobs={len(self.jobs)})"
@@ -93,7 +98,7 @@ class MemoryStore:
         if (known := self._by_event_id.get(key)) is not None:
             self.inbox[known] = replace(self.inbox[known], duplicates=self.inbox[known].duplicates + 1)
             return store.AddResult(inserted=False, inbox_id=known)
-        inbox_id = len(self.inbox) + 1
+        inbox_id = self._next_id("inbox")
         self.inbox[inbox_id] = store.InboxEvent(id=inbox_id, event=stored, received_at=received)
         self.raw_bodies[inbox_id] = bytes(raw)
         self._by_event_id[key] = inbox_id
@@ -125,7 +130,7 @@ class MemoryStore:
 
     def _new_job(self, job: store.NewJob, source: str, approval_id: str, notice_id: int | None,
                  event_id: str | None, now: datetime) -> int:
-        job_id = len(self.jobs) + 1
+        job_id = self._next_id("jobs")
         self.jobs[job_id] = store.Job(
             id=job_id, kind=job.kind, source=source, approval_id=approval_id, lock_key=job.lock_key,
             notice_id=notice_id, payload=_plain(job.payload), state=JobState.PENDING, attempts=0,
@@ -136,7 +141,7 @@ class MemoryStore:
     def _append_journal(self, entries: Sequence[store.NewJournal], at: datetime) -> None:
         for e in entries:
             self.journal_entries.append(store.JournalEntry(
-                id=len(self.journal_entries) + 1, at=at, kind=e.kind, source=e.source, approval_id=e.approval_id,
+                id=self._next_id("journal"), at=at, kind=e.kind, source=e.source, approval_id=e.approval_id,
                 event_id=e.event_id, job_id=e.job_id, task_id=e.task_id, message=e.message, data=_plain(e.data),
             ))
 
@@ -156,6 +161,8 @@ class MemoryStore:
             _plain(line.data)
         if decision.inbox_id not in self.inbox:
             raise LookupError(f"no inbox event {decision.inbox_id}")
+        if self.inbox[decision.inbox_id].processed:  # the claim: another decider got there first
+            raise AlreadyDecided(f"inbox event {decision.inbox_id} was decided already")
         if (a := decision.approval) is not None:
             card, occurred = _plain(a.card), _opt_utc(a.last_occurred_at)
             created = _utc(a.created_at)
@@ -173,7 +180,7 @@ class MemoryStore:
             )
         notice_ids = []
         for n, msg in zip(decision.new_notices, notice_msgs, strict=True):
-            notice_id = len(self.notices) + 1
+            notice_id = self._next_id("notices")
             self.notices[notice_id] = store.Notice(
                 id=notice_id, source=ev.source, approval_id=ev.approval_id, generation=n.generation,
                 group_index=n.group_index, userids=tuple(n.userids), msg=msg, state="pending",
@@ -182,10 +189,10 @@ class MemoryStore:
             notice_ids.append(notice_id)
         job_ids = []
         for job in decision.jobs:
-            notice_id = notice_ids[job.new_notice_index] if job.new_notice_index is not None else job.notice_id
-            job_ids.append(self._new_job(job, ev.source, ev.approval_id, notice_id, ev.event_id, now))
+            ref = notice_ids[job.new_notice_index] if job.new_notice_index is not None else job.notice_id
+            job_ids.append(self._new_job(job, ev.source, ev.approval_id, ref, ev.event_id, now))
         self.audit.append(store.AuditEntry(
-            id=len(self.audit) + 1, inbox_id=ie.id, source=ev.source, approval_id=ev.approval_id,
+            id=self._next_id("audit"), inbox_id=ie.id, source=ev.source, approval_id=ev.approval_id,
             event_id=ev.event_id, from_status=decision.from_status, to_status=decision.to_status,
             outcome=decision.outcome, reason=decision.reason, at=now,
         ))
@@ -231,8 +238,10 @@ class MemoryStore:
             "status_bg": change.status_bg, "sent_at": _opt_utc(change.sent_at),
             "updated_at": _opt_utc(change.updated_at), "recalled_at": _opt_utc(change.recalled_at),
             "delivery": None if change.delivery is None else _plain(change.delivery), "note": change.note,
+            "orphaned_at": _opt_utc(change.orphaned_at),
         }
-        return replace(n, **{k: v for k, v in fields.items() if v is not None})
+        changed = replace(n, **{k: v for k, v in fields.items() if v is not None})
+        return replace(changed, orphaned_at=None) if change.clear_orphaned else changed
 
     async def finish_job(
         self,
@@ -370,6 +379,32 @@ class MemoryStore:
         found = [e for e in self.journal_entries if e.id > after_id and (source is None or e.source == source)]
         return found[: max(limit, 0)]
 
+    async def journal_tail(self, n: int, *, source: str | None = None) -> list[store.JournalEntry]:
+        found = [e for e in self.journal_entries if source is None or e.source == source]
+        return found[-n:] if n > 0 else []
+
+    async def prune(self, before: datetime, limit: int) -> store.Pruned:
+        before = _utc(before)
+        self._writable()
+        if limit < 1:
+            return store.Pruned()
+        old_lines = {e.id for e in self.journal_entries if e.at < before}
+        old_lines = set(sorted(old_lines)[:limit])
+        self.journal_entries = [e for e in self.journal_entries if e.id not in old_lines]
+        events = sorted(i for i, e in self.inbox.items()
+                        if e.processed and e.processed_at is not None and e.processed_at < before)[:limit]
+        audit_before = len(self.audit)
+        self.audit = [a for a in self.audit if a.inbox_id not in set(events)]
+        for inbox_id in events:
+            ie = self.inbox.pop(inbox_id)
+            self.raw_bodies.pop(inbox_id, None)
+            self._by_event_id.pop((ie.event.source, ie.event.event_id), None)
+        jobs = sorted(j.id for j in self.jobs.values() if j.state == JobState.DONE and j.updated_at < before)[:limit]
+        for job_id in jobs:
+            del self.jobs[job_id]
+        return store.Pruned(journal=len(old_lines), inbox=len(events), audit=audit_before - len(self.audit),
+                            jobs=len(jobs))
+
     async def append_journal(self, entries: Sequence[store.NewJournal], now: datetime) -> None:
         now = _utc(now)
         for e in entries:
@@ -385,6 +420,7 @@ class MemoryStore:
             pending=states.count(JobState.PENDING), running=states.count(JobState.RUNNING),
             dead=states.count(JobState.DEAD),
             done=states.count(JobState.DONE), oldest_pending_run_at=min(pending, default=None),
+            orphaned=sum(1 for n in self.notices.values() if n.orphaned_at is not None),
         )
 
     async def check_writable(self) -> None:

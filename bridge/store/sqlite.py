@@ -431,18 +431,31 @@ class SQLiteStore:
             rows = await self._read("journal_for_source", {"after_id": after_id, "source": source, "limit": limit})
         return [sq.journal_row(r) for r in rows]
 
+    async def journal_tail(self, n: int, *, source: str | None = None) -> list[store.JournalEntry]:
+        if source is None:
+            rows = await self._read("journal_tail", {"limit": max(n, 0)})
+        else:
+            rows = await self._read("journal_tail_for_source", {"source": source, "limit": max(n, 0)})
+        return [sq.journal_row(r) for r in rows]
+
     async def append_journal(self, entries: Sequence[store.NewJournal], now: datetime) -> None:
         lines = sq.journal_params(entries, now)
         if lines:
             await self._write(sq.journal_writer(lines))
 
+    async def prune(self, before: datetime, limit: int) -> store.Pruned:
+        if limit < 1:
+            return store.Pruned()
+        return await self._write(sq.prune_writer(before, limit))
+
     async def job_counts(self, now: datetime) -> store.JobCounts:
         counts = {r["state"]: r["n"] for r in await self._read("job_counts")}
         oldest = (await self._read("oldest_pending"))[0][0]
+        orphaned = (await self._read("orphaned_count"))[0][0]
         return store.JobCounts(
             pending=counts.get(JobState.PENDING, 0), running=counts.get(JobState.RUNNING, 0),
             dead=counts.get(JobState.DEAD, 0),
-            done=counts.get(JobState.DONE, 0), oldest_pending_run_at=sq.opt_dt(oldest),
+            done=counts.get(JobState.DONE, 0), oldest_pending_run_at=sq.opt_dt(oldest), orphaned=orphaned,
         )
 
     async def check_writable(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiosqlite
 
+from bridge.errors import AlreadyDecided
 from bridge.events import ApprovalEvent
 from bridge.records import (
     AddResult,
@@ -33,6 +34,7 @@ from bridge.records import (
     NewJournal,
     Notice,
     NoticeChange,
+    Pruned,
 )
 
 Conn = aiosqlite.Connection
@@ -149,6 +151,7 @@ def notice_row(row: sqlite3.Row) -> Notice:
         state=row["state"], status_value=row["status_value"], status_bg=row["status_bg"], task_id=row["task_id"],
         sent_at=opt_dt(row["sent_at"]), updated_at=opt_dt(row["updated_at"]),
         recalled_at=opt_dt(row["recalled_at"]), delivery=opt_loads(row["delivery"]), note=row["note"],
+        orphaned_at=opt_dt(row["orphaned_at"]),
     )
 
 
@@ -201,6 +204,7 @@ def notice_change_params(change: NoticeChange) -> dict[str, Any]:
         status_bg=change.status_bg, sent_at=opt_us(change.sent_at), updated_at=opt_us(change.updated_at),
         recalled_at=opt_us(change.recalled_at),
         delivery=None if change.delivery is None else dumps(dict(change.delivery)), note=change.note,
+        orphaned_at=opt_us(change.orphaned_at), clear_orphaned=int(change.clear_orphaned),
     )
 
 
@@ -252,6 +256,8 @@ def decision_writer(decision: Decision, now: datetime) -> Callable[[Conn], Await
     async def run(conn: Conn) -> list[int]:
         marked = await fetch(conn, "mark_processed", mark)
         if not marked:
+            if await fetch(conn, "inbox_exists", {"id": decision.inbox_id}):
+                raise AlreadyDecided(f"inbox event {decision.inbox_id} was decided already")
             raise LookupError(f"no inbox event {decision.inbox_id}")
         owner = {"source": marked[0]["source"], "approval_id": marked[0]["approval_id"]}
         event_id = marked[0]["event_id"]
@@ -386,3 +392,18 @@ async def insert_many(conn: Conn, batch: list[dict[str, Any]]) -> list[AddResult
         seen.add(inbox_id)
     await conn.executemany(Q["count_duplicate_by_id"], [{"id": r.inbox_id} for r in results if not r.inserted])
     return results
+
+
+def prune_writer(before: datetime, limit: int) -> Callable[[Conn], Awaitable[Pruned]]:
+    """The transaction body of `prune`: one small batch of each kind (audit rows go with their inbox rows)."""
+    params = {"before": to_us(before), "limit": limit}
+
+    async def run(conn: Conn) -> Pruned:
+        journal = (await conn.execute(Q["prune_journal"], params)).rowcount
+        ids = dumps([row[0] for row in await fetch(conn, "prune_inbox_ids", params)])
+        audit = (await conn.execute(Q["prune_audit_of"], {"ids": ids})).rowcount
+        inbox = (await conn.execute(Q["prune_inbox_of"], {"ids": ids})).rowcount
+        jobs = (await conn.execute(Q["prune_jobs"], params)).rowcount
+        return Pruned(journal=journal, inbox=inbox, audit=audit, jobs=jobs)
+
+    return run

@@ -158,3 +158,18 @@ async def test_operator_retry_is_journalled(env, clock: FakeClock) -> None:
     assert line.job_id == job.id and line.approval_id == "PO-1" and "by the CLI" in line.message
     assert await operate.retry_dead(st, clock.now(), job.id) == 0
     assert len([e for e in await st.journal(0) if e.kind == "operator.retry"]) == 1
+
+
+async def test_a_second_decider_holding_the_same_events_decides_none_of_them_again(env, clock: FakeClock) -> None:
+    st, first = env
+    second = service.Decider(st, make_config(), clock)
+    for ev in (event(Status.PENDING, n=2), event(Status.APPROVED, minutes=5, card=False)):
+        await st.add_event(ev, ev.to_json().encode(), T0)
+    held = await st.pending_events()  # both processes read the inbox before either decides
+    for ie in held:
+        mine = await first.process_one(ie)
+        theirs = await second.process_one(ie)
+        assert mine.outcome == store.Outcome.APPLIED
+        assert theirs.outcome == "already_decided" and theirs.job_ids == ()
+    assert [j.kind for j in await jobs(st)] == ["send", "update"]
+    assert len(st.audit) == 2

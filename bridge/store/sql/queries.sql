@@ -88,9 +88,13 @@ FROM inbox
 WHERE source = :source AND event_id = :event_id
 
 -- name: mark_processed
+-- The claim of a decision: only an event still unprocessed is marked (no row back: decided already).
 UPDATE inbox SET processed = 1, outcome = :outcome, reason = :reason, processed_at = :now
-WHERE id = :id
+WHERE id = :id AND processed = 0
 RETURNING source, approval_id, event_id
+
+-- name: inbox_exists
+SELECT processed FROM inbox WHERE id = :id
 
 -- ------------------------------------------------------------------------------------------ approvals
 
@@ -140,7 +144,8 @@ UPDATE notices SET
     updated_at = COALESCE(:updated_at, updated_at),
     recalled_at = COALESCE(:recalled_at, recalled_at),
     delivery = COALESCE(:delivery, delivery),
-    note = COALESCE(:note, note)
+    note = COALESCE(:note, note),
+    orphaned_at = CASE WHEN :clear_orphaned THEN NULL ELSE COALESCE(:orphaned_at, orphaned_at) END
 WHERE id = :id
 
 -- ----------------------------------------------------------------------------------------------- jobs
@@ -229,6 +234,9 @@ SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
 -- name: oldest_pending
 SELECT MIN(run_at) FROM jobs WHERE state = 'pending'
 
+-- name: orphaned_count
+SELECT COUNT(*) FROM notices WHERE orphaned_at IS NOT NULL
+
 -- ---------------------------------------------------------------------------------------------- audit
 
 -- name: insert_audit
@@ -249,3 +257,28 @@ SELECT * FROM journal WHERE id > :after_id ORDER BY id LIMIT :limit
 
 -- name: journal_for_source
 SELECT * FROM journal WHERE source = :source AND id > :after_id ORDER BY id LIMIT :limit
+
+-- name: journal_tail
+SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT :limit) ORDER BY id
+
+-- name: journal_tail_for_source
+SELECT * FROM (SELECT * FROM journal WHERE source = :source ORDER BY id DESC LIMIT :limit) ORDER BY id
+
+-- ------------------------------------------------------------------------------------------ retention
+-- Each deletes at most :limit of the oldest rows older than :before, walking ids upwards (old rows first).
+
+-- name: prune_journal
+DELETE FROM journal WHERE id IN (SELECT id FROM journal WHERE at < :before ORDER BY id LIMIT :limit)
+
+-- name: prune_inbox_ids
+SELECT id FROM inbox WHERE processed = 1 AND processed_at < :before ORDER BY id LIMIT :limit
+
+-- name: prune_audit_of
+DELETE FROM audit WHERE inbox_id IN (SELECT value FROM json_each(:ids))
+
+-- name: prune_inbox_of
+DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: prune_jobs
+DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'done' AND updated_at < :before ORDER BY id
+                              LIMIT :limit)

@@ -123,3 +123,15 @@ CREATE TABLE probe (
 );
 
 PRAGMA user_version = 1;
+
+-- migration: 2
+
+-- A notice whose send DingTalk filtered as duplicate content (143106): the card its recipients hold came
+-- from an earlier attempt whose answer was lost, so this task_id's status bar reaches nobody.
+ALTER TABLE notices ADD COLUMN orphaned_at INTEGER;
+CREATE INDEX notices_orphaned ON notices (id) WHERE orphaned_at IS NOT NULL;
+-- Retention walks old finished rows in id order; these keep the walk off the live rows.
+CREATE INDEX inbox_processed ON inbox (id) WHERE processed = 1;
+CREATE INDEX jobs_done ON jobs (id) WHERE state = 'done';
+
+PRAGMA user_version = 2;

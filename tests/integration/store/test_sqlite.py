@@ -75,7 +75,7 @@ async def test_an_event_survives_close_and_reopen(tmp_path: Path) -> None:
 
 
 async def test_schema_version_wal_and_tables(st: SQLiteStore) -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 1
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 2
     assert peek(st.path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert peek(st.path, "PRAGMA journal_mode") == [("wal",)]
     tables = {name for (name,) in peek(st.path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -103,13 +103,14 @@ async def test_migrations_run_in_order_from_the_stored_version(tmp_path: Path) -
     await v1.open()
     await v1.add_event(ev(), b"{}", T0)
     await v1.close()
-    two = Migration(2, ("ALTER TABLE inbox ADD COLUMN tag TEXT", "PRAGMA user_version = 2"))
+    nxt = SCHEMA_VERSION + 1
+    two = Migration(nxt, ("ALTER TABLE inbox ADD COLUMN tag TEXT", f"PRAGMA user_version = {nxt}"))
     v2 = SQLiteStore(path, migrations=(*MIGRATIONS, two))
     await v2.open()
     await v2.close()
-    assert peek(path, "PRAGMA user_version") == [(2,)]
+    assert peek(path, "PRAGMA user_version") == [(nxt,)]
     assert peek(path, "SELECT event_id, tag FROM inbox") == [("e0", None)]
-    with pytest.raises(StorageUnavailable, match="schema version 2"):
+    with pytest.raises(StorageUnavailable, match=f"schema version {nxt}"):
         await SQLiteStore(path).open()  # an older bridge refuses a newer file
 
 
@@ -118,11 +119,12 @@ async def test_a_failing_migration_leaves_the_file_as_it_was(tmp_path: Path) -> 
     v1 = SQLiteStore(path)
     await v1.open()
     await v1.close()
-    broken = Migration(2, ("ALTER TABLE inbox ADD COLUMN tag TEXT", "CREATE TABLE inbox (x)",
-                           "PRAGMA user_version = 2"))
+    nxt = SCHEMA_VERSION + 1
+    broken = Migration(nxt, ("ALTER TABLE inbox ADD COLUMN tag TEXT", "CREATE TABLE inbox (x)",
+                             f"PRAGMA user_version = {nxt}"))
     with pytest.raises(StorageUnavailable, match="already exists"):
         await SQLiteStore(path, migrations=(*MIGRATIONS, broken)).open()
-    assert peek(path, "PRAGMA user_version") == [(1,)]
+    assert peek(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert "tag" not in {row[1] for row in peek(path, "PRAGMA table_info(inbox)")}
     again = SQLiteStore(path)
     await again.open()
