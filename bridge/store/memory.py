@@ -12,8 +12,7 @@ receiver's 503 path) until it is set back.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,35 +20,15 @@ from typing import Any
 from bridge import store
 from bridge.errors import AlreadyDecided, StorageUnavailable
 from bridge.events import ApprovalEvent
-from bridge.records import JobKind, JobState
+from bridge.records import JobState
+from bridge.store.memory_values import check_kind as _check_kind
+from bridge.store.memory_values import no_new_notices as _no_new_notices
+from bridge.store.memory_values import opt_utc as _opt_utc
+from bridge.store.memory_values import plain as _plain
+from bridge.store.memory_values import prune_plan
+from bridge.store.memory_values import utc as _utc
 
 __all__ = ["MemoryStore"]
-
-
-def _utc(at: datetime) -> datetime:
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"naive datetime {at.isoformat()}: bridge stores timezone-aware UTC times only")
-    return at.astimezone(UTC)
-
-
-def _opt_utc(at: datetime | None) -> datetime | None:
-    return None if at is None else _utc(at)
-
-
-def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
-    """What a JSON column gives back: tuples become lists, non-JSON values raise TypeError."""
-    result: dict[str, Any] = json.loads(json.dumps(dict(value), ensure_ascii=False))
-    return result
-
-
-def _check_kind(job: store.NewJob) -> None:
-    if job.kind not in tuple(JobKind):
-        raise ValueError(f"unknown job kind {job.kind!r} (expected one of {', '.join(tuple(JobKind))})")
-
-
-def _no_new_notices(jobs: Sequence[store.NewJob]) -> None:
-    if any(job.new_notice_index is not None for job in jobs):
-        raise ValueError("new_notice_index refers to a decision's new notices; use notice_id here")
 
 
 class MemoryStore:
@@ -384,22 +363,14 @@ class MemoryStore:
         return found[-n:] if n > 0 else []
 
     async def prune(self, before: datetime, limit: int) -> store.Pruned:
-        before = _utc(before)
         self._writable()
-        if limit < 1:
-            return store.Pruned()
-        old_lines = {e.id for e in self.journal_entries if e.at < before}
-        old_lines = set(sorted(old_lines)[:limit])
+        old_lines, events, jobs = prune_plan(self.journal_entries, self.inbox, self.jobs, _utc(before), limit)
         self.journal_entries = [e for e in self.journal_entries if e.id not in old_lines]
-        events = sorted(i for i, e in self.inbox.items()
-                        if e.processed and e.processed_at is not None and e.processed_at < before)[:limit]
-        audit_before = len(self.audit)
-        self.audit = [a for a in self.audit if a.inbox_id not in set(events)]
+        audit_before, self.audit = len(self.audit), [a for a in self.audit if a.inbox_id not in events]
         for inbox_id in events:
             ie = self.inbox.pop(inbox_id)
             self.raw_bodies.pop(inbox_id, None)
             self._by_event_id.pop((ie.event.source, ie.event.event_id), None)
-        jobs = sorted(j.id for j in self.jobs.values() if j.state == JobState.DONE and j.updated_at < before)[:limit]
         for job_id in jobs:
             del self.jobs[job_id]
         return store.Pruned(journal=len(old_lines), inbox=len(events), audit=audit_before - len(self.audit),

@@ -37,6 +37,7 @@ from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
 from bridge.records import JobState
 from bridge.store import sqlite_sql as sq
+from bridge.store.sqlite_retention import prune_writer
 from bridge.store.sqlite_sql import MIGRATIONS, SCHEMA_VERSION, Migration
 from bridge.store.sqlite_thread import WriterConnection
 
@@ -446,7 +447,7 @@ class SQLiteStore:
     async def prune(self, before: datetime, limit: int) -> store.Pruned:
         if limit < 1:
             return store.Pruned()
-        return await self._write(sq.prune_writer(before, limit))
+        return await self._write(prune_writer(before, limit))
 
     async def job_counts(self, now: datetime) -> store.JobCounts:
         counts = {r["state"]: r["n"] for r in await self._read("job_counts")}

@@ -34,7 +34,6 @@ from bridge.records import (
     NewJournal,
     Notice,
     NoticeChange,
-    Pruned,
 )
 
 Conn = aiosqlite.Connection
@@ -393,17 +392,3 @@ async def insert_many(conn: Conn, batch: list[dict[str, Any]]) -> list[AddResult
     await conn.executemany(Q["count_duplicate_by_id"], [{"id": r.inbox_id} for r in results if not r.inserted])
     return results
 
-
-def prune_writer(before: datetime, limit: int) -> Callable[[Conn], Awaitable[Pruned]]:
-    """The transaction body of `prune`: one small batch of each kind (audit rows go with their inbox rows)."""
-    params = {"before": to_us(before), "limit": limit}
-
-    async def run(conn: Conn) -> Pruned:
-        journal = (await conn.execute(Q["prune_journal"], params)).rowcount
-        ids = dumps([row[0] for row in await fetch(conn, "prune_inbox_ids", params)])
-        audit = (await conn.execute(Q["prune_audit_of"], {"ids": ids})).rowcount
-        inbox = (await conn.execute(Q["prune_inbox_of"], {"ids": ids})).rowcount
-        jobs = (await conn.execute(Q["prune_jobs"], params)).rowcount
-        return Pruned(journal=journal, inbox=inbox, audit=audit, jobs=jobs)
-
-    return run
