@@ -1,34 +1,149 @@
-"""The README must not drift from the code: the state diagram and the test command CI runs."""
+"""The README and docs/ must not drift from the code: each test checks one thing a page claims.
+
+Which page holds what: the state diagram is in docs/design.md, the native source examples in
+docs/native-callbacks.md, the log events and metrics tables in docs/reference/, the test command in README.md.
+"""
 
 from __future__ import annotations
 
 import re
+import tomllib
+import unicodedata
 from pathlib import Path
 
+import pytest
+
 from bridge import machine
+from bridge.metrics import Metrics
+from bridge.records import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = ROOT / "docs"
+README = ROOT / "README.md"
+PAGES = [README, *sorted(DOCS.rglob("*.md"))]
+README_MAX_LINES = 220
+
+
+def text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def table_first_cells(page: str) -> list[str]:
+    """The first cell of every table row of a page (header and rule rows excluded)."""
+    cells = []
+    for line in page.splitlines():
+        if line.startswith("|") and not re.match(r"\|\s*-", line):
+            cells.append(line.split("|")[1].strip())
+    return cells
 
 
 def test_state_diagram_matches_the_machine() -> None:
-    blocks = re.findall(r"```mermaid\n(.*?)```", README, flags=re.S)
-    assert blocks, "README has no mermaid block"
+    blocks = re.findall(r"```mermaid\n(.*?)```", text(DOCS / "design.md"), flags=re.S)
+    assert blocks, "docs/design.md has no mermaid block"
     assert blocks[0].strip() == machine.transitions_mermaid().strip()
 
 
 def test_ci_runs_the_test_command_the_readme_gives() -> None:
-    match = re.search(r"## Running the tests\n\n```sh\n(.*?)\n```", README, flags=re.S)
+    match = re.search(r"## Running the tests\n\n```sh\n(.*?)\n```", text(README), flags=re.S)
     assert match, "README has no 'Running the tests' command"
     install, _, run = match.group(1).partition(" && ")
-    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    ci = text(ROOT / ".ci" / "run")
     assert install.replace("pip install", "").strip() in ci
     assert run.strip() in ci
 
 
-def test_native_source_examples_are_the_tested_fixtures() -> None:
-    for platform in ("dingtalk", "feishu", "wecom"):
-        text = (ROOT / "tests" / "fixtures" / f"native-{platform}.toml").read_text(encoding="utf-8")
-        block = text[text.index("[[sources]]"):].strip()
-        first = block.split("\n[[sources]]")[0].strip()
-        assert first in README, f"README's {platform} example differs from tests/fixtures/native-{platform}.toml"
+@pytest.mark.parametrize("platform", ["dingtalk", "feishu", "wecom"])
+def test_native_source_examples_are_the_tested_fixtures(platform: str) -> None:
+    fixture = text(ROOT / "tests" / "fixtures" / f"native-{platform}.toml")
+    block = fixture[fixture.index("[[sources]]"):].strip()
+    first = block.split("\n[[sources]]")[0].strip()
+    assert first in text(DOCS / "native-callbacks.md"), (
+        f"docs/native-callbacks.md's {platform} example differs from tests/fixtures/native-{platform}.toml")
+
+
+def logged_event_names() -> set[str]:
+    """Every event name bridge logs: literal names passed to a logger, plus `event.<outcome>`."""
+    call = re.compile(r"\.(?:debug|info|warning|error|exception|critical)\(\s*\"([a-z_]+\.[a-z_.]+)\"")
+    names = {m for path in (ROOT / "bridge").rglob("*.py") for m in call.findall(text(path))}
+    return names | {f"event.{outcome}" for outcome in Outcome}
+
+
+def documented_event_names() -> set[str]:
+    names = set()
+    for cell in table_first_cells(text(DOCS / "reference" / "logs.md")):
+        names.update(re.findall(r"`([a-z_]+\.[a-z_.]+)`", cell))
+    return names
+
+
+def test_every_logged_event_is_in_the_log_reference() -> None:
+    missing = logged_event_names() - documented_event_names()
+    assert not missing, f"log events missing from docs/reference/logs.md: {sorted(missing)}"
+
+
+def test_every_documented_log_event_is_logged() -> None:
+    unknown = documented_event_names() - logged_event_names()
+    assert not unknown, f"docs/reference/logs.md lists events bridge never logs: {sorted(unknown)}"
+
+
+def test_the_metrics_table_is_what_bridge_registers() -> None:
+    exposed = set()
+    for family in Metrics().registry.collect():
+        exposed.add(f"{family.name}_total" if family.type == "counter" else family.name)
+    documented = {m for cell in table_first_cells(text(DOCS / "reference" / "metrics.md"))
+                  for m in re.findall(r"`(bridge_[a-z_]+)`", cell)}
+    assert documented == exposed, (f"undocumented: {sorted(exposed - documented)}; "
+                                   f"documented but not registered: {sorted(documented - exposed)}")
+
+
+def test_the_configuration_map_names_only_real_keys() -> None:
+    example = text(ROOT / "config.example.toml")
+    tomllib.loads(example)
+    keys = set(re.findall(r"^#?\s*([a-z_]+)\s*=", example, flags=re.M))
+    rows = [line for line in text(DOCS / "configuration.md").splitlines() if line.startswith("| `[")]
+    assert rows, "docs/configuration.md has no sections table"
+    for row in rows:
+        for key in re.findall(r"`([a-z_]+)`", row.split("|")[2]):
+            if key not in {"normal", "full", "update", "recall"}:
+                assert key in keys, f"docs/configuration.md names key {key!r}, absent from config.example.toml"
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    kept = "".join(c for c in heading.strip().lower()
+                   if c in " -_" or unicodedata.category(c)[0] in "LN")
+    return kept.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    page = re.sub(r"```.*?```", "", text(path), flags=re.S)
+    return {slug(h) for h in re.findall(r"^#{1,6} (.+)$", page, flags=re.M)}
+
+
+def relative_links(path: Path) -> list[str]:
+    page = re.sub(r"```.*?```", "", text(path), flags=re.S)
+    links = re.findall(r"\]\(([^)\s]+)\)", page)
+    return [link for link in links if not re.match(r"[a-z]+:", link)]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_points_at_something_that_exists(page: Path) -> None:
+    for link in relative_links(page):
+        target, _, fragment = link.partition("#")
+        file = (page.parent / target).resolve() if target else page
+        assert file.exists(), f"{page.relative_to(ROOT)} links to {link}, which does not exist"
+        if fragment and file.suffix == ".md":
+            assert fragment in anchors(file), f"{page.relative_to(ROOT)} links to {link}: no such heading"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_path_a_page_names_exists(page: Path) -> None:
+    """A module that moved (bridge/sqlite_store.py → bridge/store/sqlite.py) must not live on in the docs."""
+    for path in re.findall(r"`((?:bridge|bench|tests)/[\w./*-]+)`", text(page)):
+        assert list(ROOT.glob(path.rstrip("/"))), f"{page.relative_to(ROOT)} names {path}, which does not exist"
+
+
+def test_the_readme_stays_short_and_links_every_page() -> None:
+    readme = text(README)
+    assert len(readme.splitlines()) <= README_MAX_LINES
+    for page in sorted(DOCS.glob("*.md")):
+        assert f"(docs/{page.name})" in readme, f"README's documentation table does not link docs/{page.name}"

@@ -6,7 +6,7 @@ worker not running. Checked: the URL handshakes, the platform's own answer to ev
 once, every failure answered with the right status and a JSON body naming the cause, the time a request takes,
 and that nothing but verify / decrypt / store happens in the request (no DingTalk call).
 
-The configurations are the TOML files tests/fixtures/native-*.toml, quoted in the README.
+The configurations are the TOML files tests/fixtures/native-*.toml, quoted in docs/native-callbacks.md.
 """
 
 from __future__ import annotations
