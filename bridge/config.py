@@ -239,7 +239,7 @@ _SOURCE_DEFAULTS = SourceConfig(name="defaults")
 def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceConfig:
     name = t.text("name", pattern=SOURCE_NAME, shape="^[a-z0-9][a-z0-9_-]{0,63}$ (it is a URL segment)")
     t.label = f"{t.label} ({name!r})"
-    fmt = t.text("format", "canonical", choices=FORMATS)
+    fmt, preset = _format(t)
     tolerance = t.integer("timestamp_tolerance_s", _SOURCE_DEFAULTS.timestamp_tolerance_s)
     if fmt in NATIVE_FORMATS:
         rest = {k: v for k, v in t.data.items() if k not in NATIVE_OWN_KEYS}
@@ -253,11 +253,23 @@ def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceCon
         raise _unsigned_off_loopback(t.file, t.path("signature"), server.host)
     mapping = None
     if fmt == "mapping":
-        if "mapping" not in t.data:
+        if "mapping" not in t.data and preset is None:
             raise t.fail("mapping", "required when format = 'mapping' (a [sources.mapping] table)")
-        mapping = mapping_module.parse_config(t.data["mapping"], f"{t.file}: {t.path('mapping')}")
+        table = t.data.get("mapping", {})
+        if preset is not None and isinstance(table, dict):
+            table = {"preset": preset, **table}
+        mapping = mapping_module.parse_config(table, f"{t.file}: {t.path('mapping')}")
     return SourceConfig(name=name, signature=scheme, secrets=secrets, format=fmt, timestamp_tolerance_s=tolerance,
                         mapping=mapping)
+
+
+def _format(t: Table) -> tuple[str, str | None]:
+    """`format`, and the preset of the short form `format = "preset:NAME"` (a mapped source; see
+    bridge.sources.presets)."""
+    raw = t.data.get("format")
+    if isinstance(raw, str) and raw.startswith("preset:"):
+        return "mapping", raw.removeprefix("preset:")
+    return t.text("format", "canonical", choices=FORMATS), None
 
 
 def _source_secrets(t: Table, scheme: str, env: Mapping[str, str]) -> tuple[Secret, ...]:

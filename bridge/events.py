@@ -408,9 +408,13 @@ def parse_status(value: object, problems: list[Problem], field: str = "status") 
 
 def missing_card_fields(event: ApprovalEvent) -> list[Problem]:
     """The card fields (title, recipients, url) this event lacks; the first event of an approval needs all
-    three unless they are stored from an earlier one, which only the receiver can tell."""
+    three unless they are stored from an earlier one, which only the receiver can tell. A mapped source
+    records in `extra` which of the sender's paths gave nothing (`from.recipients`, `why.recipients`), and
+    the problem names that path, so the sender sees its own field."""
+    required = "required on the first event for an approval (no card data is stored for it yet)"
     return [
-        Problem(f, "required on the first event for an approval (no card data is stored for it yet)")
+        Problem(event.extra[f"from.{f}"], f"{event.extra[f'why.{f}']}: {f} is {required}")
+        if f"from.{f}" in event.extra and f"why.{f}" in event.extra else Problem(f, required)
         for f in CARD_FIELDS
         if not getattr(event, f)
-    ]
+    ]  # fmt: skip

@@ -29,6 +29,7 @@ from jmespath import exceptions as jmespath_errors
 from jmespath.parser import ParsedResult
 
 LIST_SEPARATOR = ", "
+_COMPILED: dict[str, ParsedResult] = {}
 _QUOTES = "'\"`"  # JMESPath raw strings, quoted identifiers, JSON literals: braces inside do not count
 
 
@@ -50,14 +51,13 @@ class MissingValue(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Hole:
-    """One `{expression}`: its source text, where it starts, and the compiled JMESPath."""
+    """One `{expression}`: its source text and where it starts; the compiled form is kept in `_COMPILED`."""
 
     text: str
     position: int
-    compiled: ParsedResult
 
     def search(self, context: object) -> object:
-        return self.compiled.search(context)
+        return compiled(self.text).search(context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,16 +122,41 @@ def to_text(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+class JMESPathSyntax(ValueError):
+    """Not a JMESPath expression: `reason` is jmespath's, `offset` the 0-based character it points at."""
+
+    def __init__(self, text: str, reason: str, offset: int) -> None:
+        super().__init__(f"bad JMESPath {text!r}: {reason}")
+        self.reason, self.offset = reason, offset
+
+
+def compile_jmespath(text: str) -> ParsedResult:
+    """Compile one JMESPath expression, once: jmespath's own cache is bounded and purged at random, ours
+    holds what the configuration uses (compiled at load, so nothing is compiled per request)."""
+    text = text.strip()
+    if (hit := _COMPILED.get(text)) is not None:
+        return hit
+    try:
+        result = _COMPILED[text] = jmespath.compile(text)
+        return result
+    except jmespath_errors.JMESPathError as exc:
+        offset = getattr(exc, "lex_position", None)
+        raise JMESPathSyntax(text, _reason(exc), offset if isinstance(offset, int) else 0) from None
+
+
+def compiled(text: str) -> ParsedResult:
+    """The compiled form of an expression that `compile_jmespath` accepted."""
+    return _COMPILED.get(text.strip()) or compile_jmespath(text)
+
+
 def compile_expression(text: str, name: str, position: int = 0) -> ParsedResult:
-    """Compile one JMESPath expression; TemplateError points at the offending character."""
+    """Compile a hole's expression; TemplateError points at the offending character of the template."""
     if not text.strip():
         raise TemplateError(name, position, "empty expression {}")
     try:
-        return jmespath.compile(text)
-    except jmespath_errors.JMESPathError as exc:
-        offset = getattr(exc, "lex_position", None)
-        at = position + offset if isinstance(offset, int) else position
-        raise TemplateError(name, at, f"bad JMESPath {text!r}: {_reason(exc)}") from None
+        return compile_jmespath(text)
+    except JMESPathSyntax as exc:
+        raise TemplateError(name, position + exc.offset, str(exc)) from None
 
 
 def _reason(exc: Exception) -> str:
@@ -157,7 +182,8 @@ def _parse(source: str, name: str) -> list[str | Hole]:
             if literal:
                 parts.append("".join(literal))
                 literal = []
-            parts.append(Hole(text.strip(), i, compile_expression(text, name, i + 1)))
+            compile_expression(text, name, i + 1)
+            parts.append(Hole(text.strip(), i))
             i = end + 1
         else:
             literal.append(c)

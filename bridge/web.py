@@ -109,7 +109,8 @@ async def _receive(request: web.Request, name: str) -> web.StreamResponse:
     if source.format == "mapping":
         from bridge.sources import mapping
 
-        event = mapping.normalise(source.mapping, source.name, payload, webhook_id=webhook_id)
+        event = mapping.normalise(source.mapping, source.name, payload, webhook_id=webhook_id,
+                                  headers=request.headers)
     else:
         event = events.parse_canonical(source.name, payload, webhook_id=webhook_id)
     structlog.contextvars.bind_contextvars(approval_id=event.approval_id, event_id=event.event_id)
