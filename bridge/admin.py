@@ -18,7 +18,7 @@ from prometheus_client.exposition import choose_encoder
 
 from bridge import errors, operate, views
 from bridge.appkeys import CLIENT, CLOCK, CONFIG, METRICS, STORE, WAKE, WORKER
-from bridge.records import JobState
+from bridge.records import ApprovalState, JobState
 from bridge.web import json_error
 
 log = structlog.get_logger("bridge.admin")
@@ -82,7 +82,7 @@ async def get_approval(request: web.Request) -> web.Response:
 
 async def list_approvals(request: web.Request) -> web.Response:
     try:
-        status = _choice(request, "status", ("new", "pending", "approved", "rejected", "revoked", "recalled"))
+        status = _choice(request, "status", tuple(ApprovalState))
         limit = _int_arg(request, "limit", 100)
         since = None
         if request.query.get("since"):

@@ -31,7 +31,7 @@ from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
 from bridge.events import Status
-from bridge.records import Outcome
+from bridge.records import ApprovalState, Outcome
 
 __all__ = [
     "EVENT_FOR",
@@ -55,7 +55,7 @@ class Action(StrEnum):
 
 
 # The persisted state values, in document order.
-STATES = ("new", "pending", "approved", "rejected", "revoked", "recalled")
+STATES = tuple(ApprovalState)
 
 # The machine event each reported status fires, and the state that status leads to.
 EVENT_FOR: dict[Status, str] = {
@@ -65,20 +65,20 @@ EVENT_FOR: dict[Status, str] = {
     Status.REVOKED: "revoke",
     Status.DELETED: "delete",
 }
-TARGET_FOR: dict[Status, str] = {
-    Status.PENDING: "pending",
-    Status.APPROVED: "approved",
-    Status.REJECTED: "rejected",
-    Status.REVOKED: "revoked",
-    Status.DELETED: "recalled",
+TARGET_FOR: dict[Status, ApprovalState] = {
+    Status.PENDING: ApprovalState.PENDING,
+    Status.APPROVED: ApprovalState.APPROVED,
+    Status.REJECTED: ApprovalState.REJECTED,
+    Status.REVOKED: ApprovalState.REVOKED,
+    Status.DELETED: ApprovalState.RECALLED,
 }
 
 # Why a state refuses what it refuses (the conflict reason's second half).
-_ONLY = {
-    "approved": "an approved approval can only be revoked or deleted",
-    "rejected": "a rejected approval can only be resubmitted (pending) or deleted",
-    "revoked": "a revoked approval can only be resubmitted (pending) or deleted",
-    "recalled": "a deleted approval is final (its cards were recalled)",
+_ONLY: dict[str, str] = {
+    ApprovalState.APPROVED: "an approved approval can only be revoked or deleted",
+    ApprovalState.REJECTED: "a rejected approval can only be resubmitted (pending) or deleted",
+    ApprovalState.REVOKED: "a revoked approval can only be resubmitted (pending) or deleted",
+    ApprovalState.RECALLED: "a deleted approval is final (its cards were recalled)",
 }
 
 
@@ -86,12 +86,12 @@ class ApprovalMachine(StateMachine):
     """Approval states and the legal moves between them; each transition records its DingTalk work on the
     model (`_Decision.actions`). Strict base class: an undeclared move raises `TransitionNotAllowed`."""
 
-    new = State("New", initial=True, value="new")
-    pending = State("Pending", value="pending")
-    approved = State("Approved", value="approved")
-    rejected = State("Rejected", value="rejected")
-    revoked = State("Revoked", value="revoked")
-    recalled = State("Recalled", final=True, value="recalled")
+    new = State("New", initial=True, value=ApprovalState.NEW)
+    pending = State("Pending", value=ApprovalState.PENDING)
+    approved = State("Approved", value=ApprovalState.APPROVED)
+    rejected = State("Rejected", value=ApprovalState.REJECTED)
+    revoked = State("Revoked", value=ApprovalState.REVOKED)
+    recalled = State("Recalled", final=True, value=ApprovalState.RECALLED)
 
     submit = (
         new.to(pending, on="send_card")

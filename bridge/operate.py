@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge import events, service, store
+from bridge import events, store
 from bridge.config import Config
-from bridge.records import JobKind
+from bridge.decide import lock_key
+from bridge.records import ApprovalState, JobKind, NoticeState
 
 
 class NotFound(LookupError):
@@ -35,19 +36,23 @@ async def request_recall(st: store.Store, source: str, approval_id: str, now: da
     return event
 
 
+# The approval states whose cards show a status bar colour of their own.
+_STYLED = (ApprovalState.PENDING, ApprovalState.APPROVED, ApprovalState.REJECTED, ApprovalState.REVOKED)
+
+
 def resync_jobs(cfg: Config, approval: store.Approval, notices: list[store.Notice]) -> list[store.NewJob]:
     """The jobs that put every remaining card of an approval back in its current status."""
-    key = service.lock_key(approval.source, approval.approval_id)
+    key = lock_key(approval.source, approval.approval_id)
     revoked = cfg.statuses.revoked
     jobs: list[store.NewJob] = []
     for n in notices:
-        if n.state == "recalled" or n.task_id is None:
+        if n.state == NoticeState.RECALLED or n.task_id is None:
             continue
-        if approval.status == "recalled":
+        if approval.status == ApprovalState.RECALLED:
             jobs.append(store.NewJob(kind=JobKind.RECALL, lock_key=key, notice_id=n.id,
                                      payload={"fallback_status_value": revoked.label,
                                               "fallback_status_bg": revoked.color}))
-        elif n.generation == approval.generation and approval.status in ("pending", "approved", "rejected", "revoked"):
+        elif n.generation == approval.generation and approval.status in _STYLED:
             style = cfg.statuses.style(approval.status)
             jobs.append(store.NewJob(kind=JobKind.UPDATE, lock_key=key, notice_id=n.id,
                                      payload={"status": approval.status, "status_value": style.label,

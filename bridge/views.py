@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge import store
-from bridge.records import JobState
+from bridge.records import ApprovalState, JobState
 
 
 def ts(value: datetime | None) -> str | None:
@@ -96,7 +96,7 @@ async def approval_detail(st: store.Store, source: str, approval_id: str) -> dic
     return {
         "source": source,
         "approval_id": approval_id,
-        "status": a.status if a else "new",
+        "status": a.status if a else ApprovalState.NEW,
         "approval": approval_summary(a) if a else None,
         "card": dict(a.card) if a else None,
         "notices": [notice(n) for n in notices],

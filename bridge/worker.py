@@ -5,14 +5,8 @@ interval passes: it lets the `Decider` process new events, then claims due jobs 
 concurrently, each under a lease. Jobs of one approval run one at a time in order (the store's claim
 guarantees it), so an update never overtakes the send that creates its task_id.
 
-Each job kind is one DingTalk call:
-- send: asyncsend_v2 with the notice's stored message (byte-identical on every retry); the task_id is
-  stored the moment DingTalk returns it, and a check job is scheduled.
-- check: getsendprogress until done (bounded, backing off), then getsendresult; the delivery result is
-  stored on the notice and recipients not reached are logged and counted.
-- update: status_bar/update; past the 7-day window the update is recorded as expired, not retried.
-- recall: recall; past the 24-hour window (or when DingTalk refuses it as too old) the status bar is set
-  to the revoked label instead, and the notice says why.
+What each job kind does with DingTalk lives in bridge.jobs (one handler per kind); this module keeps
+the claiming, the leases, the concurrency and the retry-or-bury decision around them.
 
 Transient failures are retried with exponential backoff and full jitter; permanent ones and exhausted
 retries go to the dead letters with the last error. `run(burst=True)` drains everything due and returns.
@@ -22,29 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 import structlog
 
 from bridge import errors, service, store
 from bridge.clock import Clock
 from bridge.config import Config
+from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, journal
 from bridge.records import JobKind
 from bridge.retry import RetryPolicy
 
+__all__ = ["DingTalk", "Observer", "RunStats", "Worker"]
+
 log = structlog.get_logger("bridge.worker")
-
-
-class DingTalk(Protocol):
-    """The part of `bridge.dingtalk.Client` the worker uses."""
-
-    async def send(self, msg: Any, *, userids: Any = ...) -> int: ...
-    async def get_send_progress(self, task_id: int) -> Any: ...
-    async def get_send_result(self, task_id: int) -> Any: ...
-    async def update_status_bar(self, task_id: int, status_value: str, status_bg: str | None = None) -> None: ...
-    async def recall(self, task_id: int) -> None: ...
 
 
 class Observer:
@@ -69,15 +57,10 @@ class RunStats:
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class _Finish:
-    outcome: str = "ok"
-    notice: store.NoticeChange | None = None
-    new_jobs: tuple[store.NewJob, ...] = ()
-    journal: tuple[store.NewJournal, ...] = ()
-
-
 class Worker:
+    """Runs the decider and the due jobs until stopped. One per process; several processes may share a
+    store, since the store's claim hands each job to one of them at a time."""
+
     def __init__(
         self,
         st: store.Store,
@@ -101,7 +84,8 @@ class Worker:
         self._stopping = False
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.running = False
-        self.last_loop_at: datetime | None = None
+        self.jobs = JobContext(client=client, clock=clock, dingtalk=cfg.dingtalk, worker=cfg.worker,
+                               observer=self.observer)
 
     # --- control ---------------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -120,7 +104,6 @@ class Worker:
         try:
             while not self._stopping:
                 self._wake.clear()
-                self.last_loop_at = self.clock.now()
                 try:
                     processed = await self.decider.process_pending()
                     stats.events += len(processed)
@@ -183,9 +166,16 @@ class Worker:
                 continue
             task = asyncio.create_task(self._run_job(job, stats), name=f"job-{job.id}")
             self._tasks[job.id] = task
-            task.add_done_callback(lambda _t, jid=job.id: self._tasks.pop(jid, None))
+            task.add_done_callback(self._forget(job.id))
         stats.jobs += len(jobs)
         return len(jobs)
+
+    def _forget(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
+        """The done-callback that drops a finished job's task, freeing its concurrency slot."""
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._tasks.pop(job_id, None)
+
+        return forget
 
     # --- one job ---------------------------------------------------------------------------------------
     async def _run_job(self, job: store.Job, stats: RunStats) -> None:
@@ -224,7 +214,7 @@ class Worker:
     async def _failed(self, job: store.Job, exc: Exception, stats: RunStats) -> None:
         now = self.clock.now()
         message = _describe(exc)
-        if isinstance(exc, _NotYet):  # a progress check that must look again: not a failure
+        if isinstance(exc, NotYet):  # a progress check that must look again: not a failure
             delay = min(60.0, self.cfg.worker.check_delay_s * 2 ** max(0, job.attempts - 1))
             await self.store.retry_job(job.id, now, now + timedelta(seconds=delay), message)
             log.debug("dingtalk.check_again", delay_s=delay, progress=message)
@@ -237,9 +227,9 @@ class Worker:
             run_at = now + timedelta(seconds=delay)
             await self.store.retry_job(
                 job.id, now, run_at, message,
-                journal=[self._journal(job, "job.retry_scheduled",
-                                       f"{job.kind} attempt {job.attempts} failed: {message}; retry in {delay:.1f}s",
-                                       attempt=job.attempts, delay_s=round(delay, 3))],
+                journal=[journal(job, "job.retry_scheduled",
+                                 f"{job.kind} attempt {job.attempts} failed: {message}; retry in {delay:.1f}s",
+                                 attempt=job.attempts, delay_s=round(delay, 3))],
             )
             stats.retried += 1
             self.observer.job_retried(job.kind)
@@ -248,17 +238,12 @@ class Worker:
         reason = "permanent error" if not isinstance(exc, errors.TransientDingTalkError) else "retries exhausted"
         await self.store.bury_job(
             job.id, now, message,
-            journal=[self._journal(job, "job.dead", f"{job.kind} dead after {job.attempts} attempts ({reason}): "
-                                   f"{message}", attempt=job.attempts)],
+            journal=[journal(job, "job.dead", f"{job.kind} dead after {job.attempts} attempts ({reason}): "
+                             f"{message}", attempt=job.attempts)],
         )
         stats.dead += 1
         self.observer.job_dead(job.kind)
         log.error("job.dead", attempt=job.attempts, reason=reason, **_log_fields(fields))
-
-    def _journal(self, job: store.Job, kind: str, message: str, *, task_id: int | None = None,
-                 **data: Any) -> store.NewJournal:
-        return store.NewJournal(kind=kind, message=message, source=job.source, approval_id=job.approval_id,
-                                event_id=job.event_id, job_id=job.id, task_id=task_id, data=data)
 
     async def _notice(self, job: store.Job) -> store.Notice:
         for n in await self.store.notices_for(job.source, job.approval_id):
@@ -266,131 +251,10 @@ class Worker:
                 return n
         raise errors.BridgeError(f"job {job.id}: notice {job.notice_id} not found")
 
-    async def _execute(self, job: store.Job) -> _Finish:
-        handler = {JobKind.SEND: self._send, JobKind.CHECK: self._check, JobKind.UPDATE: self._update,
-                   JobKind.RECALL: self._recall}[job.kind]
-        return await handler(job, await self._notice(job))
-
-    async def _send(self, job: store.Job, notice: store.Notice) -> _Finish:
-        if notice.task_id is not None:
-            return _Finish(outcome="skipped")  # already sent (a retried job after a crash past the commit)
-        task_id = await self.client.send(notice.msg, userids=notice.userids)
-        now = self.clock.now()
-        structlog.contextvars.bind_contextvars(task_id=task_id)
-        log.info("dingtalk.sent", userids=len(notice.userids), status_value=notice.status_value)
-        check = store.NewJob(
-            kind=JobKind.CHECK, lock_key=None, notice_id=notice.id, payload={"task_id": task_id},
-            run_at=now + timedelta(seconds=self.cfg.worker.check_delay_s), event_id=job.event_id,
-        )
-        return _Finish(
-            notice=store.NoticeChange(notice_id=notice.id, state="sent", task_id=task_id, sent_at=now),
-            new_jobs=(check,),
-            journal=(self._journal(job, "dingtalk.sent", f"card sent to {','.join(notice.userids)} "
-                                   f"({notice.status_value}), task_id {task_id}", task_id=task_id),),
-        )
-
-    async def _update(self, job: store.Job, notice: store.Notice) -> _Finish:
-        value, bg = job.payload["status_value"], job.payload.get("status_bg")
-        return await self._set_status_bar(job, notice, value, bg, note=None)
-
-    async def _set_status_bar(self, job: store.Job, notice: store.Notice, value: str, bg: str | None,
-                              note: str | None) -> _Finish:
-        if notice.state == "recalled":
-            return _Finish(outcome="skipped", journal=(self._journal(
-                job, "job.skipped", "card already recalled: nothing to update", task_id=notice.task_id),))
-        if notice.task_id is None:
-            raise errors.BridgeError(f"notice {notice.id} has no task_id: its send has not happened")
-        structlog.contextvars.bind_contextvars(task_id=notice.task_id)
-        now = self.clock.now()
-        age = (now - notice.sent_at).total_seconds() if notice.sent_at else 0.0
-        if age > self.cfg.dingtalk.update_window_s:
-            why = (f"status bar not updated to {value}: the card was sent {_human(age)} ago, past DingTalk's "
-                   f"{_human(self.cfg.dingtalk.update_window_s)} update window")
-            log.warning("dingtalk.update_expired", age_s=int(age))
-            return _Finish(outcome="expired", notice=store.NoticeChange(notice_id=notice.id, note=why),
-                           journal=(self._journal(job, "dingtalk.update_expired", why, task_id=notice.task_id),))
-        await self.client.update_status_bar(notice.task_id, value, bg)
-        log.info("dingtalk.status_bar_updated", status_value=value, status_bg=bg)
-        return _Finish(
-            outcome="fallback" if note else "ok",
-            notice=store.NoticeChange(notice_id=notice.id, status_value=value, status_bg=bg, updated_at=now,
-                                      note=note),
-            journal=(self._journal(job, "dingtalk.status_bar_updated", note or f"status bar → {value} ({bg})",
-                                   task_id=notice.task_id),),
-        )
-
-    async def _recall(self, job: store.Job, notice: store.Notice) -> _Finish:
-        if notice.state == "recalled":
-            return _Finish(outcome="skipped")
-        if notice.task_id is None:
-            raise errors.BridgeError(f"notice {notice.id} has no task_id: its send has not happened")
-        structlog.contextvars.bind_contextvars(task_id=notice.task_id)
-        now = self.clock.now()
-        age = (now - notice.sent_at).total_seconds() if notice.sent_at else 0.0
-        value, bg = job.payload["fallback_status_value"], job.payload.get("fallback_status_bg")
-        if age > self.cfg.dingtalk.recall_window_s:
-            why = (f"not recalled: the card was sent {_human(age)} ago, past DingTalk's "
-                   f"{_human(self.cfg.dingtalk.recall_window_s)} recall window; status bar set to {value} instead")
-            log.warning("dingtalk.recall_fallback", age_s=int(age))
-            return await self._set_status_bar(job, notice, value, bg, note=why)
-        try:
-            await self.client.recall(notice.task_id)
-        except errors.PermanentDingTalkError as exc:
-            if exc.errcode != 400002:
-                raise
-            why = (f"DingTalk refused the recall ({exc.errcode}: {exc.errmsg}); status bar set to {value} instead")
-            log.warning("dingtalk.recall_fallback", errcode=exc.errcode)
-            return await self._set_status_bar(job, notice, value, bg, note=why)
-        log.info("dingtalk.recalled")
-        return _Finish(
-            notice=store.NoticeChange(notice_id=notice.id, state="recalled", recalled_at=now),
-            journal=(self._journal(job, "dingtalk.recalled", f"card recalled (task_id {notice.task_id})",
-                                   task_id=notice.task_id),),
-        )
-
-    async def _check(self, job: store.Job, notice: store.Notice) -> _Finish:
-        task_id = int(job.payload["task_id"])
-        structlog.contextvars.bind_contextvars(task_id=task_id)
-        progress = await self.client.get_send_progress(task_id)
-        if not progress.done:
-            if job.attempts >= self.cfg.worker.check_max_attempts:
-                why = f"send still in progress after {job.attempts} checks ({progress.percent}%): gave up checking"
-                log.warning("dingtalk.check_gave_up", percent=progress.percent)
-                return _Finish(outcome="gave_up", notice=store.NoticeChange(notice_id=notice.id, note=why))
-            raise _NotYet(f"send in progress ({progress.percent}%)")
-        result = await self.client.get_send_result(task_id)
-        delivery = result.to_dict()
-        missing = list(result.not_reached)
-        self.observer.recipients_not_reached("invalid", len(result.invalid_user_id_list))
-        self.observer.recipients_not_reached("failed", len(result.failed_user_id_list))
-        for entry in result.forbidden_list:
-            self.observer.recipients_not_reached(f"forbidden:{entry.code}", 1)
-        journal: list[store.NewJournal] = []
-        if missing:
-            forbidden = {e.userid: e.code for e in result.forbidden_list}
-            log.warning("dingtalk.recipients_not_reached", invalid=list(result.invalid_user_id_list),
-                        forbidden=forbidden, failed=list(result.failed_user_id_list))
-            journal.append(self._journal(job, "dingtalk.recipients_not_reached",
-                                         f"not reached: invalid={list(result.invalid_user_id_list)} "
-                                         f"forbidden={forbidden} failed={list(result.failed_user_id_list)}",
-                                         task_id=task_id))
-        else:
-            log.info("dingtalk.delivered", read=len(result.read_user_id_list), unread=len(result.unread_user_id_list))
-        duplicates = [e.userid for e in result.forbidden_list if e.code in _DUPLICATE_CONTENT_CODES]
-        note = None
-        if duplicates:
-            note = (f"DingTalk filtered {len(duplicates)} recipient(s) as duplicate content ({', '.join(duplicates)}):"
-                    " they already got identical content today, e.g. from an earlier attempt of this send whose"
-                    " answer was lost in a crash; this task's status bar will not reach them")
-        return _Finish(notice=store.NoticeChange(notice_id=notice.id, delivery=delivery, note=note),
-                       journal=tuple(journal))
-
-
-_DUPLICATE_CONTENT_CODES = frozenset({"143106", "143206"})  # same content to the same user on the same day
-
-
-class _NotYet(errors.TransientDingTalkError):
-    """The send is still in progress; look again later."""
+    async def _execute(self, job: store.Job) -> Finish:
+        """Run the job's handler on its notice (an unknown kind raises, failing the job, not the loop)."""
+        handler = HANDLERS[JobKind(job.kind)]
+        return await handler(self.jobs, job, await self._notice(job))
 
 
 def _describe(exc: BaseException) -> str:
@@ -399,11 +263,3 @@ def _describe(exc: BaseException) -> str:
 
 def _log_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None and k != "message"}
-
-
-def _human(seconds: float) -> str:
-    if seconds >= 86400:
-        return f"{seconds / 86400:.1f} days"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds:.0f} s"

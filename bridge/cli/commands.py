@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bridge.records import JobState
+
 SANDBOX_DB = "bridge-sandbox.db"
 DEFAULT_SIM_PORT = 8789
 
@@ -154,7 +156,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from bridge.cli import present
 
     cfg = _load_config(args)
-    state = "dead" if args.dead else args.state
+    state = JobState.DEAD if args.dead else args.state
 
     async def main() -> list[dict[str, Any]]:
         st = _open_store(cfg)
@@ -190,7 +192,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 job = await st.get_job(args.job_id)
                 if job is None:
                     raise UsageError(f"no job {args.job_id}")
-                if job.state != "dead":
+                if job.state != JobState.DEAD:
                     raise UsageError(f"job {args.job_id} is {job.state}; only dead jobs can be retried")
             return await operate.retry_dead(st, clock.SystemClock().now(), args.job_id, by="CLI")
         finally:

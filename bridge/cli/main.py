@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from bridge import __version__
 from bridge.cli import commands
+from bridge.records import JobState
 
 
 # --- parser ---------------------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list jobs")
     _config_args(p)
     p.add_argument("--dead", action="store_true", help="only dead (dead-lettered) jobs")
-    p.add_argument("--state", choices=["pending", "running", "done", "dead"], default=None)
+    p.add_argument("--state", choices=[s.value for s in JobState], default=None)
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.cmd_jobs)

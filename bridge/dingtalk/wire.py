@@ -30,6 +30,9 @@ PATHS = {
 TOKEN_REFRESH_MARGIN_S = 600.0  # DingTalk's calling guide: refresh about 10 minutes before expiry
 THROTTLE_RETRY_AFTER_S = 1.0  # DingTalk's advice on 90018 / 90002: wait a second
 IP_BAN_RETRY_AFTER_S = 300.0  # the IP ban page without a `wait`: the ban lasts 5 minutes
+# Named DingTalk answer codes the worker acts on, so no job handler compares against a bare number.
+RECALL_REFUSED = 400002  # "agentId or taskId invalid": what recall answers past 24 h or twice (unconfirmed: likely)
+DUPLICATE_CONTENT_CODES = frozenset({"143106", "143206"})  # getsendresult forbidden_list: same content today
 _TOKEN_CODES = frozenset({40014, 42001, 40001})  # top-level, on a call made with a token
 _TOKEN_SUB_CODES = frozenset({"40014", "40000", "42001"})  # under errcode 88
 _CREDENTIAL_CODES = frozenset({40096, 40089, 40001})  # gettoken: the app key / secret is wrong

@@ -20,7 +20,7 @@ from typing import Any
 from bridge import store
 from bridge.errors import AlreadyDecided, StorageUnavailable
 from bridge.events import ApprovalEvent
-from bridge.records import JobState
+from bridge.records import JobState, NoticeState
 from bridge.store.memory_values import check_kind as _check_kind
 from bridge.store.memory_values import no_new_notices as _no_new_notices
 from bridge.store.memory_values import opt_utc as _opt_utc
@@ -162,7 +162,7 @@ class MemoryStore:
             notice_id = self._next_id("notices")
             self.notices[notice_id] = store.Notice(
                 id=notice_id, source=ev.source, approval_id=ev.approval_id, generation=n.generation,
-                group_index=n.group_index, userids=tuple(n.userids), msg=msg, state="pending",
+                group_index=n.group_index, userids=tuple(n.userids), msg=msg, state=NoticeState.UNSENT,
                 status_value=n.status_value, status_bg=n.status_bg,
             )
             notice_ids.append(notice_id)
