@@ -11,12 +11,11 @@ this module turns that work into notices and jobs, one small helper per action (
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bridge import errors, machine, render
-from bridge.config import CardConfig, Config, StatusesConfig, StatusStyle
 from bridge.events import ApprovalEvent
 from bridge.records import (
     Approval,
@@ -31,32 +30,34 @@ from bridge.records import (
     NoticeState,
     Outcome,
 )
+from bridge.render import CardLook, StatusLook
 
-__all__ = ["Policy", "decide", "lock_key", "merge_card", "missing_for_card", "with_reference"]
+__all__ = ["Policy", "StatusLooks", "decide", "lock_key", "merge_card", "missing_for_card", "with_reference"]
 
 _CARD_FIELDS = ("title", "recipients", "applicant", "url", "pc_url", "form", "amount", "content")
 # The states a card shows a status bar for (the others, new and recalled, have no colour of their own).
 _STYLED = frozenset({ApprovalState.PENDING, ApprovalState.APPROVED, ApprovalState.REJECTED, ApprovalState.REVOKED})
 
 
+class StatusLooks(Protocol):
+    """The status bar looks per approval state (`bridge.config.StatusesConfig` is one)."""
+
+    @property
+    def revoked(self) -> StatusLook: ...
+    def style(self, status: str) -> StatusLook: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """The part of the configuration a decision depends on, so a test can state it in one line and the
-    decision cannot reach for settings (timeouts, URLs, secrets) that must not change what it decides."""
+    decision cannot reach for settings (timeouts, URLs, secrets) that must not change what it decides.
+    Typed by Protocols, not the config loader, so the pure core does not import it; the service builds
+    one from the loaded `Config` (`bridge.service.policy_for`)."""
 
-    on_revoked: str = "update"
-    statuses: StatusesConfig = field(default_factory=StatusesConfig)
-    card: CardConfig = field(default_factory=CardConfig)
+    statuses: StatusLooks
+    card: CardLook
+    on_revoked: str = "update"  # "update": grey status bar; "recall": recall the cards
     max_userids: int = 5  # DingTalk shows the OA status bar only on sends to at most this many userids
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> Policy:
-        return cls(
-            on_revoked=cfg.card.on_revoked,
-            statuses=cfg.statuses,
-            card=cfg.card,
-            max_userids=cfg.dingtalk.status_bar_max_userids,
-        )
 
 
 def lock_key(source: str, approval_id: str) -> str:
@@ -184,7 +185,7 @@ def decide(
     return _applied(cx, verdict, generation, new_notices, jobs)
 
 
-def _send(cx: _Context, style: StatusStyle, generation: int) -> list[NewNotice] | Decision:
+def _send(cx: _Context, style: StatusLook, generation: int) -> list[NewNotice] | Decision:
     """The new notices of a send (one per group of recipients a status bar can show), or the
     `unresolved` Decision when the card cannot be made: fields missing or the card does not render."""
     missing = missing_for_card(cx.card)
@@ -222,7 +223,7 @@ def _send_jobs(cx: _Context, count: int) -> list[NewJob]:
     ]
 
 
-def _update_jobs(cx: _Context, to_state: str, style: StatusStyle, generation: int) -> list[NewJob]:
+def _update_jobs(cx: _Context, to_state: str, style: StatusLook, generation: int) -> list[NewJob]:
     """Turn the status bar of every live card of the current generation; recalled cards have nothing to turn."""
     key = lock_key(cx.ev.source, cx.ev.approval_id)
     payload = {"status": to_state, "status_value": style.label, "status_bg": style.color}

@@ -17,10 +17,10 @@ import structlog
 from bridge import errors, store
 from bridge.clock import Clock
 from bridge.config import Config
-from bridge.decide import Policy, decide, lock_key, merge_card, missing_for_card, with_reference
+from bridge.decide import Policy, decide
 from bridge.records import Outcome
 
-__all__ = ["Decider", "Observer", "Processed", "lock_key", "merge_card", "missing_for_card", "with_reference"]
+__all__ = ["Decider", "Observer", "Processed", "policy_for"]
 
 log = structlog.get_logger("bridge.service")
 
@@ -31,6 +31,12 @@ class Observer:
     def event_processed(self, outcome: str) -> None: ...
 
     def transition(self, from_state: str, to_state: str) -> None: ...
+
+
+def policy_for(cfg: Config) -> Policy:
+    """The settings the pure decision reads, taken from the loaded configuration."""
+    return Policy(statuses=cfg.statuses, card=cfg.card, on_revoked=cfg.card.on_revoked,
+                  max_userids=cfg.dingtalk.status_bar_max_userids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +55,7 @@ class Decider:
     ) -> None:
         self.store = st
         self.cfg = cfg
-        self.policy = Policy.from_config(cfg)
+        self.policy = policy_for(cfg)
         self.clock = clock
         self.observer = observer or Observer()
         self._sem = asyncio.Semaphore(concurrency)
