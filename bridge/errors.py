@@ -22,8 +22,11 @@
         │   └── DingTalkTokenError       token still refused after one refresh (40014 / 42001 / 40001 /
         │                                88 + sub_code 40014 / 40000 / 42001)
         └── PermanentDingTalkError   retrying cannot help: bad parameters (40035, 400002), 40056, 41020,
-            │                        60011, 60020, 90020 monthly quota, bad credentials (40096), ...
-            └── DingTalkWindowClosed     recall past 24 h / status bar update past 7 days
+                                     60011, 60020, 90020 monthly quota, bad credentials (40096), ...
+
+A closed DingTalk window (recall past 24 h, status bar update past 7 days) is not an exception: the job
+handlers see it from the card's age and finish the job as `expired` or `fallback` (bridge.jobs), and a
+recall DingTalk refuses with 400002 (`dingtalk.wire.RECALL_REFUSED`) falls back the same way.
 
 The worker retries exactly the `TransientDingTalkError` branch; everything else under `DingTalkError`
 goes to the dead-letter list with its message. Docstrings double as default messages. No exception
@@ -216,7 +219,3 @@ class DingTalkTokenError(TransientDingTalkError):
 
 class PermanentDingTalkError(DingTalkError):
     """A DingTalk call failed in a way that retrying cannot fix."""
-
-
-class DingTalkWindowClosed(PermanentDingTalkError):
-    """The DingTalk time window for this call has passed (recall 24 h, status bar 7 days)."""

@@ -72,6 +72,19 @@ def event(ie: store.InboxEvent) -> dict[str, Any]:
     }
 
 
+def transition(t: store.AuditEntry) -> dict[str, Any]:
+    """One audit row: the state path an operator reads when a card shows the wrong colour."""
+    return {
+        "inbox_id": t.inbox_id,
+        "event_id": t.event_id,
+        "from": t.from_status,
+        "to": t.to_status,
+        "outcome": t.outcome,
+        "reason": t.reason,
+        "at": ts(t.at),
+    }
+
+
 def approval_summary(a: store.Approval) -> dict[str, Any]:
     return {
         "source": a.source,
@@ -93,6 +106,7 @@ async def approval_detail(st: store.Store, source: str, approval_id: str) -> dic
         return None
     notices = await st.notices_for(source, approval_id)
     jobs = await st.jobs_for(source, approval_id)
+    audit = await st.audit_for(source, approval_id)
     return {
         "source": source,
         "approval_id": approval_id,
@@ -106,4 +120,5 @@ async def approval_detail(st: store.Store, source: str, approval_id: str) -> dic
             "done": [job(j) for j in jobs if j.state == JobState.DONE],
         },
         "history": [event(e) for e in history],
+        "transitions": [transition(t) for t in audit],
     }

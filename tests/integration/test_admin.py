@@ -214,6 +214,9 @@ async def test_approval_detail_after_a_whole_life(harness: Harness) -> None:
     assert ("PO-1-pending-1", "stale", 0) in outcomes
     stale = next(e for e in d["history"] if e["outcome"] == "stale")
     assert stale["reason"]
+    path = [(t["event_id"], t["from"], t["to"], t["outcome"]) for t in d["transitions"]]
+    assert ("PO-1-pending-0", "new", "pending", "applied") in path
+    assert ("PO-1-pending-1", "approved", "approved", "stale") in path
 
     status, ev = await h.get("/events/erp/PO-1-pending-1")
     assert status == 200 and ev["outcome"] == "stale" and ev["event"]["approval_id"] == "PO-1"
