@@ -147,3 +147,23 @@ def test_the_readme_stays_short_and_links_every_page() -> None:
     assert len(readme.splitlines()) <= README_MAX_LINES
     for page in sorted(DOCS.glob("*.md")):
         assert f"(docs/{page.name})" in readme, f"README's documentation table does not link docs/{page.name}"
+
+
+def test_the_module_map_names_every_module() -> None:
+    """docs/development.md maps bridge by folder: a flat module by its path, a folder's module in the folder's row."""
+    rows = {}
+    for line in text(DOCS / "development.md").splitlines():
+        match = re.match(r"\| `(bridge/[\w/]*?)/?` \|", line)
+        if match:
+            rows[match.group(1)] = line
+    page = text(DOCS / "development.md")
+    missing = []
+    for path in sorted((ROOT / "bridge").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if path.name == "__init__.py" or rel.parent == Path("bridge"):
+            named = path.name == "__init__.py" or f"`{rel.as_posix()}`" in page
+        else:
+            named = f"`{path.name}`" in rows.get(rel.parent.as_posix(), "")
+        if not named:
+            missing.append(rel.as_posix())
+    assert not missing, f"modules missing from docs/development.md's module map: {missing}"
