@@ -27,7 +27,7 @@ from bridge.clock import Clock, SystemClock
 from bridge.config import Config
 from bridge.dingtalk import client as dingtalk
 from bridge.metrics import Metrics
-from bridge.store import Store
+from bridge.store import Store, open_store
 
 log = structlog.get_logger("bridge.app")
 
@@ -75,6 +75,7 @@ def create_app(
         decider = service.Decider(store, cfg, clock, observer=metrics)
         w = worker.Worker(store, a[CLIENT], cfg, clock, decider=decider, observer=metrics)
         a[WORKER] = w
+        store.on_work(w.wake)  # other processes' new work (PostgreSQL NOTIFY); polling stays the fallback
         task = asyncio.create_task(w.run(), name="bridge-worker") if run_worker else None
         yield
         if task is not None:
@@ -90,16 +91,15 @@ def create_app(
 
 async def serve(cfg: Config, *, sandbox_sim: Any = None, ready: asyncio.Event | None = None) -> None:
     """Run the receiver and the worker until SIGINT / SIGTERM, then shut down gracefully."""
-    from bridge.store import sqlite as sqlite_store
-
     secrets = [s.reveal() for src in cfg.sources for s in src.secrets]
     secrets.append(cfg.dingtalk.app_secret.reveal())
     if cfg.server.admin_token is not None:
         secrets.append(cfg.server.admin_token.reveal())
+    if cfg.storage.password is not None:
+        secrets.append(cfg.storage.password.reveal())
     logs.register_secrets(secrets)
-
-    storage_path = _absolute(cfg.storage.path)
-    st = sqlite_store.SQLiteStore(cfg.storage.path, synchronous=cfg.storage.synchronous)
+    storage_path = cfg.storage.url or _absolute(cfg.storage.path)
+    st = open_store(cfg.storage)
     app = create_app(cfg, store=st)
     runner = web.AppRunner(app, shutdown_timeout=cfg.server.shutdown_timeout_s, access_log=None)
     await runner.setup()

@@ -127,7 +127,7 @@ def _build(data: dict[str, Any], path: Path | None, env: Mapping[str, str], file
         sources.append(source)
     cfg = Config(
         server=server,
-        storage=_storage(top.table("storage", "[storage]"), path),
+        storage=_storage(top.table("storage", "[storage]"), path, env),
         dingtalk=_dingtalk(top.table("dingtalk", "[dingtalk]"), env),
         statuses=_statuses(top.table("statuses", "[statuses]")),
         card=_card(top.table("card", "[card]")),
@@ -165,13 +165,30 @@ def _server(t: Table, env: Mapping[str, str]) -> ServerConfig:
     )
 
 
-def _storage(t: Table, config_path: Path | None) -> StorageConfig:
-    t.only(f.name for f in dataclasses.fields(StorageConfig))
+_PG_URL = re.compile(r"^postgres(?:ql)?://(?P<user>[^:@/]*)(?::(?P<password>[^@/]*))?@[^/]+/[^/?#]+(?:\?.*)?$")
+
+
+def _storage(t: Table, config_path: Path | None, env: Mapping[str, str]) -> StorageConfig:
+    t.only(f.name for f in dataclasses.fields(StorageConfig) if f.name != "password")
     d = StorageConfig()
     where = Path(t.text("path", d.path)).expanduser()
     if not where.is_absolute() and config_path is not None:
         where = config_path.parent / where
-    return StorageConfig(path=str(where), synchronous=t.text("synchronous", d.synchronous, choices=SYNCHRONOUS))
+    url = t.text("url") if "url" in t.data else d.url
+    password_env = t.text("password_env", d.password_env)
+    password = None
+    if url:
+        match = _PG_URL.match(url)
+        if match is None:
+            raise t.fail("url", "must look like postgresql://USER@HOST:PORT/DATABASE")
+        if match["password"]:
+            raise t.fail("url", f"must not contain a password: set it in the environment variable {password_env}")
+        if env.get(password_env):
+            password = Secret(env[password_env])
+    return StorageConfig(
+        path=str(where), synchronous=t.text("synchronous", d.synchronous, choices=SYNCHRONOUS), url=url,
+        password_env=password_env, password=password, pool_size=t.integer("pool_size", d.pool_size, low=1, high=200),
+    )
 
 
 def _dingtalk(t: Table, env: Mapping[str, str]) -> DingTalkConfig:

@@ -44,6 +44,14 @@ class ServerConfig:
 class StorageConfig:
     path: str = "bridge.db"
     synchronous: str = "normal"  # "normal" (WAL, survives a process crash) or "full" (also power loss)
+    url: str = ""  # postgresql://USER@HOST:PORT/DB selects PostgreSQL; empty: SQLite at `path`
+    password_env: str = "BRIDGE_STORAGE_PASSWORD"  # the PostgreSQL password is read from this variable
+    password: Secret | None = None  # resolved from password_env at load; never in the file
+    pool_size: int = 10  # PostgreSQL connections per process
+
+    @property
+    def engine(self) -> str:
+        return "postgres" if self.url else "sqlite"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ nothing.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from unittest.mock import Mock
 
 import aiohttp
@@ -15,6 +16,7 @@ import aioresponses.core as _aioresponses_core
 import pytest
 
 from bridge.clock import FakeClock
+from tests.pg import PgDatabase
 
 if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
 
@@ -29,3 +31,19 @@ if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).paramet
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[PgDatabase]:
+    """The session's PostgreSQL database (created lazily by `.get()`, dropped at the end)."""
+    db = PgDatabase()
+    yield db
+    db.drop()
+
+
+@pytest.fixture
+def pg_url(pg_database: PgDatabase) -> str:
+    """A PostgreSQL URL whose bridge tables are empty (skips when PostgreSQL is unreachable)."""
+    url = pg_database.get()
+    pg_database.reset()
+    return url

@@ -57,9 +57,29 @@ def _source(cfg: Any, name: str) -> Any:
 
 
 def _open_store(cfg: Any) -> Any:
-    from bridge.store import sqlite as sqlite_store
+    from bridge.store import open_store
 
-    return sqlite_store.SQLiteStore(cfg.storage.path, synchronous=cfg.storage.synchronous)
+    return open_store(cfg.storage)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the schema now (serve also does it on start, under a lock on PostgreSQL)."""
+    from bridge import errors
+
+    cfg = _load_config(args)
+
+    async def main() -> None:
+        st = _open_store(cfg)
+        await st.open()  # opening migrates: SQLite in one BEGIN IMMEDIATE, PostgreSQL under pg_advisory_lock
+        await st.close()
+
+    try:
+        asyncio.run(main())
+    except errors.StorageUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    where = cfg.storage.url or cfg.storage.path
+    print(f"storage {where}: schema up to date ({cfg.storage.engine})")
+    return 0
 
 
 def _style(args: argparse.Namespace) -> Any:

@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     _log_args(p)
     p.set_defaults(func=commands.cmd_serve)
 
+    p = sub.add_parser("migrate", help="create or upgrade the storage schema (serve also does it on start)")
+    _config_args(p, sandbox=False)
+    p.add_argument("--db", default=None, help="SQLite file (overrides [storage] path)")
+    p.set_defaults(func=commands.cmd_migrate)
+
     p = sub.add_parser("simulator", help="run the local DingTalk simulator")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=commands.DEFAULT_SIM_PORT)

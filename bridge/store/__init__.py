@@ -1,8 +1,9 @@
 """The Store protocol: everything bridge keeps, behind one seam.
 
-Implementations: `bridge.sqlite_store.SQLiteStore` (aiosqlite, the embedded default) and
-`bridge.memory_store.MemoryStore` (for unit tests). One contract test suite runs against both, so the
-fake cannot drift from the real thing. No SQL appears outside `sqlite_store` and `sql/`.
+Implementations: `bridge.store.sqlite.SQLiteStore` (the embedded default), `bridge.store.postgres.PostgresStore`
+(several processes on one database; needs the `postgres` extra) and `bridge.store.memory.MemoryStore` (for
+unit tests). One contract test suite runs against all three, so none can drift from the others.
+`open_store(cfg)` picks SQLite or PostgreSQL from `[storage]`. No SQL appears outside the stores and `sql/`.
 
 What is stored, and why:
 
@@ -36,9 +37,9 @@ never pruned.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bridge.events import ApprovalEvent
 from bridge.records import (
@@ -98,6 +99,9 @@ from bridge.records import (
 from bridge.records import (
     Pruned as Pruned,
 )
+
+if TYPE_CHECKING:
+    from bridge.config import StorageConfig
 
 
 class Store(Protocol):
@@ -169,6 +173,10 @@ class Store(Protocol):
     async def release_job(self, job_id: int, now: datetime) -> None:
         """Give a claimed job back untouched (shutdown): pending, due now, attempts - 1."""
 
+    async def extend_leases(self, job_ids: Sequence[int], now: datetime, lease_s: float) -> int:
+        """The worker's heartbeat: running jobs among `job_ids` get lease_until = now + lease_s, so a slow
+        DingTalk call's job is not handed to another process. Returns how many leases were extended."""
+
     async def add_jobs(self, jobs: Sequence[NewJob], now: datetime, journal: Sequence[NewJournal] = ()) -> list[int]:
         """Create jobs outside event processing (an operator's resync), with journal lines, in one
         transaction. `new_notice_index` is not allowed here. Returns the new job ids."""
@@ -219,3 +227,26 @@ class Store(Protocol):
 
     async def check_writable(self) -> None:
         """Raise StorageUnavailable unless a write can be committed now (readiness probe)."""
+
+    def on_work(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when another process commits work that is due now (PostgreSQL LISTEN/NOTIFY).
+        Stores used by one process only never call it: that process wakes its own worker."""
+
+
+def open_store(cfg: StorageConfig) -> Store:
+    """The store `[storage]` selects: PostgreSQL when `url` is set, else the SQLite file at `path`. The
+    backends are imported here, not at the top: they import this module for the records, and psycopg is
+    an optional extra that a SQLite deployment need not install."""
+    if cfg.url:
+        try:
+            from bridge.store.postgres import PostgresStore
+        except ImportError as exc:
+            from bridge.errors import ConfigError
+
+            raise ConfigError(
+                f"[storage] url needs the PostgreSQL driver: pip install 'bridge[postgres]' ({exc})") from None
+        return PostgresStore(cfg.url, password=cfg.password.reveal() if cfg.password else None,
+                             pool_size=cfg.pool_size)
+    from bridge.store.sqlite import SQLiteStore
+
+    return SQLiteStore(cfg.path, synchronous=cfg.synchronous)

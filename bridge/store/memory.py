@@ -1,18 +1,11 @@
-"""An in-memory Store for unit tests: the same protocol and semantics as the SQLite store, in dicts.
-
-It passes the same contract suite as `SQLiteStore` (tests/integration/test_store_contract.py), so a unit test
-that runs against it tells the truth about production. Values go through the same round trips the database
-imposes (events through their JSON form, JSON-shaped mappings through `json`, times to aware UTC), so a test
-cannot pass here by keeping a tuple where SQLite would hand back a list.
-
-Inspectable on purpose: `inbox`, `raw_bodies`, `approvals`, `notices`, `jobs`, `audit`, `journal_entries`;
-`reset()` empties everything; `fail_writes = True` makes every write raise `StorageUnavailable` (the
-receiver's 503 path) until it is set back.
-"""
+"""An in-memory Store for unit tests: the SQL stores' protocol and semantics in dicts, held to the same contract
+suite (tests/integration/store/), with the round trips a database imposes (events through JSON, mappings through
+`json`, aware UTC times). Inspectable on purpose (`inbox`, `jobs`, `journal_entries`, ...); `reset()` empties it;
+`fail_writes = True` makes every write raise `StorageUnavailable` (the receiver's 503 path) until set back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -282,6 +275,14 @@ class MemoryStore:
             self.jobs[job_id] = replace(job, state=JobState.PENDING, run_at=now, attempts=max(job.attempts - 1, 0),
                                         lease_until=None, updated_at=now)
 
+    async def extend_leases(self, job_ids: Sequence[int], now: datetime, lease_s: float) -> int:
+        until, _ = _utc(now) + timedelta(seconds=lease_s), self._writable()
+        running = [j for j in map(self.jobs.get, job_ids) if j is not None and j.state == JobState.RUNNING]
+        self.jobs.update({j.id: replace(j, lease_until=until) for j in running})
+        return len(running)
+
+    def on_work(self, callback: Callable[[], None]) -> None: ...  # one process: its worker is woken directly
+
     async def add_jobs(
         self, jobs: Sequence[store.NewJob], now: datetime, journal: Sequence[store.NewJournal] = ()
     ) -> list[int]:
@@ -389,8 +390,8 @@ class MemoryStore:
         pending = [j.run_at for j in self.jobs.values() if j.state == JobState.PENDING]
         return store.JobCounts(
             pending=states.count(JobState.PENDING), running=states.count(JobState.RUNNING),
-            dead=states.count(JobState.DEAD),
-            done=states.count(JobState.DONE), oldest_pending_run_at=min(pending, default=None),
+            dead=states.count(JobState.DEAD), done=states.count(JobState.DONE),
+            oldest_pending_run_at=min(pending, default=None),
             orphaned=sum(1 for n in self.notices.values() if n.orphaned_at is not None),
         )
 

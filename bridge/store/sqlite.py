@@ -25,14 +25,14 @@ import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 import structlog
 
-from bridge import store
+from bridge import records as store  # the records, not the package: open_store imports this module
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
 from bridge.records import JobState
@@ -378,6 +378,15 @@ class SQLiteStore:
 
     async def release_job(self, job_id: int, now: datetime) -> None:
         await self._write(sq.statement_writer("release_job", {"id": job_id, "now": sq.to_us(now)}))
+
+    async def extend_leases(self, job_ids: Sequence[int], now: datetime, lease_s: float) -> int:
+        if not job_ids:
+            return 0
+        params = {"ids": sq.dumps(list(job_ids)), "lease_until": sq.to_us(now + timedelta(seconds=lease_s))}
+        return await self._write(sq.statement_writer("extend_leases", params))
+
+    def on_work(self, callback: Callable[[], None]) -> None:
+        """One process only (a second is refused): its own worker is woken directly."""
 
     async def add_jobs(
         self, jobs: Sequence[store.NewJob], now: datetime, journal: Sequence[store.NewJournal] = ()

@@ -1,9 +1,8 @@
 """SQL text and row mapping for the SQLite store, kept apart from its connection and writer machinery.
 
-`bridge/sql/schema.sql` (numbered migrations) and `bridge/sql/queries.sql` (named statements) are loaded
-here; this module turns records into query parameters and rows back into the frozen records of
-`bridge.store`, and holds the multi-statement transaction bodies (apply a decision, finish a job, add
-jobs). Times are integer microseconds since the epoch in the database and aware UTC datetimes outside.
+`sql/schema.sql` (numbered migrations) and `sql/queries.sql` (named statements) are loaded here; this module
+turns records into parameters and rows back into records (the PostgreSQL store shares these mappings), and
+holds the multi-statement transaction bodies. Times: integer µs since the epoch inside, aware UTC outside.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -37,6 +36,12 @@ from bridge.records import (
 )
 
 Conn = aiosqlite.Connection
+
+
+class Row(Protocol):  # sqlite3.Row, or the PostgreSQL store's dict rows (same µs times and JSON text)
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -127,7 +132,7 @@ def opt_loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def inbox_row(row: sqlite3.Row) -> InboxEvent:
+def inbox_row(row: Row) -> InboxEvent:
     return InboxEvent(
         id=row["id"], event=ApprovalEvent.from_json(row["event"]), received_at=from_us(row["received_at"]),
         processed=bool(row["processed"]), outcome=row["outcome"], reason=row["reason"],
@@ -135,7 +140,7 @@ def inbox_row(row: sqlite3.Row) -> InboxEvent:
     )
 
 
-def approval_row(row: sqlite3.Row) -> Approval:
+def approval_row(row: Row) -> Approval:
     return Approval(
         source=row["source"], approval_id=row["approval_id"], status=row["status"],
         last_occurred_at=opt_dt(row["last_occurred_at"]), generation=row["generation"],
@@ -143,7 +148,7 @@ def approval_row(row: sqlite3.Row) -> Approval:
     )
 
 
-def notice_row(row: sqlite3.Row) -> Notice:
+def notice_row(row: Row) -> Notice:
     return Notice(
         id=row["id"], source=row["source"], approval_id=row["approval_id"], generation=row["generation"],
         group_index=row["group_index"], userids=tuple(json.loads(row["userids"])), msg=json.loads(row["msg"]),
@@ -154,7 +159,7 @@ def notice_row(row: sqlite3.Row) -> Notice:
     )
 
 
-def job_row(row: sqlite3.Row) -> Job:
+def job_row(row: Row) -> Job:
     return Job(
         id=row["id"], kind=row["kind"], source=row["source"], approval_id=row["approval_id"],
         lock_key=row["lock_key"], notice_id=row["notice_id"], payload=json.loads(row["payload"]), state=row["state"],
@@ -164,7 +169,7 @@ def job_row(row: sqlite3.Row) -> Job:
     )
 
 
-def audit_row(row: sqlite3.Row) -> AuditEntry:
+def audit_row(row: Row) -> AuditEntry:
     return AuditEntry(
         id=row["id"], inbox_id=row["inbox_id"], source=row["source"], approval_id=row["approval_id"],
         event_id=row["event_id"], from_status=row["from_status"], to_status=row["to_status"],
@@ -172,7 +177,7 @@ def audit_row(row: sqlite3.Row) -> AuditEntry:
     )
 
 
-def journal_row(row: sqlite3.Row) -> JournalEntry:
+def journal_row(row: Row) -> JournalEntry:
     return JournalEntry(
         id=row["id"], at=from_us(row["at"]), kind=row["kind"], source=row["source"],
         approval_id=row["approval_id"], event_id=row["event_id"], job_id=row["job_id"], task_id=row["task_id"],

@@ -348,6 +348,40 @@ def test_storage_path_absolute_kept_and_relative_kept_without_a_file() -> None:
     assert config.from_dict(minimal(), env={}).storage.path == "bridge.db"
 
 
+def test_storage_url_selects_postgres_with_the_password_from_the_environment() -> None:
+    url = "postgresql://bridge@db.internal:5432/bridge"
+    cfg = build(minimal(storage={"url": url}), env={"BRIDGE_STORAGE_PASSWORD": "pg-secret"})
+    assert cfg.storage.engine == "postgres" and cfg.storage.url == url and cfg.storage.pool_size == 10
+    assert cfg.storage.password is not None and cfg.storage.password.reveal() == "pg-secret"
+    assert "pg-secret" not in repr(cfg.storage)
+    named = build(minimal(storage={"url": url, "password_env": "PGPASS_B"}), env={"PGPASS_B": "other"})
+    assert named.storage.password is not None and named.storage.password.reveal() == "other"
+    assert build(minimal(storage={"url": url})).storage.password is None  # ~/.pgpass, trust, peer
+    assert build(minimal()).storage.engine == "sqlite"
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("postgresql://bridge:hunter2@db:5432/bridge", "must not contain a password"),
+    ("mysql://bridge@db/bridge", "must look like postgresql://"),
+    ("postgresql://bridge@db", "must look like postgresql://"),
+])
+def test_storage_url_is_checked_and_never_carries_a_password(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as info:
+        build(minimal(storage={"url": url}))
+    assert "hunter2" not in str(info.value)
+
+
+def test_open_store_picks_the_engine() -> None:
+    from bridge.store import open_store
+    from bridge.store.postgres import PostgresStore
+    from bridge.store.sqlite import SQLiteStore
+
+    assert isinstance(open_store(build(minimal()).storage), SQLiteStore)
+    pg = open_store(build(minimal(storage={"url": "postgresql://u@h:5432/d"}), env={"BRIDGE_STORAGE_PASSWORD": "pw"})
+                    .storage)
+    assert isinstance(pg, PostgresStore) and "pw" not in repr(pg)
+
+
 def toml_for_minimal() -> str:
     return (f'[dingtalk]\napp_key = "dingkey"\napp_secret = "{APP_SECRET}"\nagent_id = 42\n\n'
             f'[[sources]]\nname = "erp"\nsecret = "{WHSEC}"\n')

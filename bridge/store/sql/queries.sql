@@ -190,6 +190,11 @@ WHERE id IN (
 )
 RETURNING *
 
+-- name: extend_leases
+-- :ids is a JSON array of job ids.
+UPDATE jobs SET lease_until = :lease_until
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'running'
+
 -- name: finish_job
 UPDATE jobs SET state = 'done', outcome = :outcome, lease_until = NULL, updated_at = :now
 WHERE id = :id

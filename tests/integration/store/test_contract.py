@@ -1,4 +1,5 @@
-"""The Store contract: one suite, run against both the SQLite store (a real file) and the in-memory store.
+"""The Store contract: one suite, run unchanged against the in-memory store, the SQLite store (a real file) and
+the PostgreSQL store (a fresh database of the test session; skipped with a reason when PostgreSQL is absent).
 
 If the fake drifts from the real thing, the memory half of a test here fails while the SQLite half passes.
 """
@@ -6,9 +7,7 @@ If the fake drifts from the real thing, the memory half of a test here fails whi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -16,21 +15,12 @@ from bridge import store
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent, Status
 from bridge.store.memory import MemoryStore
-from bridge.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
 CST = timezone(timedelta(hours=8))
 KEY = "erp:PO-1"
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def st(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[store.Store]:
-    s: store.Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "bridge.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def ev(approval_id: str = "PO-1", event_id: str | None = None, *, status: Status | None = Status.PENDING,
@@ -364,6 +354,20 @@ async def test_retry_job_honours_run_at(st: store.Store) -> None:
         await st.retry_job(999, T0, T0, "x")
     with pytest.raises(LookupError):
         await st.bury_job(999, T0, "x")
+
+
+async def test_a_heartbeat_extends_running_leases_only(st: store.Store) -> None:
+    _, [send, other] = await send_setup(st, groups=2)
+    [claimed] = await st.claim_jobs(T0, 30.0, 10)  # the second send waits behind the first (same key)
+    later = T0 + timedelta(seconds=25)
+    assert await st.extend_leases([send, other, 999], later, 30.0) == 1
+    job = await st.get_job(send)
+    assert job is not None and job.lease_until == later + timedelta(seconds=30)
+    assert await st.claim_jobs(T0 + timedelta(seconds=40), 30.0, 10) == []  # would have expired at +30 s
+    pending = await st.get_job(other)
+    assert pending is not None and pending.lease_until is None
+    assert await st.extend_leases([], later, 30.0) == 0
+    assert claimed.id == send
 
 
 async def test_release_job_gives_the_claim_back(st: store.Store) -> None:

@@ -1,33 +1,21 @@
 """The Store contract, continued: decisions claimed atomically, the journal's tail, retention, orphaned notices.
 
-Run against both the SQLite store and the in-memory store, like test_contract.py (whose helpers it shares).
+Run against every store, like test_contract.py (whose helpers it shares; the `st` fixture is in conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from bridge import store
 from bridge.errors import AlreadyDecided
 from bridge.events import Status
-from bridge.store.memory import MemoryStore
-from bridge.store.sqlite import SQLiteStore
 from tests.integration.store.test_contract import KEY, T0, add, approval, ev, later_job, notice, send_setup
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def st(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[store.Store]:
-    s: store.Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "bridge.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def first_decision(inbox_id: int) -> store.Decision:

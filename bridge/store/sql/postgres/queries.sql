@@ -1,0 +1,288 @@
+-- Every statement bridge.store.postgres runs, by name (the loader splits this file on `-- name: xxx` headers).
+-- Parameters are psycopg's named %(name)s; times are BIGINT microseconds since the epoch; JSON columns are TEXT.
+-- Work that another process should act on now ends its transaction with a NOTIFY on bridge_work (delivered at
+-- commit, repeats inside one transaction collapse into one): LISTEN wakes the workers, polling is the fallback.
+
+-- name: schema_version_table
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     INTEGER PRIMARY KEY,
+    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+)
+
+-- name: schema_version
+SELECT COALESCE(MAX(version), 0) AS version FROM schema_version
+
+-- name: record_version
+INSERT INTO schema_version (version) VALUES (%(version)s)
+
+-- name: migration_lock
+SELECT pg_advisory_lock(%(key)s)
+
+-- name: migration_unlock
+SELECT pg_advisory_unlock(%(key)s)
+
+-- name: notify
+SELECT pg_notify('bridge_work', %(what)s)
+
+-- name: listen
+LISTEN bridge_work
+
+-- name: probe
+INSERT INTO probe (id, at) VALUES (1, %(at)s)
+ON CONFLICT (id) DO UPDATE SET at = excluded.at
+
+-- ---------------------------------------------------------------------------------------------- inbox
+
+-- name: insert_event
+INSERT INTO inbox (source, event_id, approval_id, occurred_at, received_at, event, raw, card_data)
+VALUES (%(source)s, %(event_id)s, %(approval_id)s, %(occurred_at)s, %(received_at)s, %(event)s, %(raw)s,
+        %(card_data)s)
+ON CONFLICT (source, event_id) DO NOTHING
+RETURNING id
+
+-- name: count_duplicate
+UPDATE inbox SET duplicates = duplicates + 1
+WHERE source = %(source)s AND event_id = %(event_id)s
+RETURNING id
+
+-- name: has_card_data
+SELECT EXISTS (SELECT 1 FROM approvals WHERE source = %(source)s AND approval_id = %(approval_id)s)
+    OR EXISTS (SELECT 1 FROM inbox WHERE source = %(source)s AND approval_id = %(approval_id)s AND card_data)
+    AS found
+
+-- name: release_deciding
+DELETE FROM deciding WHERE owner = %(owner)s
+
+-- name: claim_deciding
+-- The approvals of the first :limit pending events that no other live owner is deciding, taken by this owner.
+-- A concurrent claimer of the same approval waits on the row's lock, then finds another owner's live lease and
+-- takes nothing (the ON CONFLICT ... WHERE is re-checked against the committed row).
+WITH candidates AS (
+    SELECT DISTINCT i.source, i.approval_id FROM (
+        SELECT source, approval_id FROM inbox AS p
+        WHERE NOT p.processed
+          AND NOT EXISTS (SELECT 1 FROM deciding AS d
+                          WHERE d.source = p.source AND d.approval_id = p.approval_id
+                            AND d.owner <> %(owner)s AND d.lease_until > %(now)s)
+        ORDER BY source, approval_id, occurred_at, id
+        LIMIT %(limit)s
+    ) AS i
+)
+INSERT INTO deciding (source, approval_id, owner, lease_until)
+SELECT source, approval_id, %(owner)s, %(lease_until)s FROM candidates
+ON CONFLICT (source, approval_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+WHERE deciding.owner = excluded.owner OR deciding.lease_until <= %(now)s
+RETURNING source, approval_id
+
+-- name: pending_events_of_owner
+SELECT i.id, i.event, i.received_at, i.processed, i.outcome, i.reason, i.duplicates, i.processed_at
+FROM inbox AS i JOIN deciding AS d ON d.source = i.source AND d.approval_id = i.approval_id
+WHERE NOT i.processed AND d.owner = %(owner)s
+ORDER BY i.source, i.approval_id, i.occurred_at, i.id
+LIMIT %(limit)s
+
+-- name: deciding_owner
+-- Who decides this approval now, locking the lease row so it cannot change hands before this transaction ends.
+SELECT owner, lease_until FROM deciding WHERE source = %(source)s AND approval_id = %(approval_id)s FOR UPDATE
+
+-- name: events_for
+SELECT id, event, received_at, processed, outcome, reason, duplicates, processed_at
+FROM inbox
+WHERE source = %(source)s AND approval_id = %(approval_id)s
+ORDER BY occurred_at, id
+
+-- name: get_event
+SELECT id, event, received_at, processed, outcome, reason, duplicates, processed_at
+FROM inbox
+WHERE source = %(source)s AND event_id = %(event_id)s
+
+-- name: inbox_owner
+SELECT source, approval_id, event_id, processed FROM inbox WHERE id = %(id)s FOR UPDATE
+
+-- name: mark_processed
+UPDATE inbox SET processed = TRUE, outcome = %(outcome)s, reason = %(reason)s, processed_at = %(now)s
+WHERE id = %(id)s
+
+-- ------------------------------------------------------------------------------------------ approvals
+
+-- name: get_approval
+SELECT * FROM approvals WHERE source = %(source)s AND approval_id = %(approval_id)s
+
+-- name: upsert_approval
+INSERT INTO approvals (source, approval_id, status, last_occurred_at, generation, card, created_at, updated_at)
+VALUES (%(source)s, %(approval_id)s, %(status)s, %(last_occurred_at)s, %(generation)s, %(card)s, %(created_at)s,
+        %(updated_at)s)
+ON CONFLICT (source, approval_id) DO UPDATE SET
+    status = excluded.status,
+    last_occurred_at = excluded.last_occurred_at,
+    generation = excluded.generation,
+    card = excluded.card,
+    updated_at = excluded.updated_at
+
+-- name: list_approvals
+SELECT * FROM approvals
+WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(source)s::text IS NULL OR source = %(source)s::text)
+  AND (%(since)s::bigint IS NULL OR updated_at >= %(since)s::bigint)
+ORDER BY updated_at DESC, source, approval_id
+LIMIT %(limit)s
+
+-- -------------------------------------------------------------------------------------------- notices
+
+-- name: notices_for
+SELECT * FROM notices WHERE source = %(source)s AND approval_id = %(approval_id)s ORDER BY id
+
+-- name: notice_owner
+SELECT source, approval_id FROM notices WHERE id = %(id)s
+
+-- name: insert_notice
+INSERT INTO notices (source, approval_id, generation, group_index, userids, msg, status_value, status_bg)
+VALUES (%(source)s, %(approval_id)s, %(generation)s, %(group_index)s, %(userids)s, %(msg)s, %(status_value)s,
+        %(status_bg)s)
+RETURNING id
+
+-- name: update_notice
+UPDATE notices SET
+    state = COALESCE(%(state)s, state),
+    task_id = COALESCE(%(task_id)s, task_id),
+    status_value = COALESCE(%(status_value)s, status_value),
+    status_bg = COALESCE(%(status_bg)s, status_bg),
+    sent_at = COALESCE(%(sent_at)s, sent_at),
+    updated_at = COALESCE(%(updated_at)s, updated_at),
+    recalled_at = COALESCE(%(recalled_at)s, recalled_at),
+    delivery = COALESCE(%(delivery)s, delivery),
+    note = COALESCE(%(note)s, note),
+    orphaned_at = CASE WHEN %(clear_orphaned)s::int = 1 THEN NULL ELSE COALESCE(%(orphaned_at)s, orphaned_at) END
+WHERE id = %(id)s
+
+-- ----------------------------------------------------------------------------------------------- jobs
+
+-- name: insert_job
+INSERT INTO jobs (kind, source, approval_id, lock_key, notice_id, payload, state, attempts, run_at,
+                  created_at, updated_at, event_id)
+VALUES (%(kind)s, %(source)s, %(approval_id)s, %(lock_key)s, %(notice_id)s, %(payload)s, 'pending', 0, %(run_at)s,
+        %(now)s, %(now)s, %(event_id)s)
+RETURNING id
+
+-- name: claim_jobs
+-- As in SQLite (due pending jobs, and running ones whose lease has passed; a keyed job only when it is the
+-- lowest-id job of its key not yet done), plus FOR UPDATE SKIP LOCKED so concurrent claimers take disjoint
+-- rows without waiting. The candidates are a MATERIALIZED CTE: as an IN subquery the planner may re-run it
+-- and take more than :limit rows. A row another claimer has just taken is re-checked against its committed
+-- version (state 'running', lease in the future) and dropped, so no job is claimed twice; its successors in
+-- the key are not heads while it is not done, so per-approval order holds across processes.
+WITH picked AS MATERIALIZED (
+    SELECT c.id FROM jobs AS c
+    WHERE ((c.state = 'pending') OR (c.state = 'running' AND c.lease_until <= %(now)s))
+      AND c.run_at <= %(now)s
+      AND (c.lock_key IS NULL
+           OR c.id = (SELECT MIN(h.id) FROM jobs AS h WHERE h.lock_key = c.lock_key AND h.state <> 'done'))
+    ORDER BY c.run_at, c.id
+    LIMIT %(limit)s
+    FOR UPDATE OF c SKIP LOCKED
+)
+UPDATE jobs
+SET state = 'running', attempts = jobs.attempts + 1, lease_until = %(lease_until)s, updated_at = %(now)s
+FROM picked
+WHERE jobs.id = picked.id
+RETURNING jobs.*
+
+-- name: extend_leases
+UPDATE jobs SET lease_until = %(lease_until)s
+WHERE id = ANY(%(ids)s) AND state = 'running'
+
+-- name: finish_job
+UPDATE jobs SET state = 'done', outcome = %(outcome)s, lease_until = NULL, updated_at = %(now)s
+WHERE id = %(id)s
+RETURNING source, approval_id, event_id
+
+-- name: retry_job
+UPDATE jobs SET state = 'pending', run_at = %(run_at)s, last_error = %(error)s, lease_until = NULL,
+                updated_at = %(now)s
+WHERE id = %(id)s
+
+-- name: bury_job
+UPDATE jobs SET state = 'dead', last_error = %(error)s, lease_until = NULL, updated_at = %(now)s
+WHERE id = %(id)s
+
+-- name: release_job
+UPDATE jobs SET state = 'pending', run_at = %(now)s, attempts = GREATEST(attempts - 1, 0), lease_until = NULL,
+                updated_at = %(now)s
+WHERE id = %(id)s AND state = 'running'
+
+-- name: retry_dead_one
+UPDATE jobs SET state = 'pending', run_at = %(now)s, attempts = 0, lease_until = NULL, updated_at = %(now)s
+WHERE id = %(id)s AND state = 'dead'
+
+-- name: retry_dead_all
+UPDATE jobs SET state = 'pending', run_at = %(now)s, attempts = 0, lease_until = NULL, updated_at = %(now)s
+WHERE state = 'dead'
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = %(id)s
+
+-- name: list_jobs
+SELECT * FROM jobs ORDER BY id LIMIT %(limit)s
+
+-- name: list_jobs_in_state
+SELECT * FROM jobs WHERE state = %(state)s ORDER BY id LIMIT %(limit)s
+
+-- name: jobs_for
+SELECT * FROM jobs WHERE source = %(source)s AND approval_id = %(approval_id)s ORDER BY id
+
+-- name: job_counts
+SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
+
+-- name: oldest_pending
+SELECT MIN(run_at) AS oldest FROM jobs WHERE state = 'pending'
+
+-- name: orphaned_count
+SELECT COUNT(*) AS n FROM notices WHERE orphaned_at IS NOT NULL
+
+-- ---------------------------------------------------------------------------------------------- audit
+
+-- name: insert_audit
+INSERT INTO audit (inbox_id, source, approval_id, event_id, from_status, to_status, outcome, reason, at)
+VALUES (%(inbox_id)s, %(source)s, %(approval_id)s, %(event_id)s, %(from_status)s, %(to_status)s, %(outcome)s,
+        %(reason)s, %(at)s)
+
+-- name: audit_for
+SELECT * FROM audit WHERE source = %(source)s AND approval_id = %(approval_id)s ORDER BY id
+
+-- -------------------------------------------------------------------------------------------- journal
+
+-- name: insert_journal
+INSERT INTO journal (at, kind, source, approval_id, event_id, job_id, task_id, message, data)
+VALUES (%(at)s, %(kind)s, %(source)s, %(approval_id)s, %(event_id)s, %(job_id)s, %(task_id)s, %(message)s,
+        %(data)s)
+
+-- name: journal
+SELECT * FROM journal WHERE id > %(after_id)s ORDER BY id LIMIT %(limit)s
+
+-- name: journal_for_source
+SELECT * FROM journal WHERE source = %(source)s AND id > %(after_id)s ORDER BY id LIMIT %(limit)s
+
+-- name: journal_tail
+SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT %(limit)s) AS t ORDER BY id
+
+-- name: journal_tail_for_source
+SELECT * FROM (SELECT * FROM journal WHERE source = %(source)s ORDER BY id DESC LIMIT %(limit)s) AS t ORDER BY id
+
+-- ------------------------------------------------------------------------------------------ retention
+-- Each deletes at most :limit of the oldest rows older than :before, walking ids upwards (old rows first).
+
+-- name: prune_journal
+DELETE FROM journal WHERE id IN (SELECT id FROM journal WHERE at < %(before)s ORDER BY id LIMIT %(limit)s)
+
+-- name: prune_inbox_ids
+SELECT id FROM inbox WHERE processed AND processed_at < %(before)s ORDER BY id LIMIT %(limit)s
+
+-- name: prune_audit_of
+DELETE FROM audit WHERE inbox_id = ANY(%(ids)s)
+
+-- name: prune_inbox_of
+DELETE FROM inbox WHERE id = ANY(%(ids)s)
+
+-- name: prune_jobs
+DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'done' AND updated_at < %(before)s ORDER BY id
+                              LIMIT %(limit)s)
