@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from bridge import __version__
 from bridge.cli import commands
+from bridge.cli import map as map_command
 from bridge.records import JobState
 
 
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("file", help="a JSON-lines file, or - for stdin")
     p.set_defaults(func=commands.cmd_ingest)
+
+    map_command.add_parser(sub, _config_args)
 
     p = sub.add_parser("demo", help="run one approval through its whole life against the built-in simulator")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning",

@@ -103,7 +103,7 @@ def _lookup(cfg: MappingConfig, obj: dict[str, Any]) -> tuple[Found, dict[str, t
             found[target] = (template.name, template.render(obj, strict=True))
             why.pop(target, None)
         except templating.MissingValue as exc:
-            why.setdefault(target, (template.name, str(exc)))
+            why.setdefault(target, (template.name, f"{{{exc.expression}}} matched nothing"))
     for target, value in cfg.constants:
         if target not in found:
             found[target] = (f"constants.{target}", value)
