@@ -6,6 +6,7 @@ docs/native-callbacks.md, the log events and metrics tables in docs/reference/, 
 
 from __future__ import annotations
 
+import argparse
 import re
 import tomllib
 import unicodedata
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge import machine
+from bridge import machine, openapi
+from bridge.cli.main import build_parser
 from bridge.metrics import Metrics
 from bridge.records import Outcome
 
@@ -167,3 +169,43 @@ def test_the_module_map_names_every_module() -> None:
         if not named:
             missing.append(rel.as_posix())
     assert not missing, f"modules missing from docs/development.md's module map: {missing}"
+
+
+def cli_rows() -> dict[str, str]:
+    rows = {}
+    for cell, line in zip(table_first_cells(text(DOCS / "reference" / "cli.md")),
+                          [x for x in text(DOCS / "reference" / "cli.md").splitlines()
+                           if x.startswith("|") and not re.match(r"\|\s*-", x)], strict=True):
+        match = re.match(r"`bridge ([a-z-]+)", cell)
+        if match:
+            rows[match.group(1)] = line
+    return rows
+
+
+def test_the_cli_reference_has_every_command_and_option() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    rows = cli_rows()
+    assert set(rows) == set(commands), f"docs/reference/cli.md commands differ from the parser: {sorted(rows)}"
+    shared = text(DOCS / "reference" / "cli.md").split("| command")[0]  # --config and --sandbox, said once
+    missing = []
+    for name, sub in commands.items():
+        for action in sub._actions:
+            options = action.option_strings
+            hidden = action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction)
+            if options and not hidden and not any(
+                    re.search(rf"`[^`]*{re.escape(o)}\b", rows[name] + shared) for o in options):
+                missing.append(f"bridge {name} {options[-1]}")
+    assert not missing, f"docs/reference/cli.md does not mention: {missing}"
+
+
+def test_the_http_reference_has_every_route() -> None:
+    documented = set()
+    for cell in table_first_cells(text(DOCS / "reference" / "http-api.md")):
+        match = re.match(r"`([A-Z]+) (/[^?` ]*)", cell)
+        if match:
+            documented.add((match.group(1), match.group(2)))
+    served = {(method.upper(), path) for path, ops in openapi.document()["paths"].items() for method in ops
+              if method in {"get", "post", "put", "patch", "delete"}}
+    assert documented == served, (f"undocumented: {sorted(served - documented)}; "
+                                  f"documented but not served: {sorted(documented - served)}")
