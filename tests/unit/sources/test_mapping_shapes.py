@@ -236,3 +236,14 @@ def test_bad_jmespath_is_a_config_error_with_the_position() -> None:
         cfg(fields={"recipients": "operators[*]..loginid"})
     assert f"{W}.fields.recipients: bad path 'operators[*]..loginid'" in info.value.message
     assert "at character 14" in info.value.message
+
+
+def test_dotted_paths_from_before_jmespath_keep_their_meaning() -> None:
+    from bridge.sources.mapping import Path
+
+    assert Path.parse("表单.金额").get({"表单": {"金额": "12000"}}) == "12000"
+    assert Path.parse("x-request-id").get({"x-request-id": "r1"}) == "r1"  # not JMESPath's subtraction-free syntax
+    assert Path.parse("items[1].id").steps == ("items", 1, "id")
+    jp = Path.parse("items[-1].id")
+    assert jp.steps == () and jp.get({"items": [{"id": 1}, {"id": 2}]}) == 2
+    assert Path.parse("items[*].id").get({"items": []}) is None  # an empty match is absent
