@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from bridge import errors, operate, views
+from bridge import openapi as spec
 from bridge.appkeys import CLIENT, CLOCK, CONFIG, METRICS, STORE, WAKE, WORKER
 from bridge.records import ApprovalState, JobState
 from bridge.web import json_error
@@ -193,7 +194,7 @@ async def readyz(request: web.Request) -> web.Response:
     else:
         checks["dingtalk_token"] = {"ok": True, "detail": "token obtained" if ok_at else "not needed yet"}
     failing = [name for name, c in checks.items() if not c["ok"]]
-    body = {"status": "ok" if not failing else "unavailable", "checks": checks}
+    body: dict[str, Any] = {"status": "ok" if not failing else "unavailable", "checks": checks}
     if failing:
         body["failing"] = failing
     return web.json_response(body, status=200 if not failing else 503)
@@ -213,8 +214,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from bridge import openapi as spec
-
     return web.json_response(spec.document())
 
 

@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import structlog
@@ -89,8 +88,9 @@ def create_app(
     return app
 
 
-async def serve(cfg: Config, *, sandbox_sim: Any = None, ready: asyncio.Event | None = None) -> None:
-    """Run the receiver and the worker until SIGINT / SIGTERM, then shut down gracefully."""
+async def serve(cfg: Config, *, sandbox_sim: object | None = None, ready: asyncio.Event | None = None) -> None:
+    """Run the receiver and the worker until SIGINT / SIGTERM, then shut down gracefully. `sandbox_sim` is the
+    running simulator of `serve --sandbox` (only logged: the sandbox config already points at it)."""
     secrets = [s.reveal() for src in cfg.sources for s in src.secrets]
     secrets.append(cfg.dingtalk.app_secret.reveal())
     if cfg.server.admin_token is not None:

@@ -24,6 +24,6 @@ CONFIG = web.AppKey("bridge.config", Config)
 STORE = web.AppKey("bridge.store", Store)
 CLOCK = web.AppKey("bridge.clock", Clock)
 METRICS = web.AppKey("bridge.metrics", Metrics)
-WAKE = web.AppKey("bridge.wake", Callable[[], None])  # type: ignore[arg-type]
+WAKE: web.AppKey[Callable[[], None]] = web.AppKey("bridge.wake")
 WORKER = web.AppKey("bridge.worker", Worker)
 CLIENT = web.AppKey("bridge.dingtalk.client", Client)

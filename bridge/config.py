@@ -324,7 +324,8 @@ def _unsigned_off_loopback(file: str, key: str, host: str) -> ConfigError:
 def override_server(cfg: Config, *, host: str | None = None, port: int | None = None) -> Config:
     """`cfg` with the listen address replaced (`--host` / `--port`), re-checking what depends on it: an
     unsigned source (signature = "none") must not become reachable off loopback."""
-    server = dataclasses.replace(cfg.server, **{k: v for k, v in (("host", host), ("port", port)) if v is not None})
+    server = dataclasses.replace(cfg.server, host=cfg.server.host if host is None else host,
+                                 port=cfg.server.port if port is None else port)
     for i, source in enumerate(cfg.sources):
         if source.signature == "none" and not server.on_loopback:
             raise _unsigned_off_loopback(str(cfg.path or "<config>"), f"sources[{i}].signature", server.host)

@@ -81,7 +81,8 @@ class StatusesConfig:
     revoked: StatusStyle = StatusStyle("已撤销", "0xFF858E99")
 
     def style(self, status: str) -> StatusStyle:
-        return getattr(self, status)
+        found: StatusStyle = getattr(self, status)
+        return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -316,7 +316,7 @@ class _Check:
         return tuple(rows)
 
     def amount(self, field: str, value: object) -> Amount | None:
-        if not self.keys(field, value, ("num", "unit")):
+        if not self.keys(field, value, ("num", "unit")) or not isinstance(value, dict):
             return None
         num = self.text(f"{field}.num", value.get("num", ""), MAX_AMOUNT_NUM_CHARS, numbers=True)
         if num == "":
@@ -349,10 +349,12 @@ def validate_values(
     """
     c = _Check(problems, name)
     limits = {"title": MAX_TITLE_CHARS, "applicant": MAX_APPLICANT_CHARS, "content": MAX_CONTENT_CHARS}
+    texts: dict[str, Callable[[str, Any], Any]] = {key: lambda f, v: c.text(f, v, limits[f]) for key in limits}
     checks: dict[str, Callable[[str, Any], Any]] = {
         "event_id": c.ident, "approval_id": c.ident, "occurred_at": lambda f, v: c.time(f, v, time_format),
         "url": c.url, "pc_url": c.url, "recipients": c.recipients, "form": c.form, "amount": c.amount,
-    } | {key: lambda f, v: c.text(f, v, limits[f]) for key in limits}  # fmt: skip
+    }  # fmt: skip
+    checks |= texts
     results = {key: checks[key](key, value) for key, value in data.items() if key in checks and value is not None}
     return {key: result for key, result in results.items() if result not in (None, "", ())}
 
@@ -399,7 +401,7 @@ def parse_status(value: object, problems: list[Problem], field: str = "status") 
     if value is None:
         return None
     text = value.strip() if isinstance(value, str) else value
-    if text in Status.__members__.values():
+    if isinstance(text, str) and text in Status.__members__.values():
         return Status(text)
     allowed = ", ".join(s.value for s in Status)
     problems.append(Problem(field, f"must be one of {allowed}, got {_show(value)}"))

@@ -16,7 +16,7 @@ from bridge import store
 from bridge.records import JobState
 
 # `_created` series double the output and nobody alerts on them.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -72,14 +72,14 @@ class Metrics:
     def token_refreshed(self) -> None:
         self.token_refreshes.inc()
 
-    # --- service.Observer ------------------------------------------------------------------------------
+    # --- service.DecisionObserver ---------------------------------------------------------------------
     def event_processed(self, outcome: str) -> None:
         self.events.labels(outcome=outcome).inc()
 
     def transition(self, from_state: str, to_state: str) -> None:
         self.transitions.labels(from_state=from_state, to_state=to_state).inc()
 
-    # --- worker hooks ----------------------------------------------------------------------------------
+    # --- worker.JobObserver ----------------------------------------------------------------------------
     def job_retried(self, kind: str) -> None:
         self.retries.labels(kind=kind).inc()
 

@@ -36,7 +36,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 def document() -> dict[str, Any]:
-    admin = [{"bearer": []}]
+    admin: list[dict[str, list[str]]] = [{"bearer": []}]
     approval_status = {"type": "string", "enum": ["new", "pending", "approved", "rejected", "revoked", "recalled"]}
     job_state = {"type": "string", "enum": ["pending", "running", "done", "dead"]}
     return {

@@ -112,7 +112,7 @@ def render_card(
     url = _clean(card.get("url"))
     if not url:
         raise MessageInvalid(f"approval {approval_id}: card data has no url (oa.message_url is required)")
-    amount = card.get("amount") if isinstance(card.get("amount"), Mapping) else {}
+    amount = raw if isinstance(raw := card.get("amount"), Mapping) else {}
     applicant = _clean(card.get("applicant"))
     parts = _Parts(
         url=url,

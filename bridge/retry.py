@@ -24,7 +24,8 @@ class RetryPolicy:
 
     def ceiling(self, attempt: int) -> float:
         """The largest wait after failed attempt number `attempt` (1-based)."""
-        return min(self.cap_s, self.base_s * (2 ** max(0, attempt - 1)))
+        doubled: float = self.base_s * (2 ** max(0, attempt - 1))
+        return min(self.cap_s, doubled)
 
     def next_delay(self, attempt: int, error: BaseException | None = None) -> float | None:
         """Seconds to wait before attempt `attempt + 1`, or None when the job should go to the dead letters.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -20,17 +21,27 @@ from bridge.config import Config
 from bridge.decide import Policy, decide
 from bridge.records import Outcome
 
-__all__ = ["Decider", "Observer", "Processed", "policy_for"]
+__all__ = ["Decider", "DecisionObserver", "Processed", "policy_for"]
 
 log = structlog.get_logger("bridge.service")
 
 
-class Observer:
-    """Hooks for metrics; the default does nothing."""
+class DecisionObserver(Protocol):
+    """What the Decider reports for each event it decides (`bridge.metrics.Metrics` is one)."""
 
     def event_processed(self, outcome: str) -> None: ...
 
     def transition(self, from_state: str, to_state: str) -> None: ...
+
+
+class _IgnoreDecisions:
+    """The DecisionObserver of a Decider nobody watches."""
+
+    def event_processed(self, outcome: str) -> None:
+        pass
+
+    def transition(self, from_state: str, to_state: str) -> None:
+        pass
 
 
 def policy_for(cfg: Config) -> Policy:
@@ -51,13 +62,18 @@ class Decider:
     only when called from one task at a time (the worker loop does so)."""
 
     def __init__(
-        self, st: store.Store, cfg: Config, clock: Clock, observer: Observer | None = None, concurrency: int = 16
+        self,
+        st: store.Store,
+        cfg: Config,
+        clock: Clock,
+        observer: DecisionObserver | None = None,
+        concurrency: int = 16,
     ) -> None:
         self.store = st
         self.cfg = cfg
         self.policy = policy_for(cfg)
         self.clock = clock
-        self.observer = observer or Observer()
+        self.observer: DecisionObserver = observer or _IgnoreDecisions()
         self._sem = asyncio.Semaphore(concurrency)
 
     async def process_pending(self, limit: int = 200) -> list[Processed]:

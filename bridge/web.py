@@ -23,7 +23,7 @@ from aiohttp import web
 from bridge import errors, events
 from bridge.appkeys import CLOCK, CONFIG, METRICS, STORE, WAKE
 from bridge.config import Config, SourceConfig
-from bridge.sources import signatures
+from bridge.sources import mapping, native, signatures
 from bridge.store import Store
 
 log = structlog.get_logger("bridge.web")
@@ -106,9 +106,7 @@ async def _receive(request: web.Request, name: str) -> web.StreamResponse:
         )
     payload = events.parse_json(body)
     webhook_id = webhook_id or request.headers.get("webhook-id")
-    if source.format == "mapping":
-        from bridge.sources import mapping
-
+    if source.mapping is not None:  # the loader sets it exactly when format = "mapping"
         event = mapping.normalise(source.mapping, source.name, payload, webhook_id=webhook_id,
                                   headers=request.headers)
     else:
@@ -149,8 +147,7 @@ async def _store(
 
 
 async def _receive_native(request: web.Request, source: SourceConfig, body: bytes) -> web.StreamResponse:
-    from bridge.sources import native
-
+    assert source.native is not None, "the loader sets it for every native format"
     clock = request.app[CLOCK]
     result = native.handle(
         source.native, source.name, request.method, dict(request.query), request.headers, body, clock.now(),

@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -30,13 +30,13 @@ from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, journal
 from bridge.records import JobKind
 from bridge.retry import RetryPolicy
 
-__all__ = ["DingTalk", "Observer", "RunStats", "Worker"]
+__all__ = ["DingTalk", "JobObserver", "RunStats", "Worker"]
 
 log = structlog.get_logger("bridge.worker")
 
 
-class Observer:
-    """Hooks for metrics; the default does nothing."""
+class JobObserver(Protocol):
+    """What the worker reports as it runs jobs (`bridge.metrics.Metrics` is one)."""
 
     def job_retried(self, kind: str) -> None: ...
 
@@ -45,6 +45,22 @@ class Observer:
     def job_done(self, kind: str, outcome: str) -> None: ...
 
     def recipients_not_reached(self, reason: str, count: int) -> None: ...
+
+
+class _IgnoreJobs:
+    """The JobObserver of a worker nobody watches."""
+
+    def job_retried(self, kind: str) -> None:
+        pass
+
+    def job_dead(self, kind: str) -> None:
+        pass
+
+    def job_done(self, kind: str, outcome: str) -> None:
+        pass
+
+    def recipients_not_reached(self, reason: str, count: int) -> None:
+        pass
 
 
 @dataclass
@@ -70,7 +86,7 @@ class Worker:
         *,
         decider: service.Decider | None = None,
         policy: RetryPolicy | None = None,
-        observer: Any = None,
+        observer: JobObserver | None = None,
     ) -> None:
         self.store = st
         self.client = client
@@ -79,7 +95,7 @@ class Worker:
         self.decider = decider or service.Decider(st, cfg, clock)
         w = cfg.worker
         self.policy = policy or RetryPolicy(base_s=w.retry_base_s, cap_s=w.retry_cap_s, max_attempts=w.max_attempts)
-        self.observer = observer or Observer()
+        self.observer: JobObserver = observer or _IgnoreJobs()
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: dict[int, asyncio.Task[None]] = {}

@@ -14,7 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bridge import config, errors
+from bridge.cli import config_show, present
+from bridge.config import Config, SourceConfig
 from bridge.records import JobState
+from bridge.store import Store, open_store
 
 SANDBOX_DB = "bridge-sandbox.db"
 DEFAULT_SIM_PORT = 8789
@@ -24,9 +28,7 @@ class UsageError(Exception):
     """Bad arguments or configuration: exit 2."""
 
 
-def _load_config(args: argparse.Namespace) -> Any:
-    from bridge import config, errors
-
+def _load_config(args: argparse.Namespace) -> Config:
     if getattr(args, "sandbox", False):
         cfg = config.sandbox(f"http://127.0.0.1:{getattr(args, 'sim_port', DEFAULT_SIM_PORT)}", SANDBOX_DB)
     else:
@@ -48,7 +50,7 @@ def _load_config(args: argparse.Namespace) -> Any:
     return cfg
 
 
-def _source(cfg: Any, name: str) -> Any:
+def _source(cfg: Config, name: str) -> SourceConfig:
     source = cfg.source(name)
     if source is None:
         known = ", ".join(s.name for s in cfg.sources) or "none"
@@ -56,16 +58,12 @@ def _source(cfg: Any, name: str) -> Any:
     return source
 
 
-def _open_store(cfg: Any) -> Any:
-    from bridge.store import open_store
-
+def _open_store(cfg: Config) -> Store:
     return open_store(cfg.storage)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Create or upgrade the schema now (serve also does it on start, under a lock on PostgreSQL)."""
-    from bridge import errors
-
     cfg = _load_config(args)
 
     async def main() -> None:
@@ -82,13 +80,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _style(args: argparse.Namespace) -> Any:
-    from bridge.cli import present
-
+def _style(args: argparse.Namespace) -> present.Style:
     return present.Style(colour=sys.stdout.isatty() and not getattr(args, "json", False))
 
 
-def _print_json(data: Any) -> None:
+def _print_json(data: object) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
@@ -102,8 +98,6 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from bridge.cli import config_show
-
     if args.config is None:
         args.config = "bridge.toml"
     return config_show.run_check_cli(args)
@@ -148,8 +142,6 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from bridge import views
-    from bridge.cli import present
-
     cfg = _load_config(args)
 
     async def main() -> dict[str, Any] | None:
@@ -173,8 +165,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from bridge import views
-    from bridge.cli import present
-
     cfg = _load_config(args)
     state = JobState.DEAD if args.dead else args.state
 
@@ -253,8 +243,6 @@ def cmd_recall(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from bridge.cli import present
-
     cfg = _load_config(args)
     style = _style(args)
 
@@ -292,7 +280,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from bridge import clock, errors
+    from bridge import clock
     from bridge.cli import ingest
 
     cfg = _load_config(args)

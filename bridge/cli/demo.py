@@ -11,6 +11,7 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +56,9 @@ def render_card(card: dict[str, Any], style: present.Style) -> str:
     return "\n".join(lines)
 
 
-async def _wait_for(sim: simulator.RunningSimulator, userid: str, check: Any, timeout_s: float = 15.0) -> Any:
+async def _wait_for(
+    sim: simulator.RunningSimulator, userid: str, check: Callable[[dict[str, Any]], object], timeout_s: float = 15.0
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         cards = sim.state.inbox(userid)
@@ -66,7 +69,7 @@ async def _wait_for(sim: simulator.RunningSimulator, userid: str, check: Any, ti
         await asyncio.sleep(0.05)
 
 
-async def run(*, colour: bool = False, out: Any = print) -> int:
+async def run(*, colour: bool = False, out: Callable[[str], object] = print) -> int:
     style = present.Style(colour)
     with tempfile.TemporaryDirectory(prefix="bridge-demo-") as tmp:
         async with simulator.running() as sim:

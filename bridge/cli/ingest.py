@@ -18,6 +18,7 @@ from typing import IO
 from bridge import errors, events
 from bridge.clock import Clock
 from bridge.config import SourceConfig
+from bridge.sources import mapping
 from bridge.store import Store
 
 
@@ -37,9 +38,7 @@ class IngestStats:
 
 def normalise_line(source: SourceConfig, raw: bytes) -> events.ApprovalEvent:
     payload = events.parse_json(raw)
-    if source.format == "mapping":
-        from bridge.sources import mapping
-
+    if source.mapping is not None:  # the loader sets it exactly when format = "mapping"
         return mapping.normalise(source.mapping, source.name, payload)
     return events.parse_canonical(source.name, payload)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import aiohttp
 
@@ -58,7 +57,7 @@ async def send(
 ) -> Answer:
     method, query, headers, payload = build_request(source, body, now, msg_id=msg_id)
     own = session is None
-    s: Any = session or aiohttp.ClientSession()
+    s = session or aiohttp.ClientSession()
     try:
         async with s.request(method, url, params=query or None, headers=headers, data=payload) as resp:
             return Answer(resp.status, await resp.text())

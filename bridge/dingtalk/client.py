@@ -223,7 +223,7 @@ class Client:
 
     async def get_send_progress(self, task_id: int) -> SendProgress:
         payload = await self._topapi(PROGRESS, {"agent_id": self.agent_id, "task_id": int(task_id)})
-        progress = payload.get("progress") if isinstance(payload.get("progress"), Mapping) else {}
+        progress = raw if isinstance(raw := payload.get("progress"), Mapping) else {}
         return SendProgress(status=as_int(progress.get("status")) or 0,
                             percent=as_int(progress.get("progress_in_percent")) or 0)
 

@@ -164,7 +164,8 @@ class _Checker:
     """Collects every problem in one `msg`, so a single error lists all of them."""
 
     def __init__(self, msg: Mapping[str, Any], msgtype: str) -> None:
-        self.part: Mapping[str, Any] = msg.get(msgtype) if isinstance(msg.get(msgtype), Mapping) else {}
+        part = msg.get(msgtype)
+        self.part: Mapping[str, Any] = part if isinstance(part, Mapping) else {}
         self.prefix = f"msg.{msgtype}"
         self.problems: list[str] = []
 

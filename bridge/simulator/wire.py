@@ -197,7 +197,7 @@ def _bool(p: Mapping[str, Any], name: str) -> bool:
     if isinstance(value, bool):
         return value
     if value in ("true", "false"):
-        return value == "true"
+        return str(value) == "true"
     raise SimError(41, f"Invalid arguments:{name}")
 
 

@@ -276,7 +276,8 @@ class MemoryStore:
                                         lease_until=None, updated_at=now)
 
     async def extend_leases(self, job_ids: Sequence[int], now: datetime, lease_s: float) -> int:
-        until, _ = _utc(now) + timedelta(seconds=lease_s), self._writable()
+        self._writable()
+        until = _utc(now) + timedelta(seconds=lease_s)
         running = [j for j in map(self.jobs.get, job_ids) if j is not None and j.state == JobState.RUNNING]
         self.jobs.update({j.id: replace(j, lease_until=until) for j in running})
         return len(running)

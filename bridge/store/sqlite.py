@@ -39,14 +39,15 @@ from bridge.records import JobState
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_retention import prune_writer
 from bridge.store.sqlite_sql import MIGRATIONS, SCHEMA_VERSION, Migration
-from bridge.store.sqlite_thread import WriterConnection
+from bridge.store.sqlite_thread import SqlConnection, WriterConnection
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SYNCHRONOUS", "Migration", "SQLiteStore"]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-Conn = aiosqlite.Connection | WriterConnection
+# A connection the store opened and must close: the aiosqlite reader or the writer thread's connection.
+OpenConnection = aiosqlite.Connection | WriterConnection
 SYNCHRONOUS = ("normal", "full")
 _CARD_CACHE_MAX = 10_000  # recent approvals known to have card data (positives never go stale: rows stay)
 
@@ -64,7 +65,7 @@ class _Insert:
 
 @dataclass(slots=True)
 class _Op:
-    run: Callable[[Conn], Awaitable[Any]]
+    run: Callable[[SqlConnection], Awaitable[Any]]
     future: asyncio.Future[Any]
 
 
@@ -103,8 +104,8 @@ class SQLiteStore:
         self.busy_timeout_s = busy_timeout_s
         self.migrations = tuple(migrations if migrations is not None else MIGRATIONS)
         self.commits = 0
-        self._writer: Conn | None = None
-        self._reader: Conn | None = None
+        self._writer: OpenConnection | None = None
+        self._reader: OpenConnection | None = None
         self._reconnect = False
         self._queue: asyncio.Queue[_Insert | _Op | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -150,8 +151,8 @@ class SQLiteStore:
                             await conn.close()
                 self._writer = self._reader = None
 
-    async def _connect(self, *, read_only: bool = False) -> Conn:
-        conn: Conn
+    async def _connect(self, *, read_only: bool = False) -> OpenConnection:
+        conn: OpenConnection
         if read_only:
             conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout_s)
             conn.row_factory = sqlite3.Row
@@ -169,7 +170,7 @@ class SQLiteStore:
             raise
         return conn
 
-    async def _migrate(self, conn: Conn) -> None:
+    async def _migrate(self, conn: OpenConnection) -> None:
         latest = self.migrations[-1].version if self.migrations else 0
         found = (await sq.fetch(conn, "user_version"))[0][0]
         if found > latest:
@@ -197,7 +198,7 @@ class SQLiteStore:
         if self._task is None or self._closing or self._task.done():
             raise StorageUnavailable("storage unavailable: the store is not open")
 
-    async def _write(self, run: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _write(self, run: Callable[[SqlConnection], Awaitable[T]]) -> T:
         """Run `run` on the writer connection inside its own transaction, after the writes queued before it."""
         self._check_open()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -222,7 +223,7 @@ class SQLiteStore:
                 batch.append(nxt)
             await self._commit_inserts(batch)
 
-    async def _writable(self) -> Conn:
+    async def _writable(self) -> OpenConnection:
         if self._writer is None or self._reconnect:
             await self._reopen()
         assert self._writer is not None
@@ -244,7 +245,7 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.Error):
                 self._reader = await self._connect(read_only=True)
 
-    async def _transaction(self, run: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _transaction(self, run: Callable[[SqlConnection], Awaitable[T]]) -> T:
         writer: WriterConnection | None = None
         try:
             conn = await self._writable()
@@ -276,7 +277,7 @@ class SQLiteStore:
             _settle(op.future, result)
 
     async def _commit_inserts(self, batch: list[_Insert]) -> None:
-        async def run(conn: Conn) -> list[store.AddResult]:
+        async def run(conn: SqlConnection) -> list[store.AddResult]:
             if len(batch) == 1:
                 return [await sq.insert_one(conn, batch[0].params)]
             return await sq.insert_many(conn, [insert.params for insert in batch])

@@ -6,14 +6,15 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from bridge.records import Pruned
-from bridge.store.sqlite_sql import Conn, Q, dumps, fetch, to_us
+from bridge.store.sqlite_sql import Q, dumps, fetch, to_us
+from bridge.store.sqlite_thread import SqlConnection
 
 
-def prune_writer(before: datetime, limit: int) -> Callable[[Conn], Awaitable[Pruned]]:
+def prune_writer(before: datetime, limit: int) -> Callable[[SqlConnection], Awaitable[Pruned]]:
     """The transaction body of `prune`: one small batch of each kind (audit rows go with their inbox rows)."""
     params = {"before": to_us(before), "limit": limit}
 
-    async def run(conn: Conn) -> Pruned:
+    async def run(conn: SqlConnection) -> Pruned:
         journal = (await conn.execute(Q["prune_journal"], params)).rowcount
         ids = dumps([row[0] for row in await fetch(conn, "prune_inbox_ids", params)])
         audit = (await conn.execute(Q["prune_audit_of"], {"ids": ids})).rowcount

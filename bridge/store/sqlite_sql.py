@@ -16,8 +16,6 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Protocol
 
-import aiosqlite
-
 from bridge.errors import AlreadyDecided
 from bridge.events import ApprovalEvent
 from bridge.records import (
@@ -34,8 +32,7 @@ from bridge.records import (
     Notice,
     NoticeChange,
 )
-
-Conn = aiosqlite.Connection
+from bridge.store.sqlite_thread import SqlConnection
 
 
 class Row(Protocol):  # sqlite3.Row, or the PostgreSQL store's dict rows (same µs times and JSON text)
@@ -77,7 +74,7 @@ def split_statements(script: str) -> tuple[str, ...]:
 def load_migrations(text: str | None = None) -> tuple[Migration, ...]:
     """The `-- migration: N` blocks of schema.sql, checked: numbered 1, 2, … and each sets user_version = N."""
     parts = re.split(r"^-- migration: (\d+)[ \t]*$", text if text is not None else _sql_text("schema.sql"), flags=re.M)
-    migrations = []
+    migrations: list[Migration] = []
     for number, body in zip(parts[1::2], parts[2::2], strict=True):
         version = int(number)
         if version != len(migrations) + 1:
@@ -230,16 +227,16 @@ def notice_change_time(change: NoticeChange) -> datetime:
     return change.updated_at or change.sent_at or change.recalled_at or datetime.now(UTC)
 
 
-async def fetch(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
+async def fetch(conn: SqlConnection, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
     """Run the named query and fetch every row."""
     return list(await conn.execute_fetchall(Q[name], params or {}))
 
 
-async def _insert_jobs(conn: Conn, prepared: Sequence[dict[str, Any]]) -> list[int]:
+async def _insert_jobs(conn: SqlConnection, prepared: Sequence[dict[str, Any]]) -> list[int]:
     return [(await fetch(conn, "insert_job", p))[0][0] for p in prepared]
 
 
-def decision_writer(decision: Decision, now: datetime) -> Callable[[Conn], Awaitable[list[int]]]:
+def decision_writer(decision: Decision, now: datetime) -> Callable[[SqlConnection], Awaitable[list[int]]]:
     """The transaction body of `apply_decision` (parameters are prepared now, so bad input raises here)."""
     at = to_us(now)
     approval = decision.approval
@@ -257,7 +254,7 @@ def decision_writer(decision: Decision, now: datetime) -> Callable[[Conn], Await
     lines = journal_params(decision.journal, now)
     mark = {"id": decision.inbox_id, "outcome": decision.outcome, "reason": decision.reason, "now": at}
 
-    async def run(conn: Conn) -> list[int]:
+    async def run(conn: SqlConnection) -> list[int]:
         marked = await fetch(conn, "mark_processed", mark)
         if not marked:
             if await fetch(conn, "inbox_exists", {"id": decision.inbox_id}):
@@ -290,14 +287,14 @@ def finish_writer(
     notice: NoticeChange | None,
     new_jobs: Sequence[NewJob],
     journal: Sequence[NewJournal],
-) -> Callable[[Conn], Awaitable[list[int]]]:
+) -> Callable[[SqlConnection], Awaitable[list[int]]]:
     """The transaction body of `finish_job`: new jobs inherit the finished job's approval and event."""
     finish = {"id": job_id, "outcome": outcome, "now": to_us(now)}
     change = None if notice is None else notice_change_params(notice)
     jobs = [job_params(job, now) for job in no_new_notices(new_jobs)]
     lines = journal_params(journal, now)
 
-    async def run(conn: Conn) -> list[int]:
+    async def run(conn: SqlConnection) -> list[int]:
         finished = await fetch(conn, "finish_job", finish)
         if not finished:
             raise LookupError(f"no job {job_id}")
@@ -315,7 +312,7 @@ def finish_writer(
 
 def add_jobs_writer(
     new_jobs: Sequence[NewJob], now: datetime, journal: Sequence[NewJournal]
-) -> Callable[[Conn], Awaitable[list[int]]]:
+) -> Callable[[SqlConnection], Awaitable[list[int]]]:
     """The transaction body of `add_jobs`: each job names its notice, whose approval it belongs to."""
     jobs = []
     for job in no_new_notices(new_jobs):
@@ -324,7 +321,7 @@ def add_jobs_writer(
         jobs.append(job_params(job, now))
     lines = journal_params(journal, now)
 
-    async def run(conn: Conn) -> list[int]:
+    async def run(conn: SqlConnection) -> list[int]:
         prepared = []
         for params in jobs:
             owner = await fetch(conn, "notice_owner", {"id": params["notice_id"]})
@@ -340,11 +337,11 @@ def add_jobs_writer(
 
 def statement_writer(
     name: str, params: Mapping[str, Any], journal: Sequence[Mapping[str, Any]] = (), *, missing: str | None = None
-) -> Callable[[Conn], Awaitable[int]]:
+) -> Callable[[SqlConnection], Awaitable[int]]:
     """A transaction of one named statement plus journal lines; returns how many rows it changed. With
     `missing`, changing no row raises LookupError(missing) and the transaction rolls back."""
 
-    async def run(conn: Conn) -> int:
+    async def run(conn: SqlConnection) -> int:
         changed = (await conn.execute(Q[name], params)).rowcount
         if missing is not None and changed == 0:
             raise LookupError(missing)
@@ -354,24 +351,24 @@ def statement_writer(
     return run
 
 
-def journal_writer(journal: Sequence[Mapping[str, Any]]) -> Callable[[Conn], Awaitable[None]]:
-    async def run(conn: Conn) -> None:
+def journal_writer(journal: Sequence[Mapping[str, Any]]) -> Callable[[SqlConnection], Awaitable[None]]:
+    async def run(conn: SqlConnection) -> None:
         await conn.executemany(Q["insert_journal"], journal)
 
     return run
 
 
-def claim_writer(now: datetime, lease_s: float, limit: int) -> Callable[[Conn], Awaitable[list[Job]]]:
+def claim_writer(now: datetime, lease_s: float, limit: int) -> Callable[[SqlConnection], Awaitable[list[Job]]]:
     params = {"now": to_us(now), "lease_until": to_us(now + timedelta(seconds=lease_s)), "limit": limit}
 
-    async def run(conn: Conn) -> list[Job]:
+    async def run(conn: SqlConnection) -> list[Job]:
         claimed = [job_row(r) for r in await fetch(conn, "claim_jobs", params)]
         return sorted(claimed, key=lambda j: (j.run_at, j.id))  # RETURNING has no order of its own
 
     return run
 
 
-async def insert_one(conn: Conn, params: dict[str, Any]) -> AddResult:
+async def insert_one(conn: SqlConnection, params: dict[str, Any]) -> AddResult:
     """One event: insert it, or count it as a duplicate of the stored row."""
     inserted = await fetch(conn, "insert_event", params)
     if inserted:
@@ -380,7 +377,7 @@ async def insert_one(conn: Conn, params: dict[str, Any]) -> AddResult:
     return AddResult(inserted=False, inbox_id=row[0])
 
 
-async def insert_many(conn: Conn, batch: list[dict[str, Any]]) -> list[AddResult]:
+async def insert_many(conn: SqlConnection, batch: list[dict[str, Any]]) -> list[AddResult]:
     """A group commit's events in a fixed number of statements, whatever the batch size (each statement is a
     hop to aiosqlite's thread). Inside BEGIN IMMEDIATE nobody else inserts, so an id above the previous
     maximum is a row this batch created: its first occurrence inserted it, later ones are duplicates."""

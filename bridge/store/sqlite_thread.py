@@ -16,10 +16,28 @@ import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 Params = Mapping[str, Any] | Sequence[Any]
+
+
+class Changed(Protocol):
+    """What the transaction bodies read from a cursor: how many rows a statement changed."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+
+class SqlConnection(Protocol):
+    """The statement methods the store's SQL (`bridge.store.sqlite_sql`) runs on: an aiosqlite connection
+    (reads, migrations), the writer connection below and its in-transaction facade all have them."""
+
+    def execute(self, sql: str, params: Params = ..., /) -> Awaitable[Changed]: ...
+    def executemany(self, sql: str, seq: Iterable[Params], /) -> Awaitable[Changed]: ...
+    def execute_fetchall(self, sql: str, params: Params = ..., /) -> Awaitable[Iterable[sqlite3.Row]]: ...
+    @property
+    def in_transaction(self) -> bool: ...
 
 
 class _Immediate:
@@ -96,7 +114,9 @@ class WriterConnection:
     def in_transaction(self) -> bool:
         return self._db.in_transaction
 
-    async def transaction(self, run: Callable[[Any], Awaitable[T]], *, begin: str, commit: str, rollback: str) -> T:
+    async def transaction(
+        self, run: Callable[[SqlConnection], Awaitable[T]], *, begin: str, commit: str, rollback: str
+    ) -> T:
         """BEGIN, `run(conn)`, COMMIT in one trip to the writer thread; on any failure, roll back there too
         (`rollback_failed` tells the caller the connection should be replaced)."""
 

@@ -17,7 +17,7 @@ from bridge.store.memory import MemoryStore
 from tests.unit.helpers import event, make_config
 
 
-class Counting(worker.Observer):
+class Counting(worker.JobObserver):
     def __init__(self) -> None:
         self.retried: list[str] = []
         self.dead: list[str] = []

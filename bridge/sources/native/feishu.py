@@ -168,7 +168,7 @@ def normalise(cfg: NativeConfig, source: str, payload: dict[str, Any], now: date
     event = payload.get("event")
     if not isinstance(event, dict):
         raise MalformedPayload("the feishu envelope has no 'event' object")
-    header = payload.get("header") if isinstance(payload.get("header"), dict) else {}
+    header = raw if isinstance(raw := payload.get("header"), dict) else {}
     event_type = _text(event, "type") or _text(header, "event_type") or "unknown"
     event_id = _text(payload, "uuid") or _text(header, "event_id")  # the envelope's, never event.uuid
     if event_id is None:

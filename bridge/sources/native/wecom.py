@@ -99,7 +99,7 @@ def normalise(
     """The ApprovalEvent for one decrypted WeCom message (sys_approval_change, or anything else as a no-op)."""
     payload = xml_to_dict(root)
     envelope = scalars(payload)
-    info = payload.get("ApprovalInfo") if isinstance(payload.get("ApprovalInfo"), dict) else {}
+    info = raw if isinstance(raw := payload.get("ApprovalInfo"), dict) else {}
     info_fields = scalars(info)
     event_type = envelope.get("Event") or envelope.get("MsgType") or "unknown"
     create_time = envelope.get("CreateTime", "")
