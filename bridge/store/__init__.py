@@ -39,8 +39,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from bridge.config import StorageConfig
 from bridge.events import ApprovalEvent
 from bridge.records import (
     AddResult as AddResult,
@@ -99,9 +100,6 @@ from bridge.records import (
 from bridge.records import (
     Pruned as Pruned,
 )
-
-if TYPE_CHECKING:
-    from bridge.config import StorageConfig
 
 
 class Store(Protocol):
