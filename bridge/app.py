@@ -99,7 +99,7 @@ async def serve(cfg: Config, *, sandbox_sim: object | None = None, ready: asynci
         secrets.append(cfg.storage.password.reveal())
     logs.register_secrets(secrets)
     storage_path = cfg.storage.url or _absolute(cfg.storage.path)
-    st = open_store(cfg.storage)
+    st = open_store(cfg.storage, exclusive=True)  # one server per SQLite database
     app = create_app(cfg, store=st)
     runner = web.AppRunner(app, shutdown_timeout=cfg.server.shutdown_timeout_s, access_log=None)
     await runner.setup()

@@ -10,6 +10,7 @@
     │   ├── MalformedPayload         400 (not JSON / XML, undecryptable, wrong receiver id)
     │   └── EventInvalid             400 (well-formed, but fields are wrong: `.problems` names each)
     ├── StorageUnavailable           503: the store cannot take writes right now (read-only, disk full)
+    ├── StorageInUse                 another `bridge serve` holds the database (its .lock file)
     ├── AlreadyDecided               apply_decision: the inbox event was decided already (by another decider);
     │                                the transaction changed nothing
     ├── MessageInvalid               a DingTalk `msg` breaks a documented limit; caught before sending
@@ -126,6 +127,10 @@ class EventInvalid(InputError):
 
 class StorageUnavailable(BridgeError):
     """Storage is unavailable; nothing was accepted. Retry later."""
+
+
+class StorageInUse(BridgeError):
+    """The database is in use by another bridge serve."""
 
 
 class AlreadyDecided(BridgeError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import sys
 from dataclasses import replace
@@ -104,7 +105,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bridge import app, logs
+    from bridge import app, errors, logs
 
     logs.configure(fmt=args.log_format, level=args.log_level)
 
@@ -118,7 +119,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             await app.serve(_load_config(args))
 
-    asyncio.run(main())
+    faulthandler.enable()  # a fatal signal (SIGBUS from a mapped file) still leaves a line for the supervisor
+    try:
+        asyncio.run(main())
+    except errors.StorageInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

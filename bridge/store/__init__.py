@@ -231,10 +231,11 @@ class Store(Protocol):
         Stores used by one process only never call it: that process wakes its own worker."""
 
 
-def open_store(cfg: StorageConfig) -> Store:
+def open_store(cfg: StorageConfig, *, exclusive: bool = False) -> Store:
     """The store `[storage]` selects: PostgreSQL when `url` is set, else the SQLite file at `path`. The
     backends are imported here, not at the top: they import this module for the records, and psycopg is
-    an optional extra that a SQLite deployment need not install."""
+    an optional extra that a SQLite deployment need not install. `exclusive` (bridge serve): a SQLite file
+    is held by this process alone (see `bridge.store.sqlite_files.ProcessLock`)."""
     if cfg.url:
         try:
             from bridge.store.postgres import PostgresStore
@@ -247,4 +248,4 @@ def open_store(cfg: StorageConfig) -> Store:
                              pool_size=cfg.pool_size)
     from bridge.store.sqlite import SQLiteStore
 
-    return SQLiteStore(cfg.path, synchronous=cfg.synchronous)
+    return SQLiteStore(cfg.path, synchronous=cfg.synchronous, exclusive=exclusive)

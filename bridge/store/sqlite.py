@@ -37,6 +37,7 @@ from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
 from bridge.records import JobState
 from bridge.store import sqlite_sql as sq
+from bridge.store.sqlite_files import FileGuard, ProcessLock
 from bridge.store.sqlite_retention import prune_writer
 from bridge.store.sqlite_sql import MIGRATIONS, SCHEMA_VERSION, Migration
 from bridge.store.sqlite_thread import SqlConnection, WriterConnection
@@ -93,6 +94,7 @@ class SQLiteStore:
         batch_max: int = 256,
         busy_timeout_s: float = 5.0,
         migrations: Sequence[Migration] | None = None,
+        exclusive: bool = False,
     ) -> None:
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
@@ -112,6 +114,8 @@ class SQLiteStore:
         self._closing = False
         self._lifecycle = asyncio.Lock()
         self._card_cache: set[tuple[str, str]] = set()
+        self._guard = FileGuard(self.path)
+        self._lock = ProcessLock(self.path) if exclusive else None  # `bridge serve`: one server per database
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
@@ -121,6 +125,9 @@ class SQLiteStore:
         async with self._lifecycle:
             if self._task is not None:
                 return
+            if self._lock is not None:
+                self._lock.acquire()  # StorageInUse: another server has it
+            created = not self.path.exists()
             try:
                 writer = await self._connect()
                 try:
@@ -130,7 +137,13 @@ class SQLiteStore:
                     await writer.close()
                     raise
             except sqlite3.Error as exc:
+                if self._lock is not None:
+                    self._lock.release()
                 raise StorageUnavailable(f"storage unavailable: cannot open {self.path}: {exc}") from None
+            if created:  # said out loud: a missing database may be a mistake (wrong path, a deleted file)
+                log.warning("storage.created", path=str(self.path),
+                            message="no database at this path: created a new, empty one")
+            self._guard.arm()
             self._writer, self._reader, self._reconnect, self._closing = writer, reader, False, False
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._run_writer(), name="sqlite-store-writer")
@@ -145,20 +158,31 @@ class SQLiteStore:
                 await self._task
             finally:
                 self._task = None
-                for conn in (self._writer, self._reader):
-                    if conn is not None:
-                        with contextlib.suppress(Exception):
-                            await conn.close()
+                if self._guard.safe_to_close():
+                    for conn in (self._writer, self._reader):
+                        if conn is not None:
+                            with contextlib.suppress(Exception):
+                                await conn.close()
+                    self._guard.release()
+                else:  # closing would write the immutable -shm map: SIGBUS. The process exit closes them.
+                    log.error("storage.close_skipped", path=str(self.path),
+                              reason="a database file is immutable; connections left to the process exit")
                 self._writer = self._reader = None
+                if self._lock is not None:
+                    self._lock.release()
 
-    async def _connect(self, *, read_only: bool = False) -> OpenConnection:
+    async def _connect(self, *, read_only: bool = False, create: bool = True) -> OpenConnection:
+        """A connection; with create=False (reconnecting) a missing file is an error, never a new database."""
         conn: OpenConnection
+        target = str(self.path) if create else f"{self.path.resolve().as_uri()}?mode=rw"
         if read_only:
-            conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout_s)
+            conn = await aiosqlite.connect(target, isolation_level=None, timeout=self.busy_timeout_s,
+                                           uri=not create)
             conn.row_factory = sqlite3.Row
         else:
-            conn = await WriterConnection.connect(str(self.path), busy_timeout_s=self.busy_timeout_s)
+            conn = await WriterConnection.connect(target, busy_timeout_s=self.busy_timeout_s, uri=not create)
         try:
+            await conn.execute(sq.Q["mmap_off"])  # never map the database file itself (SIGBUS on a bad file)
             if not read_only:
                 await conn.execute(sq.Q["journal_mode_wal"])
             await conn.execute(sq.Q[f"synchronous_{self.synchronous}"])
@@ -233,20 +257,23 @@ class SQLiteStore:
         """Start both connections afresh after a failure. Both, because SQLite shares a file's shared-memory
         index among a process's connections: a reader opened while the file was read-only would keep a new
         writer read-only too."""
+        self._guard.check()  # a lost or immutable file is never reopened (closing would touch the -shm map)
         for conn in (self._writer, self._reader):
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await conn.close()
         self._writer = self._reader = None
         try:
-            self._writer = await self._connect()
+            self._writer = await self._connect(create=False)
             self._reconnect = False
         finally:
             with contextlib.suppress(sqlite3.Error):
-                self._reader = await self._connect(read_only=True)
+                self._reader = await self._connect(read_only=True, create=False)
+            self._guard.rearm_sidecars()
 
     async def _transaction(self, run: Callable[[SqlConnection], Awaitable[T]]) -> T:
         writer: WriterConnection | None = None
+        self._guard.check()
         try:
             conn = await self._writable()
             assert isinstance(conn, WriterConnection)
@@ -263,6 +290,7 @@ class SQLiteStore:
                 raise StorageUnavailable(f"storage unavailable: {exc}") from None
             raise
         self.commits += 1
+        self._guard.check()  # committed into a file that is no longer the database: the callers must retry
         return result
 
     async def _commit_op(self, op: _Op) -> None:
@@ -297,6 +325,7 @@ class SQLiteStore:
     async def _read(self, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
         if self._reader is None:  # not open, or reconnecting after a fault
             raise StorageUnavailable("storage unavailable: the store is not open")
+        self._guard.check()
         try:
             return await sq.fetch(self._reader, name, params)
         except (sqlite3.Error, ValueError) as exc:  # ValueError: aiosqlite's "Connection closed" mid-reconnect

@@ -83,11 +83,11 @@ class WriterConnection:
         self.rollback_failed = False
 
     @classmethod
-    async def connect(cls, path: str, *, busy_timeout_s: float) -> WriterConnection:
+    async def connect(cls, path: str, *, busy_timeout_s: float, uri: bool = False) -> WriterConnection:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sqlite-writer")
 
         def open_db() -> sqlite3.Connection:
-            db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False)
+            db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False, uri=uri)
             db.row_factory = sqlite3.Row
             return db
 

@@ -12,6 +12,9 @@ COMMIT
 -- name: rollback
 ROLLBACK
 
+-- name: mmap_off
+PRAGMA mmap_size = 0
+
 -- name: journal_mode_wal
 PRAGMA journal_mode = WAL
 
