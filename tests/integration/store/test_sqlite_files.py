@@ -6,6 +6,7 @@ process, so if the guard ever failed the SIGBUS would kill the child, not the te
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -188,9 +189,10 @@ async def test_the_guard_keeps_sqlites_locks_so_another_process_closing_leaves_t
 
             asyncio.run(main())
         """)
-        done = subprocess.run([sys.executable, "-c", writer, str(db)], capture_output=True, text=True, timeout=60,
-                              cwd=Path(__file__).parents[3])
-        assert done.returncode == 0, done.stderr[-2000:]
+        child = await asyncio.create_subprocess_exec(sys.executable, "-c", writer, str(db),
+                                                     cwd=Path(__file__).parents[3], stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(child.communicate(), 60)
+        assert child.returncode == 0, err.decode()[-2000:]
         assert db.with_name("bridge.db-wal").exists()
         await st.add_event(ev(event_id="three"), b"{}", T0)
         assert await st.get_event("erp", "two") is not None
