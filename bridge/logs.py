@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -54,7 +54,7 @@ def register_secrets(values: Iterable[str]) -> None:
     scrubber.register(values)
 
 
-def configure(*, fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
+def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog and stdlib logging once, before anything logs.
 
     fmt: "json", "console", or "auto" (console on a terminal, JSON otherwise).

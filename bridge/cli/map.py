@@ -14,14 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from bridge import errors, events
+from bridge.config import SourceConfig
 from bridge.sources import mapping
 
 
-def add_parser(sub: Any, config_args: Any) -> None:
+def add_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], config_args: Callable[[argparse.ArgumentParser], None]
+) -> None:
     """Register `map` on the subcommand parser (`config_args` adds --config / --sandbox like the others)."""
     p = sub.add_parser("map", help="show the canonical event a payload becomes (or every problem with it)")
     config_args(p)
@@ -44,11 +47,13 @@ def parse_headers(items: list[str]) -> dict[str, str]:
     return headers
 
 
-def map_payload(source: Any, raw: bytes, headers: dict[str, str]) -> tuple[events.ApprovalEvent, list[errors.Problem]]:
+def map_payload(
+    source: SourceConfig, raw: bytes, headers: dict[str, str]
+) -> tuple[events.ApprovalEvent, list[errors.Problem]]:
     """The event and the card-data warnings for a first event; raises InputError like the receiver."""
     payload = events.parse_json(raw)
     webhook_id = next((v for k, v in headers.items() if k.lower() == "webhook-id"), None)
-    if source.format == "mapping":
+    if source.mapping is not None:  # the loader sets it exactly when format = "mapping"
         event = mapping.normalise(source.mapping, source.name, payload, webhook_id=webhook_id, headers=headers)
     else:
         event = events.parse_canonical(source.name, payload, webhook_id=webhook_id)

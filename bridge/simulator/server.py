@@ -10,6 +10,7 @@ AppRunner on a free port), or `create_app(state)` under aiohttp's TestServer.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -253,7 +254,7 @@ async def _serve_forever(host: str, port: int, state: SimState) -> None:
     log.info("simulator.stopped")
 
 
-def run_cli(args: Any) -> int:
+def run_cli(args: argparse.Namespace) -> int:
     """`bridge simulator --host H --port P [--status-bar-violation ignore|error]`."""
     settings = SimSettings(status_bar_violation=getattr(args, "status_bar_violation", None) or "ignore")
     try:
