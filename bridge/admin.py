@@ -18,7 +18,7 @@ from prometheus_client.exposition import choose_encoder
 
 from bridge import errors, operate, views
 from bridge import openapi as spec
-from bridge.appkeys import CLIENT, CLOCK, CONFIG, METRICS, STORE, WAKE, WORKER
+from bridge.appkeys import CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, WAKE, WORKER, Role
 from bridge.records import ApprovalState, JobState
 from bridge.web import json_error
 
@@ -182,10 +182,14 @@ async def readyz(request: web.Request) -> web.Response:
         checks["storage"] = {"ok": True}
     except errors.StorageUnavailable as exc:
         checks["storage"] = {"ok": False, "error": str(exc)}
+    role = app.get(ROLE, Role.ALL)
     w = app.get(WORKER)
-    checks["worker"] = {"ok": bool(w is not None and w.running)}
-    if not checks["worker"]["ok"]:
-        checks["worker"]["error"] = "the worker is not running"
+    if not role.works:
+        checks["worker"] = {"ok": True, "detail": f"not run in this process (role {role})"}
+    else:
+        checks["worker"] = {"ok": bool(w is not None and w.running)}
+        if not checks["worker"]["ok"]:
+            checks["worker"]["error"] = "the worker is not running"
     client = app.get(CLIENT)
     ok_at = getattr(client, "last_token_ok_at", None)
     failed_at = getattr(client, "last_token_error_at", None)
@@ -194,7 +198,7 @@ async def readyz(request: web.Request) -> web.Response:
     else:
         checks["dingtalk_token"] = {"ok": True, "detail": "token obtained" if ok_at else "not needed yet"}
     failing = [name for name, c in checks.items() if not c["ok"]]
-    body: dict[str, Any] = {"status": "ok" if not failing else "unavailable", "checks": checks}
+    body: dict[str, Any] = {"status": "ok" if not failing else "unavailable", "role": str(role), "checks": checks}
     if failing:
         body["failing"] = failing
     return web.json_response(body, status=200 if not failing else 503)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from bridge import admin, logs, service, worker
 from bridge import web as webapp
-from bridge.appkeys import CLIENT, CLOCK, CONFIG, METRICS, STORE, WAKE, WORKER
+from bridge.appkeys import CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, WAKE, WORKER, Role
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config
 from bridge.dingtalk import client as dingtalk
@@ -39,8 +39,10 @@ def create_app(
     client: dingtalk.Client | None = None,
     metrics: Metrics | None = None,
     run_worker: bool = True,
+    role: Role = Role.ALL,
 ) -> web.Application:
-    """Build the bridge web application. The store is opened and closed by the app."""
+    """Build the bridge web application. The store is opened and closed by the app. `role` receiver runs no
+    worker; `role` worker serves no webhooks (health, readiness, metrics and the admin API stay)."""
     app = web.Application(middlewares=[webapp.json_errors], client_max_size=cfg.server.max_body_bytes + 1024)
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
@@ -48,6 +50,8 @@ def create_app(
     app[STORE] = store
     app[CLOCK] = clock
     app[METRICS] = metrics
+    app[ROLE] = role
+    run_worker = run_worker and role.works
 
     def wake() -> None:
         w = app.get(WORKER)
@@ -74,8 +78,10 @@ def create_app(
         decider = service.Decider(store, cfg, clock, observer=metrics)
         w = worker.Worker(store, a[CLIENT], cfg, clock, decider=decider, observer=metrics)
         a[WORKER] = w
-        store.on_work(w.wake)  # other processes' new work (PostgreSQL NOTIFY); polling stays the fallback
-        task = asyncio.create_task(w.run(), name="bridge-worker") if run_worker else None
+        task = None
+        if run_worker:
+            store.on_work(w.wake)  # other processes' new work (PostgreSQL NOTIFY); polling stays the fallback
+            task = asyncio.create_task(w.run(), name="bridge-worker")
         yield
         if task is not None:
             w.stop()
@@ -83,14 +89,17 @@ def create_app(
                 await task
 
     app.cleanup_ctx.extend([store_ctx, client_ctx, worker_ctx])
-    webapp.add_routes(app)
+    webapp.add_routes(app, webhooks=role.receives)
     admin.add_routes(app)
     return app
 
 
-async def serve(cfg: Config, *, sandbox_sim: object | None = None, ready: asyncio.Event | None = None) -> None:
-    """Run the receiver and the worker until SIGINT / SIGTERM, then shut down gracefully. `sandbox_sim` is the
-    running simulator of `serve --sandbox` (only logged: the sandbox config already points at it)."""
+async def serve(
+    cfg: Config, *, sandbox_sim: object | None = None, ready: asyncio.Event | None = None, role: Role = Role.ALL
+) -> None:
+    """Run the receiver and/or the worker (`role`) until SIGINT / SIGTERM, then shut down gracefully. With
+    SQLite only one process may serve the file; with PostgreSQL any number, in any mix of roles. `sandbox_sim`
+    is the running simulator of `serve --sandbox` (only logged: the sandbox config already points at it)."""
     secrets = [s.reveal() for src in cfg.sources for s in src.secrets]
     secrets.append(cfg.dingtalk.app_secret.reveal())
     if cfg.server.admin_token is not None:
@@ -100,7 +109,8 @@ async def serve(cfg: Config, *, sandbox_sim: object | None = None, ready: asynci
     logs.register_secrets(secrets)
     storage_path = cfg.storage.url or _absolute(cfg.storage.path)
     st = open_store(cfg.storage, exclusive=True)  # one server per SQLite database
-    app = create_app(cfg, store=st)
+    structlog.contextvars.bind_contextvars(role=str(role), pid=os.getpid())  # every line names process and role
+    app = create_app(cfg, store=st, role=role)
     runner = web.AppRunner(app, shutdown_timeout=cfg.server.shutdown_timeout_s, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
@@ -120,6 +130,7 @@ async def serve(cfg: Config, *, sandbox_sim: object | None = None, ready: asynci
         dingtalk=cfg.dingtalk.base_url,
         sources=[s.name for s in cfg.sources],
         sandbox=sandbox_sim is not None,
+        role=str(role),
     )
     if ready is not None:
         ready.set()

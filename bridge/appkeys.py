@@ -8,6 +8,7 @@ the admin API no longer reaches back into the factory that mounts it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 
 from aiohttp import web
 
@@ -18,7 +19,24 @@ from bridge.metrics import Metrics
 from bridge.store import Store
 from bridge.worker import Worker
 
-__all__ = ["CLIENT", "CLOCK", "CONFIG", "METRICS", "STORE", "WAKE", "WORKER"]
+__all__ = ["CLIENT", "CLOCK", "CONFIG", "METRICS", "ROLE", "STORE", "WAKE", "WORKER", "Role"]
+
+
+class Role(StrEnum):
+    """What one `bridge serve` process does (`--role`). Any mix works against one PostgreSQL database."""
+
+    ALL = "all"  # receive webhooks, decide and deliver
+    RECEIVER = "receiver"  # only verify, store and answer webhooks (and serve the admin API)
+    WORKER = "worker"  # only decide and deliver (webhooks are not served here)
+
+    @property
+    def receives(self) -> bool:
+        return self is not Role.WORKER
+
+    @property
+    def works(self) -> bool:
+        return self is not Role.RECEIVER
+
 
 CONFIG = web.AppKey("bridge.config", Config)
 STORE = web.AppKey("bridge.store", Store)
@@ -27,3 +45,4 @@ METRICS = web.AppKey("bridge.metrics", Metrics)
 WAKE: web.AppKey[Callable[[], None]] = web.AppKey("bridge.wake")
 WORKER = web.AppKey("bridge.worker", Worker)
 CLIENT = web.AppKey("bridge.dingtalk.client", Client)
+ROLE = web.AppKey("bridge.role", Role)

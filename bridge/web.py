@@ -166,6 +166,8 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_route("*", "/webhooks/{source}", receive_webhook)
+def add_routes(app: web.Application, *, webhooks: bool = True) -> None:
+    """The receiver's routes; without `webhooks` (a worker-role process) /webhooks/* answers 404."""
+    if webhooks:
+        app.router.add_route("*", "/webhooks/{source}", receive_webhook)
     app.router.add_get("/healthz", healthz)

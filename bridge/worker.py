@@ -117,6 +117,7 @@ class Worker:
         stats = RunStats()
         self.running = True
         self._stopping = False
+        beating = None if burst else asyncio.create_task(self._heartbeat(), name="bridge-worker-heartbeat")
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -150,7 +151,25 @@ class Worker:
             return stats
         finally:
             await self._drain_on_exit()
+            if beating is not None:
+                beating.cancel()
             self.running = False
+
+    async def beat(self) -> int:
+        """Extend the leases of the jobs this process is running (see `_heartbeat`); how many were extended."""
+        if not self._tasks:
+            return 0
+        return await self.store.extend_leases(list(self._tasks), self.clock.now(), self.cfg.worker.lease_s)
+
+    async def _heartbeat(self) -> None:
+        """Every third of a lease, extend the running jobs' leases: a slow DingTalk call's job is not handed to
+        another process, while a killed process stops beating and its jobs come back when their leases pass."""
+        while True:
+            await asyncio.sleep(self.cfg.worker.lease_s / 3)
+            try:
+                await self.beat()
+            except errors.StorageUnavailable as exc:
+                log.warning("worker.heartbeat_failed", error=str(exc))
 
     async def _idle(self, wait_s: float) -> None:
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]

@@ -106,6 +106,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from bridge import app, errors, logs
+    from bridge.appkeys import Role
 
     logs.configure(fmt=args.log_format, level=args.log_level)
 
@@ -115,9 +116,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             async with simulator.running(host="127.0.0.1", port=args.sim_port) as sim:
                 args.sim_port = int(sim.base_url.rsplit(":", 1)[1])
-                await app.serve(_load_config(args), sandbox_sim=sim)
+                await app.serve(_load_config(args), sandbox_sim=sim, role=Role(args.role))
         else:
-            await app.serve(_load_config(args))
+            await app.serve(_load_config(args), role=Role(args.role))
 
     faulthandler.enable()  # a fatal signal (SIGBUS from a mapped file) still leaves a line for the supervisor
     try:

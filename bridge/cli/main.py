@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="listen address (overrides [server] host)")
     p.add_argument("--port", type=int, default=None, help="listen port (overrides [server] port)")
     p.add_argument("--db", default=None, help="SQLite file (overrides [storage] path)")
+    p.add_argument("--role", choices=["all", "receiver", "worker"], default="all",
+                   help="receiver: verify, store and answer webhooks; worker: decide and deliver; all: both "
+                        "(default). Several processes in any mix need PostgreSQL storage")
     _log_args(p)
     p.set_defaults(func=commands.cmd_serve)
 

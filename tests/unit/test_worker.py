@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
@@ -291,3 +292,61 @@ async def test_an_unexpected_error_in_one_loop_iteration_does_not_stop_the_worke
     w.stop()
     await asyncio.wait_for(task, 5)
     assert calls["n"] >= 2 and len(fake.named("send")) == 1
+
+
+async def test_the_heartbeat_extends_the_leases_of_running_jobs(env) -> None:
+    import asyncio
+
+    st, fake, w, clock, _ = env
+    release = asyncio.Event()
+    original_send = fake.send
+
+    async def slow_send(msg, **kw):
+        await release.wait()
+        return await original_send(msg, **kw)
+
+    fake.send = slow_send  # type: ignore[method-assign]
+    await put(st, clock, event(Status.PENDING, n=1))
+    await w.decider.process_pending()
+    assert await w.beat() == 0  # nothing running: nothing to extend
+    assert await w._claim_and_start(worker.RunStats()) == 1
+    [job_id] = list(w._tasks)
+    clock.advance(w.cfg.worker.lease_s * 0.9)
+    assert await w.beat() == 1
+    job = await st.get_job(job_id)
+    assert job is not None and job.lease_until == clock.now() + timedelta(seconds=w.cfg.worker.lease_s)
+    clock.advance(w.cfg.worker.lease_s * 0.5)  # past the first lease, within the extended one
+    assert await st.claim_jobs(clock.now(), w.cfg.worker.lease_s, 10) == []
+    release.set()
+    await asyncio.gather(*w._tasks.values())
+
+
+async def test_run_beats_every_third_of_a_lease(env) -> None:
+    import asyncio
+
+    st, fake, w, clock, _ = env
+    release = asyncio.Event()
+    original_send = fake.send
+
+    async def slow_send(msg, **kw):
+        await release.wait()
+        return await original_send(msg, **kw)
+
+    fake.send = slow_send  # type: ignore[method-assign]
+    w.cfg = replace(w.cfg, worker=replace(w.cfg.worker, lease_s=0.03, poll_interval_s=0.01))
+    await put(st, clock, event(Status.PENDING, n=1))
+    task = asyncio.create_task(w.run())
+    extended = None
+    for _ in range(300):
+        jobs = [j for j in st.jobs.values() if j.state == store.JobState.RUNNING]
+        first_lease = jobs[0].created_at + timedelta(seconds=0.03) if jobs else None
+        if jobs and first_lease is not None and jobs[0].lease_until is not None and jobs[0].lease_until > first_lease:
+            extended = jobs[0]  # a heartbeat after the clock moved wrote a later lease than the claim's
+            break
+        if jobs:
+            clock.advance(1.0)  # a later heartbeat writes a later lease
+        await asyncio.sleep(0.01)
+    release.set()
+    w.stop()
+    await asyncio.wait_for(task, 5)
+    assert extended is not None and extended.attempts == 1  # extended, not claimed again
