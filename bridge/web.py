@@ -23,7 +23,7 @@ from aiohttp import web
 from bridge import errors, events
 from bridge.appkeys import CLOCK, CONFIG, METRICS, STORE, WAKE
 from bridge.config import Config, SourceConfig
-from bridge.sources import mapping, native, signatures
+from bridge.sources import intake, signatures
 from bridge.store import Store
 
 log = structlog.get_logger("bridge.web")
@@ -104,13 +104,9 @@ async def _receive(request: web.Request, name: str) -> web.StreamResponse:
         raise errors.UnsupportedMediaType(
             f"Content-Type must be application/json, got {request.content_type or 'nothing'!r}"
         )
-    payload = events.parse_json(body)
     webhook_id = webhook_id or request.headers.get("webhook-id")
-    if source.mapping is not None:  # the loader sets it exactly when format = "mapping"
-        event = mapping.normalise(source.mapping, source.name, payload, webhook_id=webhook_id,
-                                  headers=request.headers)
-    else:
-        event = events.parse_canonical(source.name, payload, webhook_id=webhook_id)
+    event = intake.decode(source, body, clock.now(), headers=request.headers, webhook_id=webhook_id).event
+    assert event is not None  # only native handshakes carry no event
     structlog.contextvars.bind_contextvars(approval_id=event.approval_id, event_id=event.event_id)
     await _require_card_data(st, event)
     return await _store(request, event, body, accepted_reply=None)
@@ -118,10 +114,8 @@ async def _receive(request: web.Request, name: str) -> web.StreamResponse:
 
 async def _require_card_data(st: Store, event: events.ApprovalEvent) -> None:
     """title, recipients and url are needed on the first event of an approval that makes a card."""
-    if event.has_card_data or event.status in (None, events.Status.DELETED):
-        return
-    problems = events.missing_card_fields(event)
-    if problems and not await st.has_card_data(event.source, event.approval_id):
+    problems = await intake.first_event_problems(st, event)
+    if problems:
         raise errors.EventInvalid(
             "invalid event: this is the first event for approval "
             f"{event.approval_id!r}, so it must carry {', '.join(p.field for p in problems)}",
@@ -147,12 +141,10 @@ async def _store(
 
 
 async def _receive_native(request: web.Request, source: SourceConfig, body: bytes) -> web.StreamResponse:
-    assert source.native is not None, "the loader sets it for every native format"
     clock = request.app[CLOCK]
-    result = native.handle(
-        source.native, source.name, request.method, dict(request.query), request.headers, body, clock.now(),
-        tolerance_s=source.timestamp_tolerance_s,
-    )
+    result = intake.decode(source, body, clock.now(), method=request.method, query=request.query,
+                           headers=request.headers)
+    assert result.reply is not None  # a native source always answers in its platform's format
     reply = web.Response(status=result.reply.status, body=result.reply.body)
     reply.headers["Content-Type"] = result.reply.content_type
     if result.event is None:

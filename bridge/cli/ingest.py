@@ -13,12 +13,13 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO
 
 from bridge import errors, events
 from bridge.clock import Clock
 from bridge.config import SourceConfig
-from bridge.sources import mapping
+from bridge.sources import intake
 from bridge.store import Store
 
 
@@ -36,11 +37,12 @@ class IngestStats:
                 f"{self.bad} bad, {self.blank} blank")
 
 
-def normalise_line(source: SourceConfig, raw: bytes) -> events.ApprovalEvent:
-    payload = events.parse_json(raw)
-    if source.mapping is not None:  # the loader sets it exactly when format = "mapping"
-        return mapping.normalise(source.mapping, source.name, payload)
-    return events.parse_canonical(source.name, payload)
+def normalise_line(source: SourceConfig, raw: bytes, now: datetime) -> events.ApprovalEvent:
+    """One line → its event, decoded the way a webhook body of the same source is (bridge.sources.intake)."""
+    event = intake.decode(source, raw, now).event
+    if event is None:  # a native platform's handshake: ingest refuses native sources before it gets here
+        raise errors.MalformedPayload("the line is a handshake, not an approval event")
+    return event
 
 
 async def read_lines(stream: IO[bytes], *, follow: bool, poll_s: float = 0.2,
@@ -80,13 +82,12 @@ async def ingest(
             stats.blank += 1
             continue
         try:
-            event = normalise_line(source, raw.rstrip(b"\r\n"))
-            if not event.has_card_data and event.status not in (None, events.Status.DELETED):
-                problems = events.missing_card_fields(event)
-                if problems and not await st.has_card_data(event.source, event.approval_id):
-                    raise errors.EventInvalid(
-                        f"first event for approval {event.approval_id!r} must carry "
-                        + ", ".join(p.field for p in problems), problems=problems)
+            event = normalise_line(source, raw.rstrip(b"\r\n"), clock.now())
+            problems = await intake.first_event_problems(st, event)
+            if problems:
+                raise errors.EventInvalid(
+                    f"first event for approval {event.approval_id!r} must carry "
+                    + ", ".join(p.field for p in problems), problems=problems)
         except errors.InputError as exc:
             stats.bad += 1
             detail = "; ".join(f"{p.field}: {p.message}" for p in exc.problems)
