@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bridge import errors, events
+from bridge.clock import SystemClock
 from bridge.config import SourceConfig
-from bridge.sources import mapping
+from bridge.sources import intake
 
 
 def add_parser(
@@ -51,12 +52,10 @@ def map_payload(
     source: SourceConfig, raw: bytes, headers: dict[str, str]
 ) -> tuple[events.ApprovalEvent, list[errors.Problem]]:
     """The event and the card-data warnings for a first event; raises InputError like the receiver."""
-    payload = events.parse_json(raw)
     webhook_id = next((v for k, v in headers.items() if k.lower() == "webhook-id"), None)
-    if source.mapping is not None:  # the loader sets it exactly when format = "mapping"
-        event = mapping.normalise(source.mapping, source.name, payload, webhook_id=webhook_id, headers=headers)
-    else:
-        event = events.parse_canonical(source.name, payload, webhook_id=webhook_id)
+    # the receiver's own decoder; `now` matters to native sources only, which `bridge map` refuses
+    event = intake.decode(source, raw, SystemClock().now(), headers=headers, webhook_id=webhook_id).event
+    assert event is not None  # only native handshakes carry no event
     warnings = [] if event.has_card_data or event.status in (None, events.Status.DELETED) else \
         events.missing_card_fields(event)  # fmt: skip
     return event, warnings
