@@ -45,7 +45,7 @@ __all__ = ["PostgresStore"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-DECIDE_LEASE_S = 30.0  # a batch of decisions takes well under this; a dead decider's approvals free up after it
+DECIDE_LEASE_S = 10.0  # a batch of decisions takes well under this; a killed decider's approvals free up after it
 _LISTEN_RETRY_S = 1.0
 
 

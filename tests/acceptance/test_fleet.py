@@ -1,0 +1,162 @@
+"""Several `bridge serve` processes on one PostgreSQL database, with the simulator as DingTalk: one receiver,
+two workers and one `all` process; webhooks go to both receiving ports; one worker is killed with SIGKILL
+mid-run and restarted. Every card must end right (green 已同意 on the simulator), nothing lost, no event
+decided twice, and repeated sends at most one per kill."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import pytest
+
+from bridge.config import SourceConfig
+from bridge.secret import Secret
+from bridge.sources import signatures
+from tests.acceptance.conftest import BRIDGE, env, free_port, http_json, poll
+
+pytestmark = pytest.mark.acceptance
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SOURCE = SourceConfig(name="erp", signature="standard-webhooks", secrets=(Secret(SECRET),))
+APPROVALS = 150  # 1, 3 and 7 recipients in turn: 200 cards (7 recipients need two sends of at most 5)
+
+
+def toml(port: int, pg_url: str, sim_url: str) -> str:
+    return f"""
+[server]
+host = "127.0.0.1"
+port = {port}
+shutdown_timeout_s = 2.0
+
+[storage]
+url = "{pg_url}"
+pool_size = 4
+
+[dingtalk]
+base_url = "{sim_url}"
+app_key = "dingdemoappkey"
+app_secret = "demo-app-secret"
+agent_id = 1000001
+qps = 6  # three delivering processes: 18 calls/s per endpoint for the fleet, under DingTalk's 20
+timeout_s = 2.0
+
+[worker]
+concurrency = 8
+lease_s = 7.0
+retry_base_s = 0.05
+retry_cap_s = 0.5
+poll_interval_s = 0.5
+check_delay_s = 0.2
+
+[[sources]]
+name = "erp"
+signature = "standard-webhooks"
+secret = "{SECRET}"
+"""
+
+
+def start(work: Path, name: str, role: str, pg_url: str, sim_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cfg = work / f"{name}.toml"
+    cfg.write_text(toml(port, pg_url, sim_url), encoding="utf-8")
+    with (work / f"{name}.log").open("ab") as log:
+        proc = subprocess.Popen([BRIDGE, "serve", "--config", str(cfg), "--role", role, "--log-format", "json",
+                                 "--log-level", "warning"], cwd=work, env=env(), stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    poll(lambda: proc.poll() is None and http_json(url + "/readyz")[0] == 200, 30, 0.1, f"{name} ready")
+    return proc, url
+
+
+def event(i: int, status: str, minutes: int) -> bytes:
+    recipients = [f"user{i}-{k}" for k in range((1, 3, 7)[i % 3])]
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+    return json.dumps({"event_id": f"F-{i}-{status}", "approval_id": f"F-{i}", "status": status,
+                       "occurred_at": at.isoformat(), "title": f"采购申请 F-{i}", "recipients": recipients,
+                       "url": f"https://erp.example.com/po/{i}"}).encode()
+
+
+async def post_all(urls: list[str], bodies: list[bytes]) -> list[int]:
+    async with aiohttp.ClientSession() as http:
+        sem = asyncio.Semaphore(16)
+
+        async def one(n: int, raw: bytes) -> int:
+            headers = {"Content-Type": "application/json",
+                       **signatures.sign_headers(SOURCE, raw, datetime.now(UTC))}
+            async with sem, http.post(urls[n % len(urls)] + "/webhooks/erp", data=raw, headers=headers) as resp:
+                return resp.status
+
+        return await asyncio.gather(*(one(n, raw) for n, raw in enumerate(bodies)))
+
+
+def rows(pg_url: str, sql: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute(sql.encode()).fetchall()
+
+
+@pytest.mark.timeout(240)  # ~40 s alone; four bridge processes and the simulator on a shared 2-core machine
+def test_receiver_two_workers_and_all_share_one_database_through_a_kill(pg_url: str, tmp_path: Path) -> None:
+    procs: list[subprocess.Popen[bytes]] = []
+    sim_port = free_port()
+    sim = subprocess.Popen([BRIDGE, "simulator", "--port", str(sim_port)], cwd=tmp_path, env=env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    try:
+        poll(lambda: http_json(sim_url + "/_sim/stats")[0] == 200, 20, 0.1, "simulator")
+        receiver, rx_url = start(tmp_path, "receiver", "receiver", pg_url, sim_url)
+        both, all_url = start(tmp_path, "all", "all", pg_url, sim_url)
+        one, _ = start(tmp_path, "worker1", "worker", pg_url, sim_url)
+        two, _ = start(tmp_path, "worker2", "worker", pg_url, sim_url)
+        procs += [receiver, both, one, two]
+
+        codes = asyncio.run(post_all([rx_url, all_url], [event(i, "pending", 0) for i in range(APPROVALS)]))
+        assert set(codes) == {202}
+        poll(lambda: rows(pg_url, "SELECT COUNT(*) FROM jobs WHERE state = 'done'")[0][0] >= 30, 60, 0.05,
+             "some jobs done")
+        one.send_signal(signal.SIGKILL)  # mid-run: it may hold claimed jobs and deciding leases
+        one.wait(10)
+        codes = asyncio.run(post_all([rx_url, all_url], [event(i, "approved", 1) for i in range(APPROVALS)]))
+        assert set(codes) == {202}
+        again, _ = start(tmp_path, "worker1b", "worker", pg_url, sim_url)
+        procs.append(again)
+
+        def settled() -> bool:
+            open_work = rows(pg_url, "SELECT (SELECT COUNT(*) FROM inbox WHERE NOT processed) + "
+                                     "(SELECT COUNT(*) FROM jobs WHERE state <> 'done')")[0][0]
+            return open_work == 0
+        poll(settled, 120, 0.2, "every event decided and every job done")
+
+        assert rows(pg_url, "SELECT COUNT(*) FROM inbox")[0][0] == 2 * APPROVALS  # 0 lost
+        twice = rows(pg_url, "SELECT inbox_id FROM audit GROUP BY inbox_id HAVING COUNT(*) > 1")
+        assert twice == []  # no event decided twice
+        assert rows(pg_url, "SELECT outcome, COUNT(*) FROM inbox GROUP BY outcome") == [("applied", 2 * APPROVALS)]
+        assert rows(pg_url, "SELECT COUNT(*) FROM approvals WHERE status = 'approved'")[0][0] == APPROVALS
+        notices = rows(pg_url, "SELECT task_id, state, status_value FROM notices ORDER BY id")
+        assert len(notices) == 200 and all(n[1] == "sent" and n[2] == "已同意" for n in notices)
+        for task_id, _, _ in notices:
+            code, task = http_json(f"{sim_url}/_sim/tasks/{task_id}")
+            assert code == 200 and "已同意" in json.dumps(task, ensure_ascii=False), task
+        stats = http_json(sim_url + "/_sim/stats")[1]
+        assert stats["throttled"] == 0  # three delivering processes at qps 6 stay under DingTalk's 20/s
+        ok = {call: n - stats["errors_per_call"].get(call, 0) for call, n in stats["per_call"].items()}
+        assert 200 <= ok["asyncsend_v2"] <= 200 + 1  # at most one repeated send per kill
+        assert 200 <= ok["status_bar_update"] <= 200 + 1
+        assert stats["tokens_issued"] == 1  # every process got the one token of the app's lifetime
+    finally:
+        for proc in [*procs, sim]:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 15
+        for proc in [*procs, sim]:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
