@@ -1,8 +1,13 @@
 """The operator's HTTP surface: admin API, health, readiness and metrics.
 
-Admin endpoints need `Authorization: Bearer <[server] admin_token>`; without a configured token they are
-served only when bridge listens on loopback, and refused otherwise. /healthz, /readyz and /metrics are
-open (no secrets, no approval data). Every answer is JSON (metrics aside), errors name the problem.
+Admin endpoints need `Authorization: Bearer <[server] admin_token>`, always: without a configured token
+they answer 403, whatever the listen address. "Open on loopback" would be decided by where bridge listens,
+not by who asks, and behind a TLS proxy on the same host every request arrives from loopback; forwarded
+headers (X-Forwarded-For, Forwarded) are never consulted. Because the token travels in a header, a
+cross-site form or `text/plain` POST (CSRF) cannot carry it. With `[admin] allowed_hosts` the Host header
+must be one of them (DNS rebinding); with `[admin] port` the admin API is served only on its own listener.
+/healthz, /readyz and /metrics are open (no secrets, no approval data). Every answer is JSON (metrics
+aside), errors name the problem.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from prometheus_client.exposition import choose_encoder
 
 from bridge import errors, operate, views
 from bridge import openapi as spec
-from bridge.appkeys import CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, WAKE, WORKER, Role
+from bridge.appkeys import ADMIN_PORTS, CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, WAKE, WORKER, Role
 from bridge.records import ApprovalState, JobState
 from bridge.web import json_error
 
@@ -27,26 +32,60 @@ log = structlog.get_logger("bridge.admin")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_ADMIN_MARK = "bridge_admin_route"
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """Whether a Host header value is on the allow-list; an entry without a port allows every port."""
+    host = host.strip().lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return not allowed or host in allowed or name in allowed
+
+
 def admin_only(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         cfg = request.app[CONFIG]
         token = cfg.server.admin_token
         if token is None:
-            if not cfg.server.on_loopback:
-                return json_error(403, "admin_disabled",
-                                  "the admin API is disabled: set [server] admin_token (required off loopback)")
-            return await handler(request)
+            return json_error(403, "admin_disabled",
+                              "the admin API is disabled: set [server] admin_token (a random string of 16+ "
+                              "characters); it is required on every address, loopback included")
+        if not host_allowed(request.headers.get("Host", ""), cfg.admin.allowed_hosts):
+            log.warning("admin.host_refused", path=request.path[:200])
+            return json_error(403, "host_not_allowed", "this Host header is not in [admin] allowed_hosts")
         got = request.headers.get("Authorization", "")
         scheme, _, value = got.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.reveal().encode()):
-            log.warning("admin.unauthorized", path=request.path)
+            log.warning("admin.unauthorized", path=request.path[:200])
             resp = json_error(401, "unauthorized",
                               "missing or wrong bearer token (Authorization: Bearer <admin_token>)")
             resp.headers["WWW-Authenticate"] = 'Bearer realm="bridge"'
             return resp
         return await handler(request)
 
+    setattr(wrapped, _ADMIN_MARK, True)
     return wrapped
+
+
+def _local_port(request: web.Request) -> int | None:
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+
+
+@web.middleware
+async def split_listeners(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With a separate admin listener, admin routes exist only there and webhooks only on the other one;
+    each answers 404 on the wrong port, as if the route did not exist. Open probes are served on both."""
+    ports = request.app[ADMIN_PORTS]
+    if ports:
+        route_handler = request.match_info.route.handler
+        is_admin = bool(getattr(route_handler, _ADMIN_MARK, False))
+        on_admin = _local_port(request) in ports
+        is_webhook = request.path.startswith("/webhooks/")
+        if (is_admin and not on_admin) or (is_webhook and on_admin):
+            return json_error(404, "not_found", f"no such endpoint on this listener: {request.method} "
+                                                f"{request.path[:200]}")
+    return await handler(request)
 
 
 def _int_arg(request: web.Request, name: str, default: int, lo: int = 1, hi: int = 1000) -> int:

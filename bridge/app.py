@@ -19,12 +19,13 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from bridge import admin, logs, service, worker
+from bridge import admin, guard, logs, service, worker
 from bridge import web as webapp
-from bridge.appkeys import CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, WAKE, WORKER, Role
+from bridge.appkeys import ADMIN_PORTS, CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, WAKE, WORKER, Role
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config
 from bridge.dingtalk import client as dingtalk
+from bridge.errors import BridgeError
 from bridge.metrics import Metrics
 from bridge.store import Store, open_store
 
@@ -43,7 +44,9 @@ def create_app(
 ) -> web.Application:
     """Build the bridge web application. The store is opened and closed by the app. `role` receiver runs no
     worker; `role` worker serves no webhooks (health, readiness, metrics and the admin API stay)."""
-    app = web.Application(middlewares=[webapp.json_errors], client_max_size=cfg.server.max_body_bytes + 1024)
+    app = web.Application(middlewares=[webapp.json_errors, admin.split_listeners],
+                          client_max_size=cfg.server.max_body_bytes + 1024)
+    app[ADMIN_PORTS] = set()
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
     app[CONFIG] = cfg
@@ -94,12 +97,19 @@ def create_app(
     return app
 
 
+class ListenError(BridgeError):
+    """bridge could not listen on an address (in use, not permitted, not local): `bridge serve` exits 2."""
+
+
 async def serve(
     cfg: Config, *, sandbox_sim: object | None = None, ready: asyncio.Event | None = None, role: Role = Role.ALL
 ) -> None:
     """Run the receiver and/or the worker (`role`) until SIGINT / SIGTERM, then shut down gracefully. With
     SQLite only one process may serve the file; with PostgreSQL any number, in any mix of roles. `sandbox_sim`
-    is the running simulator of `serve --sandbox` (only logged: the sandbox config already points at it)."""
+    is the running simulator of `serve --sandbox` (only logged: the sandbox config already points at it).
+
+    Whatever fails during start-up (a port in use, the store), everything opened so far is closed again
+    before the error propagates, so the process exits instead of hanging on the store's writer thread."""
     secrets = [s.reveal() for src in cfg.sources for s in src.secrets]
     secrets.append(cfg.dingtalk.app_secret.reveal())
     if cfg.server.admin_token is not None:
@@ -111,21 +121,30 @@ async def serve(
     st = open_store(cfg.storage, exclusive=True)  # one server per SQLite database
     structlog.contextvars.bind_contextvars(role=str(role), pid=os.getpid())  # every line names process and role
     app = create_app(cfg, store=st, role=role)
-    runner = web.AppRunner(app, shutdown_timeout=cfg.server.shutdown_timeout_s, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
-    await site.start()
+    limits = guard.Limits.from_config(cfg.server)
+    if limits.max_connections < cfg.server.max_connections:
+        log.warning("bridge.max_connections_lowered", configured=cfg.server.max_connections,
+                    used=limits.max_connections, reason="kept under the open-file limit (ulimit -n)")
+    runner = guard.GuardedRunner(app, limits=limits, shutdown_timeout=cfg.server.shutdown_timeout_s, access_log=None)
+    try:
+        await runner.setup()
+        port = await _listen(runner, cfg.server.host, cfg.server.port)
+        admin_port = None
+        if cfg.admin.port is not None:
+            admin_port = await _listen(runner, cfg.admin.host, cfg.admin.port)
+            app[ADMIN_PORTS].add(admin_port)
+    except BaseException:
+        await runner.cleanup()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    port = cfg.server.port
-    for s in runner.addresses:
-        port = s[1] if isinstance(s, tuple) else port
     log.info(
         "bridge.started",
         listen=f"http://{cfg.server.host}:{port}",
+        admin=f"http://{cfg.admin.host}:{admin_port}" if admin_port is not None else "same listener",
         storage=storage_path,
         dingtalk=cfg.dingtalk.base_url,
         sources=[s.name for s in cfg.sources],
@@ -140,6 +159,17 @@ async def serve(
         log.info("bridge.stopping")
         await runner.cleanup()
         log.info("bridge.stopped")
+
+
+async def _listen(runner: web.AppRunner, host: str, port: int) -> int:
+    """Start one listener; its bound port (for port 0). ListenError names the address."""
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+        raise ListenError(f"cannot listen on {host}:{port}: {why[:1].lower()}{why[1:]}") from None
+    return site.port
 
 
 def _absolute(path: str) -> str:

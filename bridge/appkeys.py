@@ -19,7 +19,7 @@ from bridge.metrics import Metrics
 from bridge.store import Store
 from bridge.worker import Worker
 
-__all__ = ["CLIENT", "CLOCK", "CONFIG", "METRICS", "ROLE", "STORE", "WAKE", "WORKER", "Role"]
+__all__ = ["ADMIN_PORTS", "CLIENT", "CLOCK", "CONFIG", "METRICS", "ROLE", "STORE", "WAKE", "WORKER", "Role"]
 
 
 class Role(StrEnum):
@@ -46,3 +46,6 @@ WAKE: web.AppKey[Callable[[], None]] = web.AppKey("bridge.wake")
 WORKER = web.AppKey("bridge.worker", Worker)
 CLIENT = web.AppKey("bridge.dingtalk.client", Client)
 ROLE = web.AppKey("bridge.role", Role)
+# The local ports of a separate admin listener ([admin] port), filled in by `bridge.app.serve` once bound.
+# Empty: the admin API shares the webhook listener.
+ADMIN_PORTS = web.AppKey("bridge.admin_ports", set[int])

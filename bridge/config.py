@@ -20,9 +20,11 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 from bridge.config_model import (
+    AdminConfig,
     CardConfig,
     Config,
     DingTalkConfig,
@@ -40,6 +42,7 @@ from bridge.sources import native, signatures
 from bridge.tomltable import Table, unknown
 
 __all__ = [
+    "AdminConfig",
     "CardConfig",
     "Config",
     "DingTalkConfig",
@@ -69,7 +72,8 @@ SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 STATUS_COLOR = re.compile(r"0x[0-9A-Fa-f]{8}")
 HEAD_COLOR = re.compile(r"[0-9A-Fa-f]{8}")
 MIN_ADMIN_TOKEN_CHARS = 16
-SECTIONS = ("server", "storage", "dingtalk", "statuses", "card", "worker", "sources")
+MAX_BODY_BYTES = 16 * 1024 * 1024  # bodies are read into memory; no approval webhook comes near this
+SECTIONS = ("server", "admin", "storage", "dingtalk", "statuses", "card", "worker", "sources")
 SOURCE_KEYS = ("name", "signature", "secret", "format", "timestamp_tolerance_s", "mapping")
 NATIVE_OWN_KEYS = ("name", "format", "timestamp_tolerance_s")  # everything else goes to bridge.native
 
@@ -116,6 +120,7 @@ def _build(data: dict[str, Any], path: Path | None, env: Mapping[str, str], file
         if name not in SECTIONS:
             raise unknown(name, SECTIONS, "section", f"the top level ({file})")
     server = _server(top.table("server", "[server]"), env)
+    admin = _admin(top.table("admin", "[admin]"), server)
     raw_sources = data.get("sources", [])
     if not isinstance(raw_sources, list) or not raw_sources:
         raise ConfigError(f"{file}: sources: at least one [[sources]] table is required (who may send webhooks)")
@@ -127,6 +132,7 @@ def _build(data: dict[str, Any], path: Path | None, env: Mapping[str, str], file
         sources.append(source)
     cfg = Config(
         server=server,
+        admin=admin,
         storage=_storage(top.table("storage", "[storage]"), path, env),
         dingtalk=_dingtalk(top.table("dingtalk", "[dingtalk]"), env),
         statuses=_statuses(top.table("statuses", "[statuses]")),
@@ -159,10 +165,29 @@ def _server(t: Table, env: Mapping[str, str]) -> ServerConfig:
     return ServerConfig(
         host=t.text("host", d.host),
         port=t.integer("port", d.port, low=0, high=65535),
-        max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, low=1024),
+        max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, low=1024, high=MAX_BODY_BYTES),
         admin_token=token,
         shutdown_timeout_s=t.number("shutdown_timeout_s", d.shutdown_timeout_s, open_low=False),
+        # Upper bounds: past them a limit no longer protects anything.
+        header_timeout_s=t.number("header_timeout_s", d.header_timeout_s, high=120),
+        body_timeout_s=t.number("body_timeout_s", d.body_timeout_s, high=600),
+        idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s, high=3600),
+        max_connections=t.integer("max_connections", d.max_connections, low=8, high=65536),
+        max_future_s=t.integer("max_future_s", d.max_future_s, low=0, high=366 * 24 * 3600),
+        max_age_days=t.integer("max_age_days", d.max_age_days, high=100 * 366),
     )
+
+
+def _admin(t: Table, server: ServerConfig) -> AdminConfig:
+    t.only(f.name for f in dataclasses.fields(AdminConfig))
+    d = AdminConfig()
+    port = t.integer("port", None, low=0, high=65535) if "port" in t.data else None
+    if port is not None and port != 0 and port == server.port:
+        raise t.fail("port", f"must differ from server.port ({server.port}): the admin API gets its own listener")
+    hosts = t.raw("allowed_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() for h in hosts):
+        raise t.fail("allowed_hosts", "expected a list of host names (Host header values, e.g. 'bridge.internal')")
+    return AdminConfig(host=t.text("host", d.host), port=port, allowed_hosts=tuple(h.strip().lower() for h in hosts))
 
 
 _PG_URL = re.compile(r"^postgres(?:ql)?://(?P<user>[^:@/]*)(?::(?P<password>[^@/]*))?@[^/]+/[^/?#]+(?:\?.*)?$")
@@ -332,12 +357,15 @@ def override_server(cfg: Config, *, host: str | None = None, port: int | None = 
     return dataclasses.replace(cfg, server=server)
 
 
-def sandbox(base_url: str, storage_path: str) -> Config:
+def sandbox(base_url: str, storage_path: str, admin_token: str | None = None) -> Config:
     """The built-in configuration of `bridge serve --sandbox`: the simulator's demo app and one canonical
-    "demo" source signed with the public SANDBOX_WEBHOOK_SECRET. No file, no environment."""
+    "demo" source signed with the public SANDBOX_WEBHOOK_SECRET. No file, no environment.
+
+    The admin API needs a token even here (it is never open, not even on loopback): a fresh random one
+    unless `admin_token` is given; `bridge serve --sandbox` prints it."""
     return from_dict(
         {
-            "server": {"host": "127.0.0.1"},
+            "server": {"host": "127.0.0.1", "admin_token": admin_token or token_urlsafe(24)},
             "storage": {"path": storage_path},
             "dingtalk": {"base_url": base_url, "app_key": "dingdemoappkey", "app_secret": "demo-app-secret",
                          "agent_id": 1000001},

@@ -15,6 +15,7 @@ from bridge.sources.mapping import MappingConfig
 from bridge.sources.native import NativeConfig
 
 __all__ = [
+    "AdminConfig",
     "CardConfig",
     "Config",
     "DingTalkConfig",
@@ -29,15 +30,34 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    """The webhook listener and its limits against slow or hostile clients (docs/security.md explains each)."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 64 * 1024
     admin_token: Secret | None = None
     shutdown_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0  # from a request's first byte to the end of its headers
+    body_timeout_s: float = 30.0  # reading one request body, start to end
+    idle_timeout_s: float = 30.0  # a keep-alive connection with no request in flight
+    max_connections: int = 512  # open connections at once (kept under the file-descriptor limit too)
+    max_future_s: int = 24 * 3600  # occurred_at may be at most this far ahead of bridge's clock
+    max_age_days: int = 5 * 366  # ... and at most this far behind it
 
     @property
     def on_loopback(self) -> bool:
         return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """Where the admin API listens. Without `port` it shares the webhook listener; with one it is served only
+    there (host default loopback) and the webhook listener answers 404 for it. `allowed_hosts`, when given,
+    is the list of Host header values admin requests may carry (against DNS rebinding)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +138,7 @@ class SourceConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     dingtalk: DingTalkConfig = field(default_factory=DingTalkConfig)
     statuses: StatusesConfig = field(default_factory=StatusesConfig)

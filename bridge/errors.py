@@ -4,6 +4,7 @@
     ├── ConfigError                  the configuration file is invalid (names the file and the key)
     ├── InputError                   a webhook / ingested line was refused; carries the HTTP answer
     │   ├── PayloadTooLarge          413
+    │   ├── RequestTimeout           408 (the body came too slowly)
     │   ├── UnsupportedMediaType     415
     │   ├── UnknownSource            404
     │   ├── SignatureInvalid         401 (bad, missing or stale signature)
@@ -88,6 +89,13 @@ class PayloadTooLarge(InputError):
 
     status = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(InputError):
+    """The request body was not received in time."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class UnsupportedMediaType(InputError):

@@ -89,14 +89,17 @@ class Table:
             raise self.fail(name, f"must be {span}; got {value}")
         return value
 
-    def number(self, name: str, default: Any = MISSING, *, low: float = 0.0, open_low: bool = True) -> float:
-        """A finite number (integer or float) above `low` (or at least `low` when not `open_low`)."""
+    def number(self, name: str, default: Any = MISSING, *, low: float = 0.0, open_low: bool = True,
+               high: float | None = None) -> float:
+        """A finite number (integer or float) above `low` (or at least `low` when not `open_low`), at most `high`."""
         value = self.raw(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             got = value if isinstance(value, float) else kind(value)
             raise self.fail(name, f"expected a finite number, got {got}")
         if value < low or (open_low and value == low):
             raise self.fail(name, f"must be {'greater than' if open_low else 'at least'} {low:g}; got {value:g}")
+        if high is not None and value > high:
+            raise self.fail(name, f"must be at most {high:g}; got {value:g}")
         return float(value)
 
     def url(self, name: str, default: Any = MISSING) -> str:

@@ -13,6 +13,7 @@ built by `bridge.native`. Bad input is logged once (`webhook.rejected`) without 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,8 +46,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.content_type == "application/json" or exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "error")
-        message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} {request.path}"
-        return json_error(exc.status, code, message)
+        message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} {request.path[:200]}"
+        resp = json_error(exc.status, code, message)
+        if "Allow" in exc.headers:  # RFC 9110: a 405 names the methods the resource has
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
 
 
 def _source_label(cfg: Config, name: str) -> str:
@@ -79,10 +83,15 @@ async def receive_webhook(request: web.Request) -> web.StreamResponse:
 async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise errors.PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
+    timeout_s = request.app[CONFIG].server.body_timeout_s
     try:
-        body = await request.read()
+        async with asyncio.timeout(timeout_s):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise errors.PayloadTooLarge(f"body is larger than the limit of {limit} bytes") from exc
+    except TimeoutError:
+        raise errors.RequestTimeout(f"the body was not received within {timeout_s:g} s "
+                                    "([server] body_timeout_s)") from None
     if len(body) > limit:
         raise errors.PayloadTooLarge(f"body is {len(body)} bytes; the limit is {limit}")
     return body

@@ -104,7 +104,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return config_show.run_check_cli(args)
 
 
+async def _announce_sandbox_token(cfg: Any, ready: asyncio.Event) -> None:
+    """Once the sandbox listens, print its random admin token (never logged: the log scrubber masks it)."""
+    await ready.wait()
+    token = cfg.server.admin_token.reveal()
+    print(f"sandbox admin token (this run only): {token}\n"
+          f"  curl -H 'Authorization: Bearer {token}' http://{cfg.server.host}:{cfg.server.port}/approvals",
+          file=sys.stderr, flush=True)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Run bridge. A listen failure (port in use) is one line and exit 2; start-up closes what it opened."""
     from bridge import app, errors, logs
     from bridge.appkeys import Role
 
@@ -116,7 +126,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             async with simulator.running(host="127.0.0.1", port=args.sim_port) as sim:
                 args.sim_port = int(sim.base_url.rsplit(":", 1)[1])
-                await app.serve(_load_config(args), sandbox_sim=sim, role=Role(args.role))
+                cfg = _load_config(args)
+                ready = asyncio.Event()
+                announce = asyncio.create_task(_announce_sandbox_token(cfg, ready))
+                try:
+                    await app.serve(cfg, sandbox_sim=sim, ready=ready, role=Role(args.role))
+                finally:
+                    announce.cancel()
         else:
             await app.serve(_load_config(args), role=Role(args.role))
 
@@ -126,6 +142,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except errors.StorageInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except app.ListenError as exc:
+        raise UsageError(str(exc)) from None
     return 0
 
 

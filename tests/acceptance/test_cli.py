@@ -372,3 +372,34 @@ async def test_sigterm_under_load_loses_no_accepted_event(tmp_path: Path) -> Non
     events_log = [json.loads(line) for line in srv.proc.err if line.startswith("{")]
     names = [e["event"] for e in events_log]
     assert "bridge.stopping" in names and names[-1] == "bridge.stopped"
+
+
+# --- start-up failures and the sandbox admin token -------------------------------------------------------------
+
+def test_serve_on_a_port_in_use_exits_2_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        (tmp_path / "bridge.toml").write_text(VALID.replace('admin_token = "env:TEST_BRIDGE_ADMIN_TOKEN_UNSET"\n',
+                                                            f"port = {port}\n"))
+        r = run("serve", "--log-level", "error", cwd=tmp_path, timeout=20)  # a hang fails on the timeout
+    assert r.code == 2, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: cannot listen on 127.0.0.1:{port}: address already in use"], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_sandbox_prints_a_random_admin_token_that_opens_the_admin_api(server: Server) -> None:
+    line = server.proc.wait_line("sandbox admin token", stream="err")
+    token = line.rsplit(": ", 1)[1].strip()
+    assert len(token) >= 16
+    import urllib.request
+
+    req = urllib.request.Request(f"{server.url}/approvals", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200 and "approvals" in json.loads(resp.read())
+    status, answer = http_json(f"{server.url}/approvals")
+    assert status == 401 and answer["error"] == "unauthorized"

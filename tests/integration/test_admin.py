@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge import app as bridge_app
 from bridge import openapi, store
 from bridge.clock import FakeClock
-from bridge.config import Config, DingTalkConfig, ServerConfig, SourceConfig, WorkerConfig
+from bridge.config import AdminConfig, Config, DingTalkConfig, ServerConfig, SourceConfig, WorkerConfig
 from bridge.dingtalk import client as dingtalk
 from bridge.metrics import Metrics
 from bridge.secret import Secret
@@ -42,9 +42,10 @@ GREEN, ORANGE, GREY = "0xFF78C06E", "0xFFFF9D46", "0xFF858E99"
 
 
 def make_config(base_url: str, *, admin_token: str | None = ADMIN_TOKEN, host: str = "127.0.0.1",
-                app_secret: str = APP_SECRET) -> Config:
+                app_secret: str = APP_SECRET, allowed_hosts: tuple[str, ...] = ()) -> Config:
     return Config(
         server=ServerConfig(host=host, admin_token=Secret(admin_token) if admin_token else None),
+        admin=AdminConfig(allowed_hosts=allowed_hosts),
         dingtalk=DingTalkConfig(base_url=base_url, app_key="dingdemoappkey", app_secret=Secret(app_secret),
                                 agent_id=1000001, timeout_s=2.0),
         worker=WorkerConfig(concurrency=4, retry_base_s=1.0, retry_cap_s=30.0, max_attempts=3, check_delay_s=2.0,
@@ -177,12 +178,42 @@ async def test_admin_without_token_is_refused_off_loopback() -> None:
         assert status == 200
 
 
-async def test_admin_without_token_is_open_on_loopback() -> None:
+@pytest.mark.parametrize("headers", [{}, {"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+                                     {"X-Real-IP": "127.0.0.1"}])
+async def test_admin_without_token_is_refused_on_loopback_too(headers: dict[str, str]) -> None:
+    """Behind a TLS proxy on the same host every request comes from loopback: no token, no admin API."""
     async with make_harness(admin_token=None) as h:
-        status, answer = await h.get("/approvals", headers={})
-        assert status == 200 and answer == {"approvals": [], "count": 0}
-        status, answer = await h.get("/approvals/erp/PO-404", headers={})
-        assert status == 404
+        for method, path in ADMIN_ROUTES:
+            resp = await h.http.request(method, path, headers=headers)
+            assert resp.status == 403, path
+            assert (await resp.json())["error"] == "admin_disabled"
+
+
+async def test_forwarded_headers_never_stand_in_for_the_token(harness: Harness) -> None:
+    for headers in ({"X-Forwarded-For": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1;proto=https"},
+                    {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "localhost"}):
+        status, _ = await harness.get("/approvals", headers=headers)
+        assert status == 401
+
+
+async def test_a_cross_site_text_plain_post_cannot_act(harness: Harness) -> None:
+    """A CSRF form post carries cookies, never an Authorization header: refused, nothing retried or recalled."""
+    for path in ("/jobs/retry?state=dead", "/approvals/erp/PO-1/recall"):
+        resp = await harness.http.post(path, data=b"x=1", headers={
+            "Content-Type": "text/plain", "Origin": "https://evil.example", "Referer": "https://evil.example/"})
+        assert resp.status == 401, path
+
+
+async def test_allowed_hosts_refuse_a_foreign_host_header() -> None:
+    """DNS rebinding: a page on evil.example resolved to 127.0.0.1 sends Host: evil.example."""
+    async with make_harness(allowed_hosts=("bridge.internal",)) as h:
+        status, answer = await h.get("/approvals", headers={**AUTH, "Host": "evil.example:8080"})
+        assert status == 403 and answer["error"] == "host_not_allowed"
+        for host in ("bridge.internal", "bridge.internal:8080", "BRIDGE.internal:9"):
+            status, _ = await h.get("/approvals", headers={**AUTH, "Host": host})
+            assert status == 200, host
+        status, _ = await h.get("/healthz", headers={"Host": "evil.example"})
+        assert status == 200  # the open probes do not care
 
 
 # --- reading -----------------------------------------------------------------------------------------------

@@ -158,6 +158,11 @@ async def test_other_methods_and_paths_answer_json(env) -> None:
     client, _, _ = env
     resp = await client.get("/webhooks/erp")
     assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
+    assert resp.headers["Allow"] == "POST"
+    for method, path in (("GET", "/jobs/retry"), ("DELETE", "/approvals/erp/PO-1/recall"), ("POST", "/healthz")):
+        resp = await client.request(method, path)
+        assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed", path
+        assert method not in resp.headers["Allow"] and resp.headers["Allow"], path
     resp = await client.get("/nowhere")
     assert resp.status == 404 and (await resp.json())["error"] == "not_found"
 

@@ -502,3 +502,46 @@ def test_check_cli_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert check(tmp_path / "nope.toml") == 2
     err = capsys.readouterr().err
     assert err.startswith("error: configuration file ") and "nope.toml" in err and "not found" in err
+
+
+# --- hardening: body size bound, connection limits, the admin listener ------------------------------------------
+
+
+def test_max_body_bytes_has_an_upper_bound() -> None:
+    """Bodies are read into memory: 10 GB must not pass check-config."""
+    message = error(minimal(server={"max_body_bytes": 10_000_000_000}))
+    assert "server.max_body_bytes: must be between 1024 and 16777216" in message
+    assert build(minimal(server={"max_body_bytes": 16 * 1024 * 1024})).server.max_body_bytes == 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("header_timeout_s", 0, "greater than 0"), ("header_timeout_s", 1000, "at most 120"),
+    ("body_timeout_s", 601, "at most 600"), ("idle_timeout_s", 86400, "at most 3600"),
+    ("max_connections", 1, "between 8 and 65536"), ("max_future_s", -1, "between 0"),
+    ("max_age_days", 0, "between 1"),
+])
+def test_connection_limits_are_bounded(key: str, value: int, message: str) -> None:
+    assert f"server.{key}: must be" in error(minimal(server={key: value}))
+    assert message in error(minimal(server={key: value}))
+
+
+def test_connection_limits_have_safe_defaults() -> None:
+    s = build(minimal()).server
+    assert (s.header_timeout_s, s.body_timeout_s, s.idle_timeout_s, s.max_connections) == (10.0, 30.0, 30.0, 512)
+    assert (s.max_future_s, s.max_age_days) == (86400, 1830)
+
+
+def test_admin_listener_defaults_to_loopback_and_needs_its_own_port() -> None:
+    cfg = build(minimal(admin={"port": 8081, "allowed_hosts": ["Bridge.Internal", "127.0.0.1"]}))
+    assert (cfg.admin.host, cfg.admin.port, cfg.admin.allowed_hosts) == ("127.0.0.1", 8081,
+                                                                         ("bridge.internal", "127.0.0.1"))
+    assert build(minimal()).admin.port is None
+    assert "admin.port: must differ from server.port (8080)" in error(minimal(admin={"port": 8080}))
+    assert "unknown key 'token' in [admin]" in error(minimal(admin={"token": "x" * 20}))
+    assert "admin.allowed_hosts: expected a list" in error(minimal(admin={"allowed_hosts": "bridge.internal"}))
+
+
+def test_the_sandbox_gets_a_fresh_random_admin_token() -> None:
+    a, b = config.sandbox("http://127.0.0.1:1", "x.db"), config.sandbox("http://127.0.0.1:1", "x.db")
+    assert a.server.admin_token is not None and b.server.admin_token is not None
+    assert a.server.admin_token != b.server.admin_token and len(a.server.admin_token.reveal()) >= 16
