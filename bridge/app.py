@@ -79,7 +79,8 @@ def create_app(
 
     async def worker_ctx(a: web.Application) -> AsyncIterator[None]:
         decider = service.Decider(store, cfg, clock, observer=metrics)
-        w = worker.Worker(store, a[CLIENT], cfg, clock, decider=decider, observer=metrics)
+        w = worker.Worker(store, a[CLIENT], cfg, clock, decider=decider, observer=metrics,
+                          prune_observer=metrics)
         a[WORKER] = w
         task = None
         if run_worker:

@@ -36,6 +36,7 @@ from bridge.config_model import (
     WorkerConfig,
 )
 from bridge.errors import ConfigError
+from bridge.records import OrphanPolicy
 from bridge.secret import Secret, resolve_secret
 from bridge.sources import mapping as mapping_module
 from bridge.sources import native, signatures
@@ -266,8 +267,13 @@ def _worker(t: Table) -> WorkerConfig:
     fields = dataclasses.fields(WorkerConfig)
     t.only(f.name for f in fields)
     d = WorkerConfig()
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {
+        "on_orphaned": t.text("on_orphaned", d.on_orphaned, choices=tuple(OrphanPolicy)),
+        "retention_days": t.number("retention_days", d.retention_days, low=0.0, open_low=False),
+    }
     for f in fields:
+        if f.name in values:
+            continue
         default = getattr(d, f.name)
         values[f.name] = t.integer(f.name, default) if isinstance(default, int) else t.number(f.name, default)
     if values["retry_cap_s"] < values["retry_base_s"]:

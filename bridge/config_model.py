@@ -122,6 +122,10 @@ class WorkerConfig:
     poll_interval_s: float = 1.0  # fallback only: in-process commits wake the worker at once
     check_delay_s: float = 2.0  # first getsendprogress after a send
     check_max_attempts: int = 8
+    retention_days: float = 30.0  # journal, processed events and done jobs older than this are pruned; 0 keeps all
+    prune_batch: int = 500  # rows of each kind per prune transaction (short, so webhooks never wait long)
+    prune_every_s: float = 300.0  # how often the worker looks for rows past retention
+    on_orphaned: str = "resend_distinct"  # a card DingTalk filtered as a duplicate: resend_distinct | mark
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,15 @@ decides between retry and dead letter from the exception (`NotYet` is "look agai
 - update: status_bar/update; past the 7-day window the update is recorded as expired, not retried.
 - recall: recall; past the 24-hour window (or when DingTalk refuses it as too old) the status bar is set
   to the revoked label instead, and the notice says why.
+
+Orphaned cards: when a send reached DingTalk but its answer was lost (a crash, a timeout), the retry is
+filtered as duplicate content (143106) and its task_id reaches nobody; the card the recipients hold is
+the first attempt's, whose task_id bridge never learnt. `check` marks such a notice orphaned. With
+`[worker] on_orphaned = "resend_distinct"` the next status change of an orphaned notice (an update, or a
+recall, which cannot remove the unknown card) sends a new card instead: the stored message with the new
+status bar, distinct content, so DingTalk delivers it; its task_id replaces the orphaned one. If the
+status already changed before the check found the orphan, the check schedules that update at once.
+See docs/design.md (orphaned cards) for why.
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ import structlog
 from bridge import errors
 from bridge.clock import Clock
 from bridge.config import DingTalkConfig, WorkerConfig
+from bridge.decide import lock_key
 from bridge.dingtalk.wire import DUPLICATE_CONTENT_CODES, RECALL_REFUSED, SendProgress, SendResult
-from bridge.records import Job, JobKind, NewJob, NewJournal, Notice, NoticeChange, NoticeState
+from bridge.records import Job, JobKind, NewJob, NewJournal, Notice, NoticeChange, NoticeState, OrphanPolicy
 
 __all__ = ["HANDLERS", "DingTalk", "Finish", "Handler", "JobContext", "NotReachedHook", "NotYet", "journal"]
 
@@ -46,9 +56,11 @@ class DingTalk(Protocol):
 
 
 class NotReachedHook(Protocol):
-    """The one metrics hook a handler calls: recipients a send did not reach, by reason."""
+    """The metrics hooks a handler calls: recipients a send did not reach, by reason; a send found orphaned."""
 
     def recipients_not_reached(self, reason: str, count: int) -> None: ...
+
+    def notice_orphaned(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +120,8 @@ async def send(cx: JobContext, job: Job, notice: Notice) -> Finish:
 async def update(cx: JobContext, job: Job, notice: Notice) -> Finish:
     """Turn the card's status bar to the payload's label and colour."""
     value, bg = job.payload["status_value"], job.payload.get("status_bg")
+    if _resends(cx, notice):
+        return await _resend_distinct(cx, job, notice, value, bg)
     return await _set_status_bar(cx, job, notice, value, bg, note=None)
 
 
@@ -115,10 +129,12 @@ async def recall(cx: JobContext, job: Job, notice: Notice) -> Finish:
     """Recall the card; when DingTalk no longer can (window passed, or it refuses), grey its status bar instead."""
     if notice.state == NoticeState.RECALLED:
         return Finish(outcome="skipped")
+    value, bg = job.payload["fallback_status_value"], job.payload.get("fallback_status_bg")
+    if _resends(cx, notice):  # recalling the orphaned task would leave the card they hold: tell them instead
+        return await _resend_distinct(cx, job, notice, value, bg)
     task_id = _sent_task_id(notice)
     now = cx.clock.now()
     age = _age_s(cx, notice)
-    value, bg = job.payload["fallback_status_value"], job.payload.get("fallback_status_bg")
     window = cx.dingtalk.recall_window_s
     if age > window:
         why = (f"not recalled: the card was sent {_human(age)} ago, past DingTalk's "
@@ -163,8 +179,10 @@ async def check(cx: JobContext, job: Job, notice: Notice) -> Finish:
                              f"forbidden={forbidden} failed={list(result.failed_user_id_list)}", task_id=task_id))
     else:
         log.info("dingtalk.delivered", read=len(result.read_user_id_list), unread=len(result.unread_user_id_list))
-    return Finish(notice=NoticeChange(notice_id=notice.id, delivery=result.to_dict(), note=_duplicates_note(result)),
-                  journal=tuple(lines))
+    change = NoticeChange(notice_id=notice.id, delivery=result.to_dict(), note=_duplicates_note(result))
+    if not _duplicates(result.to_dict()):
+        return Finish(notice=change, journal=tuple(lines))
+    return _orphaned(cx, job, notice, task_id, change, lines)
 
 
 HANDLERS: Mapping[JobKind, Handler] = {
@@ -237,3 +255,70 @@ def _human(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds:.0f} s"
+
+
+# --- orphaned cards -----------------------------------------------------------------------------------------
+def _duplicates(delivery: Mapping[str, Any] | None) -> list[str]:
+    """Recipients DingTalk filtered as duplicate content, from a stored getsendresult."""
+    entries = (delivery or {}).get("forbidden_list") or ()
+    return [str(e["userid"]) for e in entries if str(e.get("code")) in DUPLICATE_CONTENT_CODES]
+
+
+def _sent_status(notice: Notice) -> str | None:
+    """The status bar the notice's stored message carried when it was sent."""
+    bar = (notice.msg.get("oa") or {}).get("status_bar") or {}
+    value = bar.get("status_value")
+    return str(value) if value is not None else None
+
+
+def _resends(cx: JobContext, notice: Notice) -> bool:
+    return notice.orphaned_at is not None and cx.worker.on_orphaned == OrphanPolicy.RESEND_DISTINCT
+
+
+def _orphaned(cx: JobContext, job: Job, notice: Notice, task_id: int, change: NoticeChange,
+              lines: list[NewJournal]) -> Finish:
+    """Mark the notice orphaned; if its status moved on since the send, bring the resend forward."""
+    now = cx.clock.now()
+    cx.observer.notice_orphaned()
+    log.warning("notice.orphaned", policy=cx.worker.on_orphaned)
+    lines.append(journal(job, "notice.orphaned",
+                         f"orphaned: DingTalk filtered this send as duplicate content, so task_id {task_id} reaches "
+                         f"nobody (an earlier attempt's answer was lost); policy {cx.worker.on_orphaned}",
+                         task_id=task_id))
+    follow: tuple[NewJob, ...] = ()
+    moved = notice.status_value is not None and notice.status_value != _sent_status(notice)
+    if moved and cx.worker.on_orphaned == OrphanPolicy.RESEND_DISTINCT and notice.state != NoticeState.RECALLED:
+        follow = (NewJob(kind=JobKind.UPDATE, lock_key=lock_key(job.source, job.approval_id), notice_id=notice.id,
+                         payload={"status_value": notice.status_value, "status_bg": notice.status_bg},
+                         event_id=job.event_id),)
+    return Finish(outcome="orphaned", notice=NoticeChange(
+        notice_id=notice.id, delivery=change.delivery, note=change.note, orphaned_at=now), new_jobs=follow,
+        journal=tuple(lines))
+
+
+def distinct_msg(msg: Mapping[str, Any], value: str, bg: str | None) -> dict[str, Any]:
+    """The stored card with the new status bar: other content than the filtered card, so it is delivered."""
+    oa = dict(msg.get("oa") or {})
+    oa["status_bar"] = {"status_value": value, **({"status_bg": bg} if bg else {})}
+    return {**msg, "oa": oa}
+
+
+async def _resend_distinct(cx: JobContext, job: Job, notice: Notice, value: str, bg: str | None) -> Finish:
+    """Send the card again, with the new status, to the recipients the orphaned send never reached."""
+    userids = _duplicates(notice.delivery) or list(notice.userids)
+    task_id = await cx.client.send(distinct_msg(notice.msg, value, bg), userids=userids)
+    now = cx.clock.now()
+    structlog.contextvars.bind_contextvars(task_id=task_id)
+    log.warning("notice.resent", userids=len(userids), status_value=value)
+    check_job = NewJob(kind=JobKind.CHECK, lock_key=None, notice_id=notice.id, payload={"task_id": task_id},
+                       run_at=now + timedelta(seconds=cx.worker.check_delay_s), event_id=job.event_id)
+    return Finish(
+        outcome="resent",
+        notice=NoticeChange(notice_id=notice.id, task_id=task_id, status_value=value, status_bg=bg, sent_at=now,
+                            updated_at=now, clear_orphaned=True,
+                            note=f"orphaned card resent as a new card ({value}), task_id {task_id}"),
+        new_jobs=(check_job,),
+        journal=(journal(job, "notice.resent", f"orphaned card: sent a new, distinct card ({value}) to "
+                         f"{','.join(userids)}, task_id {task_id}; the one they hold cannot be updated",
+                         task_id=task_id),),
+    )

@@ -60,6 +60,12 @@ class Metrics:
             registry=r,
         )
         self.jobs = Gauge("bridge_jobs", "Jobs by state", ["state"], registry=r)
+        self.pruned = Counter("bridge_pruned_rows", "Rows deleted by retention, by kind (journal, inbox, audit, jobs)",
+                              ["kind"], registry=r)
+        self.orphaned = Gauge("bridge_orphaned_notices",
+                              "Cards DingTalk filtered as duplicate content whose task_id reaches nobody", registry=r)
+        self.orphans_found = Counter("bridge_notices_orphaned", "Sends found orphaned (duplicate content, 143106)",
+                                     registry=r)
         self.oldest_pending = Gauge(
             "bridge_oldest_pending_job_age_seconds", "Age of the oldest due pending job (0 when none)", registry=r
         )
@@ -93,6 +99,13 @@ class Metrics:
         if count:
             self.not_reached.labels(reason=reason).inc(count)
 
+    def notice_orphaned(self) -> None:
+        self.orphans_found.inc()
+
+    # --- retention.PruneObserver -----------------------------------------------------------------------
+    def rows_pruned(self, kind: str, count: int) -> None:
+        self.pruned.labels(kind=kind).inc(count)
+
     # --- web hooks -------------------------------------------------------------------------------------
     def webhook_answered(self, source: str, code: int, seconds: float) -> None:
         self.webhooks.labels(source=source, code=str(code)).inc()
@@ -103,3 +116,4 @@ class Metrics:
             self.jobs.labels(state=state).set(getattr(counts, state))
         age = (now - counts.oldest_pending_run_at).total_seconds() if counts.oldest_pending_run_at else 0.0
         self.oldest_pending.set(max(0.0, age))
+        self.orphaned.set(counts.orphaned)

@@ -37,6 +37,13 @@ class JobKind(StrEnum):
     CHECK = "check"
 
 
+class OrphanPolicy(StrEnum):
+    """What the worker does with a status change for an orphaned card (`[worker] on_orphaned`)."""
+
+    RESEND_DISTINCT = "resend_distinct"  # send a new card, distinct from the filtered one, with the new status
+    MARK = "mark"  # only mark and count it; the operator decides
+
+
 class JobState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"

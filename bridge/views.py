@@ -31,6 +31,7 @@ def notice(n: store.Notice) -> dict[str, Any]:
         "recalled_at": ts(n.recalled_at),
         "delivery": dict(n.delivery) if n.delivery is not None else None,
         "note": n.note,
+        "orphaned_at": ts(n.orphaned_at),
     }
 
 

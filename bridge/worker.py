@@ -28,6 +28,7 @@ from bridge.clock import Clock
 from bridge.config import Config
 from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, journal
 from bridge.records import JobKind
+from bridge.retention import PruneObserver, Retention
 from bridge.retry import RetryPolicy
 
 __all__ = ["DingTalk", "JobObserver", "RunStats", "Worker"]
@@ -46,6 +47,8 @@ class JobObserver(Protocol):
 
     def recipients_not_reached(self, reason: str, count: int) -> None: ...
 
+    def notice_orphaned(self) -> None: ...
+
 
 class _IgnoreJobs:
     """The JobObserver of a worker nobody watches."""
@@ -60,6 +63,9 @@ class _IgnoreJobs:
         pass
 
     def recipients_not_reached(self, reason: str, count: int) -> None:
+        pass
+
+    def notice_orphaned(self) -> None:
         pass
 
 
@@ -87,6 +93,7 @@ class Worker:
         decider: service.Decider | None = None,
         policy: RetryPolicy | None = None,
         observer: JobObserver | None = None,
+        prune_observer: PruneObserver | None = None,
     ) -> None:
         self.store = st
         self.client = client
@@ -100,6 +107,7 @@ class Worker:
         self._stopping = False
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.running = False
+        self.retention = Retention(st, clock, cfg.worker, prune_observer)
         self.jobs = JobContext(client=client, clock=clock, dingtalk=cfg.dingtalk, worker=cfg.worker,
                                observer=self.observer)
 
@@ -125,6 +133,7 @@ class Worker:
                     processed = await self.decider.process_pending()
                     stats.events += len(processed)
                     claimed = await self._claim_and_start(stats)
+                    await self.retention.tick()
                 except errors.StorageUnavailable as exc:
                     log.error("worker.storage_unavailable", error=str(exc))
                     if burst:

@@ -62,6 +62,9 @@ def approval(detail: dict[str, Any], style: Style) -> str:
             out.append("      delivery: " + ("  ".join(parts) if parts else "all delivered"))
         elif n["state"] == "sent":
             out.append("      delivery: not checked yet")
+        if n.get("orphaned_at"):
+            out.append(f"      ORPHANED since {n['orphaned_at']}: this task_id reaches nobody (a lost answer, then "
+                       "143106); see the runbook, orphaned cards")
         if n.get("note"):
             out.append(f"      note: {n['note']}")
     jobs = detail["jobs"]
