@@ -67,7 +67,7 @@ class StorageConfig:
     url: str = ""  # postgresql://USER@HOST:PORT/DB selects PostgreSQL; empty: SQLite at `path`
     password_env: str = "BRIDGE_STORAGE_PASSWORD"  # the PostgreSQL password is read from this variable
     password: Secret | None = None  # resolved from password_env at load; never in the file
-    pool_size: int = 10  # PostgreSQL connections per process
+    pool_size: int = 20  # PostgreSQL connections per process, shared by the worker and the webhooks
 
     @property
     def engine(self) -> str:

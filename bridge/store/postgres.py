@@ -71,7 +71,7 @@ class PostgresStore:
         url: str,
         *,
         password: str | None = None,
-        pool_size: int = 10,
+        pool_size: int = 20,
         migrations: Sequence[Migration] | None = None,
         decide_lease_s: float = DECIDE_LEASE_S,
     ) -> None:

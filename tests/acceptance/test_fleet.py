@@ -38,7 +38,7 @@ shutdown_timeout_s = 2.0
 
 [storage]
 url = "{pg_url}"
-pool_size = 4
+pool_size = 10
 
 [dingtalk]
 base_url = "{sim_url}"

@@ -351,7 +351,7 @@ def test_storage_path_absolute_kept_and_relative_kept_without_a_file() -> None:
 def test_storage_url_selects_postgres_with_the_password_from_the_environment() -> None:
     url = "postgresql://bridge@db.internal:5432/bridge"
     cfg = build(minimal(storage={"url": url}), env={"BRIDGE_STORAGE_PASSWORD": "pg-secret"})
-    assert cfg.storage.engine == "postgres" and cfg.storage.url == url and cfg.storage.pool_size == 10
+    assert cfg.storage.engine == "postgres" and cfg.storage.url == url and cfg.storage.pool_size == 20
     assert cfg.storage.password is not None and cfg.storage.password.reveal() == "pg-secret"
     assert "pg-secret" not in repr(cfg.storage)
     named = build(minimal(storage={"url": url, "password_env": "PGPASS_B"}), env={"PGPASS_B": "other"})
