@@ -25,7 +25,6 @@ from bridge.clock import Clock
 from bridge.simulator.model import (
     DEMO_APP,
     FAULT_KINDS,
-    MSGTYPES,
     SHANGHAI,
     TASK_INVALID,
     FaultPlan,
@@ -38,9 +37,9 @@ from bridge.simulator.model import (
     bar_view,
     canonical,
     card_view,
-    msg_bytes,
     result_view,
 )
+from bridge.simulator.sendrules import check_send, status_bar_shown
 
 __all__ = ["DEMO_APP", "FAULT_KINDS", "FaultPlan", "OffsetClock", "SimApp", "SimError", "SimSettings", "SimState",
            "SimTask"]
@@ -255,51 +254,42 @@ class SimState:
         dept_ids: Sequence[int] = (),
         to_all_user: bool = False,
     ) -> int:
-        """asyncsend_v2: validate, classify every recipient, fill the inboxes; returns the task_id."""
-        s = self.settings
+        """asyncsend_v2: validate, classify every recipient, fill the inboxes; returns the task_id. Three steps,
+        in DingTalk's order: refuse a bad request before anything counts (`check_send`), decide whether the OA
+        status bar is honoured (`status_bar_shown`), then deliver to each recipient or say why not (`_deliver`)."""
         self.check_agent(app, agent_id)
-        if not userids and not dept_ids and not to_all_user:
-            raise bad_param("userid_list, dept_id_list or to_all_user is required")
-        if len(userids) > s.max_userids or len(dept_ids) > s.max_dept_ids:
-            limits = f"userid_list {s.max_userids}, dept_id_list {s.max_dept_ids}"
-            raise SimError(41029, f"超过消息接收者人数上限 ({limits})")
-        msgtype = msg.get("msgtype")
-        if msgtype not in MSGTYPES:
-            raise SimError(40008, f"不合法的消息类型: {msgtype!r}")
-        if not isinstance(msg.get(msgtype), dict):
-            raise bad_param(f"msg.{msgtype} is required")
-        if msgtype == "oa" and (not msg["oa"].get("message_url") or not isinstance(msg["oa"].get("head"), dict)):
-            raise bad_param("msg.oa.message_url and msg.oa.head are required")
-        if (size := msg_bytes(msg)) > s.max_msg_bytes:
-            raise bad_param(f"msg is {size} bytes, at most {s.max_msg_bytes}")
+        check_send(self.settings, msg, userids, dept_ids, to_all_user)
         now = self.clock.now()
         day = now.astimezone(SHANGHAI).date()
         if to_all_user:
-            if self._to_all[(app.app_key, day)] >= s.to_all_per_day:
-                raise SimError(41045, f"to_all_user发送已超过每天{s.to_all_per_day}次")
+            limit = self.settings.to_all_per_day
+            if self._to_all[(app.app_key, day)] >= limit:
+                raise SimError(41045, f"to_all_user发送已超过每天{limit}次")
             self._to_all[(app.app_key, day)] += 1
-        bar = msg["oa"].get("status_bar") if msgtype == "oa" else None
-        requested = isinstance(bar, dict) and bool(bar.get("status_value"))
-        honoured = requested
-        if requested and (dept_ids or to_all_user or len(userids) > s.status_bar_max_userids):
-            if s.status_bar_violation == "error":
-                raise bad_param(f"oa.status_bar needs userid_list with at most {s.status_bar_max_userids} userids")
-            honoured = False
+        requested, bar = status_bar_shown(self.settings, msg, userids, dept_ids, to_all_user)
         task = SimTask(
             task_id=self._new_task_id(), app_key=app.app_key, agent_id=agent_id, msg=msg, userids=tuple(userids),
             dept_ids=tuple(dept_ids), to_all_user=to_all_user, sent_at=now, status_bar_requested=requested,
-            status_bar=(str(bar["status_value"]), bar.get("status_bg")) if honoured and isinstance(bar, dict) else None,
+            status_bar=bar,
         )
-        recipients = list(userids)
-        for dept in dept_ids:
+        self._deliver(app, task, day)
+        self.tasks[task.task_id] = task
+        return task.task_id
+
+    def _deliver(self, app: SimApp, task: SimTask, day: date) -> None:
+        """Expand departments and "everyone", then deliver to each recipient once, or record why not: unknown
+        user, the same content already delivered today (143106), or the daily cap reached (143105)."""
+        s = self.settings
+        recipients = list(task.userids)
+        for dept in task.dept_ids:
             members = s.departments.get(dept)
             if members is None:
                 task.invalid_depts.append(dept)
             else:
                 recipients.extend(members)
-        if to_all_user:
+        if task.to_all_user:
             recipients.extend(self._everyone())
-        content = canonical(msg)
+        content = canonical(task.msg)
         for user in dict.fromkeys(recipients):
             if not self.is_valid_user(user):
                 task.invalid_users.append(user)
@@ -312,8 +302,6 @@ class SimState:
                 self._daily[(app.app_key, user, day)] += 1
                 task.delivered.append(user)
                 self._inbox.setdefault(user, []).append(task.task_id)
-        self.tasks[task.task_id] = task
-        return task.task_id
 
     def progress(self, app: SimApp, agent_id: int, task_id: int) -> tuple[int, int]:
         """getsendprogress: (progress_in_percent, status 0 | 1 | 2), moving with simulated time."""
