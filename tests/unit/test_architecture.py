@@ -21,7 +21,7 @@ BRIDGE = Path(__file__).resolve().parents[2] / "bridge"
 # The pure core: no I/O, no clock, no logging; only its own modules and the shared vocabulary.
 PURE_CORE = frozenset({
     "bridge.events", "bridge.machine", "bridge.decide", "bridge.render", "bridge.sources.signatures",
-    "bridge.records",
+    "bridge.records", "bridge.decoding",
 })
 VOCABULARY = frozenset({
     "bridge.errors", "bridge.records", "bridge.secret", "bridge.events", "bridge.dingtalk.messages",
@@ -41,7 +41,6 @@ MAX_LINES = 400
 # Modules still over MAX_LINES while they are being split (issue 10). This list only shrinks: a module that
 # comes under the limit must leave it (the test says so), and no module may join it.
 OVER_LIMIT_ALLOWED = frozenset({
-    "bridge/events.py",
     "bridge/store/sqlite.py",
 })
 
