@@ -13,7 +13,8 @@ Why it looks the way it does:
   batch with `StorageUnavailable`, and reconnects on the next write, so the store recovers by itself.
 - All SQL lives in `bridge/sql/` (schema.sql: numbered migrations; queries.sql: named statements);
   `bridge.sqlite_sql` loads it, maps rows to records and holds the transaction bodies. This module is the
-  machinery: connections, the writer task, errors. Times are integer microseconds since the epoch in the
+  machinery: connections, the writer task, errors; the plain reads and writes are its two base classes,
+  `sqlite_reads.SQLiteReads` and `sqlite_writes.SQLiteWrites`. Times are integer microseconds since the epoch in the
   file and aware UTC datetimes outside.
 """
 
@@ -25,7 +26,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,12 +36,12 @@ import structlog
 from bridge import records as store  # the records, not the package: open_store imports this module
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
-from bridge.records import JobState
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_files import FileGuard, ProcessLock
-from bridge.store.sqlite_retention import prune_writer
+from bridge.store.sqlite_reads import SQLiteReads, of_approval
 from bridge.store.sqlite_sql import MIGRATIONS, SCHEMA_VERSION, Migration
 from bridge.store.sqlite_thread import SqlConnection, WriterConnection
+from bridge.store.sqlite_writes import SQLiteWrites
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SYNCHRONOUS", "Migration", "SQLiteStore"]
 
@@ -53,8 +54,6 @@ SYNCHRONOUS = ("normal", "full")
 _CARD_CACHE_MAX = 10_000  # recent approvals known to have card data (positives never go stale: rows stay)
 
 
-def _of(source: str, approval_id: str) -> dict[str, str]:
-    return {"source": source, "approval_id": approval_id}
 
 
 # --- the writer queue -------------------------------------------------------------------------------------
@@ -79,7 +78,7 @@ def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseExceptio
         future.set_result(result)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteReads, SQLiteWrites):
     """The Store protocol on one SQLite file. See the module docstring for the design.
 
     `commits` counts committed write transactions; with group commit it grows far slower than the number
@@ -354,149 +353,13 @@ class SQLiteStore:
     async def has_card_data(self, source: str, approval_id: str) -> bool:
         if (source, approval_id) in self._card_cache:
             return True
-        found = bool((await self._read("has_card_data", _of(source, approval_id)))[0][0])
+        found = bool((await self._read("has_card_data", of_approval(source, approval_id)))[0][0])
         if found:
             self._remember_card(source, approval_id)
         return found
 
     # --- deciding ------------------------------------------------------------------------------------------
-    async def pending_events(self, limit: int = 100) -> list[store.InboxEvent]:
-        return [sq.inbox_row(r) for r in await self._read("pending_events", {"limit": limit})]
-
-    async def get_approval(self, source: str, approval_id: str) -> store.Approval | None:
-        rows = await self._read("get_approval", _of(source, approval_id))
-        return sq.approval_row(rows[0]) if rows else None
-
-    async def notices_for(self, source: str, approval_id: str) -> list[store.Notice]:
-        return [sq.notice_row(r) for r in await self._read("notices_for", _of(source, approval_id))]
-
-    async def apply_decision(self, decision: store.Decision, now: datetime) -> list[int]:
-        return await self._write(sq.decision_writer(decision, now))
-
     # --- delivering ----------------------------------------------------------------------------------------
-    async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
-        return await self._write(sq.claim_writer(now, lease_s, limit)) if limit > 0 else []
-
-    async def finish_job(
-        self,
-        job_id: int,
-        now: datetime,
-        *,
-        outcome: str = "ok",
-        notice: store.NoticeChange | None = None,
-        new_jobs: Sequence[store.NewJob] = (),
-        journal: Sequence[store.NewJournal] = (),
-    ) -> list[int]:
-        return await self._write(sq.finish_writer(job_id, now, outcome, notice, new_jobs, journal))
-
-    async def save_notice(self, change: store.NoticeChange, journal: Sequence[store.NewJournal] = ()) -> None:
-        lines = sq.journal_params(journal, sq.notice_change_time(change))
-        params = sq.notice_change_params(change)
-        await self._write(sq.statement_writer("update_notice", params, lines, missing=f"no notice {change.notice_id}"))
-
-    async def retry_job(
-        self, job_id: int, now: datetime, run_at: datetime, error: str, journal: Sequence[store.NewJournal] = ()
-    ) -> None:
-        params = {"id": job_id, "now": sq.to_us(now), "run_at": sq.to_us(run_at), "error": error}
-        lines = sq.journal_params(journal, now)
-        await self._write(sq.statement_writer("retry_job", params, lines, missing=f"no job {job_id}"))
-
-    async def bury_job(self, job_id: int, now: datetime, error: str, journal: Sequence[store.NewJournal] = ()) -> None:
-        params = {"id": job_id, "now": sq.to_us(now), "error": error}
-        lines = sq.journal_params(journal, now)
-        await self._write(sq.statement_writer("bury_job", params, lines, missing=f"no job {job_id}"))
-
-    async def release_job(self, job_id: int, now: datetime) -> None:
-        await self._write(sq.statement_writer("release_job", {"id": job_id, "now": sq.to_us(now)}))
-
-    async def extend_leases(self, job_ids: Sequence[int], now: datetime, lease_s: float) -> int:
-        if not job_ids:
-            return 0
-        params = {"ids": sq.dumps(list(job_ids)), "lease_until": sq.to_us(now + timedelta(seconds=lease_s))}
-        return await self._write(sq.statement_writer("extend_leases", params))
-
     def on_work(self, callback: Callable[[], None]) -> None:
         """One process only (a second is refused): its own worker is woken directly."""
 
-    async def add_jobs(
-        self, jobs: Sequence[store.NewJob], now: datetime, journal: Sequence[store.NewJournal] = ()
-    ) -> list[int]:
-        return await self._write(sq.add_jobs_writer(jobs, now, journal))
-
-    async def retry_dead(self, now: datetime, job_id: int | None = None) -> int:
-        if job_id is None:
-            return await self._write(sq.statement_writer("retry_dead_all", {"now": sq.to_us(now)}))
-        return await self._write(sq.statement_writer("retry_dead_one", {"now": sq.to_us(now), "id": job_id}))
-
-    # --- reading -------------------------------------------------------------------------------------------
-    async def get_job(self, job_id: int) -> store.Job | None:
-        rows = await self._read("get_job", {"id": job_id})
-        return sq.job_row(rows[0]) if rows else None
-
-    async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[store.Job]:
-        if state is None:
-            return [sq.job_row(r) for r in await self._read("list_jobs", {"limit": limit})]
-        return [sq.job_row(r) for r in await self._read("list_jobs_in_state", {"state": state, "limit": limit})]
-
-    async def jobs_for(self, source: str, approval_id: str) -> list[store.Job]:
-        return [sq.job_row(r) for r in await self._read("jobs_for", _of(source, approval_id))]
-
-    async def list_approvals(
-        self,
-        *,
-        status: str | None = None,
-        source: str | None = None,
-        since: datetime | None = None,
-        limit: int = 100,
-    ) -> list[store.Approval]:
-        params = {"status": status, "source": source, "since": sq.opt_us(since), "limit": limit}
-        return [sq.approval_row(r) for r in await self._read("list_approvals", params)]
-
-    async def events_for(self, source: str, approval_id: str) -> list[store.InboxEvent]:
-        return [sq.inbox_row(r) for r in await self._read("events_for", _of(source, approval_id))]
-
-    async def audit_for(self, source: str, approval_id: str) -> list[store.AuditEntry]:
-        return [sq.audit_row(r) for r in await self._read("audit_for", _of(source, approval_id))]
-
-    async def get_event(self, source: str, event_id: str) -> store.InboxEvent | None:
-        rows = await self._read("get_event", {"source": source, "event_id": event_id})
-        return sq.inbox_row(rows[0]) if rows else None
-
-    async def journal(
-        self, after_id: int = 0, *, source: str | None = None, limit: int = 500
-    ) -> list[store.JournalEntry]:
-        if source is None:
-            rows = await self._read("journal", {"after_id": after_id, "limit": limit})
-        else:
-            rows = await self._read("journal_for_source", {"after_id": after_id, "source": source, "limit": limit})
-        return [sq.journal_row(r) for r in rows]
-
-    async def journal_tail(self, n: int, *, source: str | None = None) -> list[store.JournalEntry]:
-        if source is None:
-            rows = await self._read("journal_tail", {"limit": max(n, 0)})
-        else:
-            rows = await self._read("journal_tail_for_source", {"source": source, "limit": max(n, 0)})
-        return [sq.journal_row(r) for r in rows]
-
-    async def append_journal(self, entries: Sequence[store.NewJournal], now: datetime) -> None:
-        lines = sq.journal_params(entries, now)
-        if lines:
-            await self._write(sq.journal_writer(lines))
-
-    async def prune(self, before: datetime, limit: int) -> store.Pruned:
-        if limit < 1:
-            return store.Pruned()
-        return await self._write(prune_writer(before, limit))
-
-    async def job_counts(self, now: datetime) -> store.JobCounts:
-        counts = {r["state"]: r["n"] for r in await self._read("job_counts")}
-        oldest = (await self._read("oldest_pending"))[0][0]
-        orphaned = (await self._read("orphaned_count"))[0][0]
-        return store.JobCounts(
-            pending=counts.get(JobState.PENDING, 0), running=counts.get(JobState.RUNNING, 0),
-            dead=counts.get(JobState.DEAD, 0),
-            done=counts.get(JobState.DONE, 0), oldest_pending_run_at=sq.opt_dt(oldest), orphaned=orphaned,
-        )
-
-    async def check_writable(self) -> None:
-        await self._write(sq.statement_writer("probe", {"at": sq.to_us(datetime.now(UTC))}))

@@ -1,0 +1,97 @@
+"""The SQLite store's write side: every change that is one statement or one transaction body.
+
+Split from bridge.store.sqlite so its machinery (connections, the single writer task, group commit of
+`add_event`, faults and reconnects) reads apart from what each write does. Every method here hands a
+transaction body (built in bridge.store.sqlite_sql) to `_write`, which the store defines: the writer task
+runs it as its own `BEGIN IMMEDIATE … COMMIT` and answers StorageUnavailable when the file cannot take it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from bridge import records as store
+from bridge.store import sqlite_sql as sq
+from bridge.store.sqlite_retention import prune_writer
+from bridge.store.sqlite_thread import SqlConnection
+
+__all__ = ["SQLiteWrites"]
+
+T = TypeVar("T")
+
+
+class SQLiteWrites:
+    """The write half of the Store protocol (besides `add_event`, which the writer batches), written once
+    against `_write`."""
+
+    async def _write(self, run: Callable[[SqlConnection], Awaitable[T]]) -> T:
+        raise NotImplementedError  # SQLiteStore queues it for its writer task
+
+    async def apply_decision(self, decision: store.Decision, now: datetime) -> list[int]:
+        return await self._write(sq.decision_writer(decision, now))
+
+    async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
+        return await self._write(sq.claim_writer(now, lease_s, limit)) if limit > 0 else []
+
+    async def finish_job(
+        self,
+        job_id: int,
+        now: datetime,
+        *,
+        outcome: str = "ok",
+        notice: store.NoticeChange | None = None,
+        new_jobs: Sequence[store.NewJob] = (),
+        journal: Sequence[store.NewJournal] = (),
+    ) -> list[int]:
+        return await self._write(sq.finish_writer(job_id, now, outcome, notice, new_jobs, journal))
+
+    async def save_notice(self, change: store.NoticeChange, journal: Sequence[store.NewJournal] = ()) -> None:
+        lines = sq.journal_params(journal, sq.notice_change_time(change))
+        params = sq.notice_change_params(change)
+        await self._write(sq.statement_writer("update_notice", params, lines, missing=f"no notice {change.notice_id}"))
+
+    async def retry_job(
+        self, job_id: int, now: datetime, run_at: datetime, error: str, journal: Sequence[store.NewJournal] = ()
+    ) -> None:
+        params = {"id": job_id, "now": sq.to_us(now), "run_at": sq.to_us(run_at), "error": error}
+        lines = sq.journal_params(journal, now)
+        await self._write(sq.statement_writer("retry_job", params, lines, missing=f"no job {job_id}"))
+
+    async def bury_job(self, job_id: int, now: datetime, error: str, journal: Sequence[store.NewJournal] = ()) -> None:
+        params = {"id": job_id, "now": sq.to_us(now), "error": error}
+        lines = sq.journal_params(journal, now)
+        await self._write(sq.statement_writer("bury_job", params, lines, missing=f"no job {job_id}"))
+
+    async def release_job(self, job_id: int, now: datetime) -> None:
+        await self._write(sq.statement_writer("release_job", {"id": job_id, "now": sq.to_us(now)}))
+
+    async def extend_leases(self, job_ids: Sequence[int], now: datetime, lease_s: float) -> int:
+        if not job_ids:
+            return 0
+        params = {"ids": sq.dumps(list(job_ids)), "lease_until": sq.to_us(now + timedelta(seconds=lease_s))}
+        return await self._write(sq.statement_writer("extend_leases", params))
+
+    async def add_jobs(
+        self, jobs: Sequence[store.NewJob], now: datetime, journal: Sequence[store.NewJournal] = ()
+    ) -> list[int]:
+        return await self._write(sq.add_jobs_writer(jobs, now, journal))
+
+    async def retry_dead(self, now: datetime, job_id: int | None = None) -> int:
+        if job_id is None:
+            return await self._write(sq.statement_writer("retry_dead_all", {"now": sq.to_us(now)}))
+        return await self._write(sq.statement_writer("retry_dead_one", {"now": sq.to_us(now), "id": job_id}))
+
+    async def append_journal(self, entries: Sequence[store.NewJournal], now: datetime) -> None:
+        lines = sq.journal_params(entries, now)
+        if lines:
+            await self._write(sq.journal_writer(lines))
+
+    async def prune(self, before: datetime, limit: int) -> store.Pruned:
+        if limit < 1:
+            return store.Pruned()
+        return await self._write(prune_writer(before, limit))
+
+    async def check_writable(self) -> None:
+        await self._write(sq.statement_writer("probe", {"at": sq.to_us(datetime.now(UTC))}))
