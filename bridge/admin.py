@@ -29,6 +29,8 @@ from bridge.web import json_error
 
 log = structlog.get_logger("bridge.admin")
 
+MAX_JOB_ID = 2**63 - 1
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -161,10 +163,10 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def retry_job(request: web.Request) -> web.Response:
-    try:
-        job_id = int(request.match_info["job_id"])
-    except ValueError:
-        return json_error(400, "bad_request", "job id must be an integer")
+    raw = request.match_info["job_id"]
+    job_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else 0
+    if not 1 <= job_id <= MAX_JOB_ID:  # past a 64-bit integer the database cannot even look it up
+        return json_error(400, "bad_request", f"job id must be an integer between 1 and {MAX_JOB_ID}")
     st, clock = request.app[STORE], request.app[CLOCK]
     job = await st.get_job(job_id)
     if job is None:

@@ -11,6 +11,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from bridge.errors import MalformedPayload
 
@@ -43,11 +44,21 @@ def parse_json(raw: bytes) -> object:
             line, column = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
             raise MalformedPayload(f"invalid JSON at line {line} column {column}: {why}")
     try:
-        return json.loads(text, parse_float=_finite)
+        return json.loads(text, parse_float=_finite, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         raise MalformedPayload(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer with more digits than Python converts
         raise MalformedPayload(f"invalid JSON: {str(exc)[:120]}") from None
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice: parsers disagree on which one wins (a smuggling route)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise MalformedPayload(f"invalid JSON: the key {key[:40]!r} appears twice in one object")
+        out[key] = value
+    return out
 
 
 def _finite(text: str) -> float:
@@ -71,7 +82,7 @@ def parse_time(value: object, time_format: str, field: str) -> datetime:
             raise ValueError(f"{at}RFC 3339 time {value!r} has no UTC offset (add Z or +08:00)")
         try:
             return datetime.fromisoformat(m.group().upper()).astimezone(UTC)
-        except ValueError:
+        except (ValueError, OverflowError):  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
             raise ValueError(f"{at}{value!r} is not a valid RFC 3339 time") from None
     if time_format not in TIME_FORMATS:
         raise ValueError(f"{at}unknown time format {time_format!r} (expected one of {', '.join(TIME_FORMATS)})")

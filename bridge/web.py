@@ -114,11 +114,12 @@ async def _receive(request: web.Request, name: str) -> web.StreamResponse:
             f"Content-Type must be application/json, got {request.content_type or 'nothing'!r}"
         )
     webhook_id = webhook_id or request.headers.get("webhook-id")
-    event = intake.decode(source, body, clock.now(), headers=request.headers, webhook_id=webhook_id).event
+    event = intake.decode(source, body, clock.now(), headers=request.headers, webhook_id=webhook_id,
+                          window=intake.window_of(cfg.server)).event
     assert event is not None  # only native handshakes carry no event
     structlog.contextvars.bind_contextvars(approval_id=event.approval_id, event_id=event.event_id)
     await _require_card_data(st, event)
-    return await _store(request, event, body, accepted_reply=None)
+    return await _store(request, event, intake.redact(source, body), accepted_reply=None)
 
 
 async def _require_card_data(st: Store, event: events.ApprovalEvent) -> None:
@@ -152,7 +153,7 @@ async def _store(
 async def _receive_native(request: web.Request, source: SourceConfig, body: bytes) -> web.StreamResponse:
     clock = request.app[CLOCK]
     result = intake.decode(source, body, clock.now(), method=request.method, query=request.query,
-                           headers=request.headers)
+                           headers=request.headers, window=intake.window_of(request.app[CONFIG].server))
     assert result.reply is not None  # a native source always answers in its platform's format
     reply = web.Response(status=result.reply.status, body=result.reply.body)
     reply.headers["Content-Type"] = result.reply.content_type
@@ -160,7 +161,7 @@ async def _receive_native(request: web.Request, source: SourceConfig, body: byte
         log.info("webhook.handshake")
         return reply
     structlog.contextvars.bind_contextvars(approval_id=result.event.approval_id, event_id=result.event.event_id)
-    return await _store(request, result.event, body, accepted_reply=reply)
+    return await _store(request, result.event, intake.redact(source, body), accepted_reply=reply)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -95,7 +95,7 @@ async def ingest(
             stats.problems.append(message)
             report(message)
             continue
-        result = await st.add_event(event, raw.rstrip(b"\r\n"), clock.now())
+        result = await st.add_event(event, intake.redact(source, raw.rstrip(b"\r\n")), clock.now())
         if result.inserted:
             stats.accepted += 1
         else:

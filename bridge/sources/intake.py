@@ -13,17 +13,18 @@ a card must carry title, recipients and url, unless an earlier event already sto
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from bridge import events
-from bridge.config import SourceConfig
+from bridge import event_checks, events
+from bridge.config import ServerConfig, SourceConfig
 from bridge.errors import Problem
 from bridge.sources import mapping, native
 
-__all__ = ["CardDataLookup", "Intake", "decode", "first_event_problems"]
+__all__ = ["CardDataLookup", "Intake", "decode", "first_event_problems", "redact", "source_secrets", "window_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +45,20 @@ def decode(
     query: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
     webhook_id: str | None = None,
+    window: event_checks.TimeWindow = event_checks.DEFAULT_WINDOW,
 ) -> Intake:
     """Decode `body` by the source's format. Raises the `InputError` that names what is wrong (400 malformed
     or invalid, 401 for a native platform's bad signature); `webhook_id` is the verified delivery id used
-    as the event id when the body carries none."""
+    as the event id when the body carries none. Every decoded event, whatever its format, then passes
+    `event_checks.check_event` (links, lengths, characters, `occurred_at` inside `window` around `now`)."""
+    intake = _decode(source, body, now, method=method, query=query, headers=headers, webhook_id=webhook_id)
+    if intake.event is not None and (problems := event_checks.check_event(intake.event, now, window)):
+        raise events.invalid(problems)
+    return intake
+
+
+def _decode(source: SourceConfig, body: bytes, now: datetime, *, method: str, query: Mapping[str, str] | None,
+            headers: Mapping[str, str] | None, webhook_id: str | None) -> Intake:
     if source.native is not None:
         result = native.handle(source.native, source.name, method, dict(query or {}), headers or {}, body, now,
                                tolerance_s=source.timestamp_tolerance_s)
@@ -56,6 +67,38 @@ def decode(
     if source.mapping is not None:  # the loader sets it exactly when format = "mapping"
         return Intake(mapping.normalise(source.mapping, source.name, payload, webhook_id=webhook_id, headers=headers))
     return Intake(events.parse_canonical(source.name, payload, webhook_id=webhook_id))
+
+
+REDACTED = "****"
+
+
+def source_secrets(source: SourceConfig) -> list[str]:
+    """Every secret a source is configured with: webhook secrets, native tokens and keys."""
+    values = [s.reveal() for s in source.secrets]
+    if source.native is not None:
+        keys = source.native.keys
+        found = [keys.token, keys.aes_key] if isinstance(keys, native.WxKeys) else [keys.verification_token,
+                                                                                   keys.encrypt_key]
+        values += [k.reveal() for k in found if k is not None]
+    return [v for v in values if v]
+
+
+def redact(source: SourceConfig, raw: bytes) -> bytes:
+    """`raw` as it may be stored: every configured secret of the source that appears in the body (a Feishu
+    plain-mode body carries its Verification Token, the only thing that authenticates it) replaced by ****,
+    as written and in its JSON-escaped form. The stored raw body is for audit; secrets never reach the database."""
+    for secret in sorted(source_secrets(source), key=len, reverse=True):
+        forms = {secret.encode(), json.dumps(secret)[1:-1].encode(),
+                 json.dumps(secret, ensure_ascii=False)[1:-1].encode()}
+        for form in forms:
+            if form in raw:
+                raw = raw.replace(form, REDACTED.encode())
+    return raw
+
+
+def window_of(server: ServerConfig) -> event_checks.TimeWindow:
+    """The `occurred_at` window `[server]` configures."""
+    return event_checks.TimeWindow(max_future_s=server.max_future_s, max_age_days=server.max_age_days)
 
 
 class CardDataLookup(Protocol):

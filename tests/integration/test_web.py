@@ -208,3 +208,48 @@ async def test_accepted_event_survives_reopening_sqlite(tmp_path: Path) -> None:
         assert stored is not None and stored.event.title == "采购申请 PO-2026-0042"
     finally:
         await reopened.close()
+
+
+# --- hostile values (bridge.event_checks, parse_json) ---------------------------------------------------------
+
+@pytest.mark.parametrize(("overrides", "field", "needle"), [
+    ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at", "not a valid RFC 3339 time"),
+    ({"occurred_at": "9999-12-31T23:59:59-14:00"}, "occurred_at", "not a valid RFC 3339 time"),
+    ({"occurred_at": "9999-12-31T23:59:59+00:00"}, "occurred_at", "ahead of bridge's clock"),
+    ({"occurred_at": "2026-12-01T02:00:01+00:00"}, "occurred_at", "ahead of bridge's clock"),  # 2 days ahead
+    ({"occurred_at": "2019-01-01T00:00:00+00:00"}, "occurred_at", "days in the past"),
+    ({"title": "采购\x00申请"}, "title", "U+0000"),
+    ({"title": "采购\r\n申请"}, "title", "U+000D"),
+    ({"title": "采购\u202e申请"}, "title", "U+202E"),
+    ({"recipients": ["user\u200b01"]}, "recipients[0]", ""),
+    ({"url": "javascript:alert(1)"}, "url", "http(s)://"),
+])
+async def test_hostile_canonical_values_are_400_naming_the_field(env, overrides: dict[str, object], field: str,
+                                                                 needle: str) -> None:
+    client, st, cfg = env
+    status, answer = await post(client, cfg, body(**overrides))
+    assert status == 400, answer
+    problems = {p["field"]: p["message"] for p in answer["problems"]}
+    assert field in problems and needle in problems[field], problems
+    assert len(await st.events_for("erp", "PO-2026-0042")) == 0
+
+
+async def test_a_duplicate_json_key_is_refused(env) -> None:
+    client, st, cfg = env
+    raw = body().replace(b'"status": "pending"', b'"status": "pending", "status": "approved"')
+    assert raw.count(b'"status"') == 2
+    status, answer = await post(client, cfg, raw)
+    assert status == 400 and answer["error"] == "malformed_payload" and "appears twice" in answer["message"]
+
+
+@pytest.mark.parametrize("job_id", ["164975517790059855872", "9223372036854775808", "0", "-1", "１２"])
+async def test_a_job_id_out_of_range_is_400_not_500(job_id: str) -> None:
+    cfg = config(admin_token=Secret("adm-web-test-token-0123"))
+    application = bridge_app.create_app(cfg, store=MemoryStore(), clock=FakeClock(NOW), client=FakeDingTalk(),
+                                        run_worker=False)
+    async with TestClient(TestServer(application)) as client:
+        resp = await client.post(f"/jobs/{job_id}/retry", headers={"Authorization": "Bearer adm-web-test-token-0123"})
+        assert resp.status == 400 and "between 1 and" in (await resp.json())["message"]
+        resp = await client.post("/jobs/9223372036854775807/retry",
+                                 headers={"Authorization": "Bearer adm-web-test-token-0123"})
+        assert resp.status == 404

@@ -292,8 +292,12 @@ def test_parse_json_reads_an_object() -> None:
     assert parse_json('{"a": "张三", "b": [1, 2.5, null, true]}'.encode()) == {"a": "张三", "b": [1, 2.5, None, True]}
 
 
-def test_duplicate_keys_are_allowed_last_wins() -> None:
-    assert parse_json(b'{"a": 1, "a": 2}') == {"a": 2}
+@pytest.mark.parametrize("raw", [b'{"a": 1, "a": 2}', b'{"status":"pending","status":"approved"}',
+                                 b'{"x": [{"k": 1, "k": 1}]}'])
+def test_duplicate_keys_are_refused(raw: bytes) -> None:
+    """Parsers disagree on which of two equal keys wins (a classic smuggling route): refuse them."""
+    with pytest.raises(MalformedPayload, match="appears twice"):
+        parse_json(raw)
 
 
 def test_a_byte_order_mark_is_ignored() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from bridge.errors import ConfigError, MalformedPayload, SignatureInvalid
+from bridge.decoding import unique_keys
 from bridge.events import ApprovalEvent
 from bridge.secret import Secret
 from bridge.sources.native import crypto as nc
@@ -168,7 +169,9 @@ def lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
 
 def load_json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data)
+        value = json.loads(data, object_pairs_hook=unique_keys)
+    except MalformedPayload as exc:
+        raise MalformedPayload(f"{what}: {exc.message}") from None
     except (UnicodeDecodeError, ValueError):
         raise MalformedPayload(f"{what} is not valid JSON") from None
     if not isinstance(value, dict):
