@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
 
-from bridge.errors import ConfigError, MalformedPayload, SignatureInvalid
 from bridge.decoding import unique_keys
+from bridge.errors import ConfigError, MalformedPayload, SignatureInvalid
 from bridge.events import ApprovalEvent
 from bridge.secret import Secret
 from bridge.sources.native import crypto as nc
