@@ -25,7 +25,7 @@ from bridge import errors, operate, views
 from bridge import openapi as spec
 from bridge.appkeys import ADMIN_PORTS, CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, WAKE, WORKER, Role
 from bridge.records import ApprovalState, JobState
-from bridge.web import json_error
+from bridge.web import json_error, json_response
 
 log = structlog.get_logger("bridge.admin")
 
@@ -111,7 +111,7 @@ def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | 
 
 
 def _bad_request(exc: errors.InputError) -> web.Response:
-    return web.json_response({"error": "bad_request", "message": exc.message}, status=400)
+    return json_response({"error": "bad_request", "message": exc.message}, status=400)
 
 
 async def get_approval(request: web.Request) -> web.Response:
@@ -119,7 +119,7 @@ async def get_approval(request: web.Request) -> web.Response:
     detail = await views.approval_detail(request.app[STORE], source, approval_id)
     if detail is None:
         return json_error(404, "not_found", f"no approval {approval_id!r} from source {source!r} is known")
-    return web.json_response(detail)
+    return json_response(detail)
 
 
 async def list_approvals(request: web.Request) -> web.Response:
@@ -139,7 +139,7 @@ async def list_approvals(request: web.Request) -> web.Response:
     rows = await request.app[STORE].list_approvals(
         status=status, source=request.query.get("source") or None, since=since, limit=limit
     )
-    return web.json_response({"approvals": [views.approval_summary(a) for a in rows], "count": len(rows)})
+    return json_response({"approvals": [views.approval_summary(a) for a in rows], "count": len(rows)})
 
 
 async def get_event(request: web.Request) -> web.Response:
@@ -149,7 +149,7 @@ async def get_event(request: web.Request) -> web.Response:
         return json_error(404, "not_found", f"no event {event_id!r} from source {source!r} is stored")
     body = views.event(ie)
     body["event"] = ie.event.to_dict()
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -159,7 +159,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     except errors.InputError as exc:
         return _bad_request(exc)
     jobs = await request.app[STORE].list_jobs(state, limit)
-    return web.json_response({"jobs": [views.job(j) for j in jobs], "count": len(jobs)})
+    return json_response({"jobs": [views.job(j) for j in jobs], "count": len(jobs)})
 
 
 async def retry_job(request: web.Request) -> web.Response:
@@ -177,7 +177,7 @@ async def retry_job(request: web.Request) -> web.Response:
     request.app[WAKE]()
     log.info("admin.job_retried", job_id=job_id, job_kind=job.kind, source=job.source, approval_id=job.approval_id,
              event_id=job.event_id)
-    return web.json_response({"retried": n, "job_id": job_id})
+    return json_response({"retried": n, "job_id": job_id})
 
 
 async def retry_jobs(request: web.Request) -> web.Response:
@@ -187,7 +187,7 @@ async def retry_jobs(request: web.Request) -> web.Response:
     n = await operate.retry_dead(st, clock.now(), None, by="admin API")
     request.app[WAKE]()
     log.info("admin.dead_jobs_retried", count=n)
-    return web.json_response({"retried": n})
+    return json_response({"retried": n})
 
 
 async def recall_approval(request: web.Request) -> web.Response:
@@ -199,7 +199,7 @@ async def recall_approval(request: web.Request) -> web.Response:
         return json_error(404, "not_found", str(exc))
     request.app[WAKE]()
     log.info("operator.recall_requested", source=source, approval_id=approval_id, event_id=event.event_id)
-    return web.json_response({"status": "accepted", "event_id": event.event_id}, status=202)
+    return json_response({"status": "accepted", "event_id": event.event_id}, status=202)
 
 
 async def resync_approval(request: web.Request) -> web.Response:
@@ -212,11 +212,22 @@ async def resync_approval(request: web.Request) -> web.Response:
         return json_error(404, "not_found", str(exc))
     request.app[WAKE]()
     log.info("operator.resync_requested", source=source, approval_id=approval_id, jobs=len(ids))
-    return web.json_response({"jobs": ids}, status=202)
+    return json_response({"jobs": ids}, status=202)
 
 
 async def readyz(request: web.Request) -> web.Response:
-    app = request.app
+    checks = await readiness(request.app)
+    failing = [name for name, c in checks.items() if not c["ok"]]
+    role = request.app.get(ROLE, Role.ALL)
+    body: dict[str, Any] = {"status": "ok" if not failing else "unavailable", "role": str(role), "checks": checks}
+    if failing:
+        body["failing"] = failing
+    return json_response(body, status=200 if not failing else 503)
+
+
+async def readiness(app: web.Application) -> dict[str, dict[str, Any]]:
+    """The checks behind /readyz (storage writable, worker running, DingTalk token), also exported on /metrics
+    as bridge_ready and bridge_readiness_check{check} so an alert needs no second probe."""
     checks: dict[str, dict[str, Any]] = {}
     try:
         await app[STORE].check_writable()
@@ -238,11 +249,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks["dingtalk_token"] = {"ok": False, "error": "the last attempt to get a DingTalk access token failed"}
     else:
         checks["dingtalk_token"] = {"ok": True, "detail": "token obtained" if ok_at else "not needed yet"}
-    failing = [name for name, c in checks.items() if not c["ok"]]
-    body: dict[str, Any] = {"status": "ok" if not failing else "unavailable", "role": str(role), "checks": checks}
-    if failing:
-        body["failing"] = failing
-    return web.json_response(body, status=200 if not failing else 503)
+    return checks
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -252,6 +259,7 @@ async def metrics(request: web.Request) -> web.Response:
         m.set_job_counts(await app[STORE].job_counts(app[CLOCK].now()), app[CLOCK].now())
     except errors.StorageUnavailable:
         pass
+    m.set_readiness({name: bool(c["ok"]) for name, c in (await readiness(app)).items()})
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     resp = web.Response(body=encoder(m.registry))
     resp.headers["Content-Type"] = content_type
@@ -259,7 +267,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(spec.document())
+    return json_response(spec.document())
 
 
 def add_routes(app: web.Application) -> None:

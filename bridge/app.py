@@ -49,6 +49,7 @@ def create_app(
     app[ADMIN_PORTS] = set()
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
+    metrics.set_build_info(store_kind(store))
     app[CONFIG] = cfg
     app[STORE] = store
     app[CLOCK] = clock
@@ -175,3 +176,12 @@ async def _listen(runner: web.AppRunner, host: str, port: int) -> int:
 
 def _absolute(path: str) -> str:
     return os.path.abspath(path)
+
+
+def store_kind(st: Store) -> str:
+    """The store's short name for bridge_build_info: `kind` if it has one, else its class name ("SQLiteStore" →
+    "sqlite")."""
+    kind = getattr(st, "kind", None)
+    if isinstance(kind, str):
+        return kind
+    return type(st).__name__.removesuffix("Store").lower() or "unknown"

@@ -18,11 +18,12 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from secrets import token_urlsafe
-from typing import Any
+from typing import Any, TypeVar
 
+from bridge import config_sources
 from bridge.config_model import (
     AdminConfig,
     CardConfig,
@@ -37,10 +38,10 @@ from bridge.config_model import (
 )
 from bridge.errors import ConfigError
 from bridge.records import OrphanPolicy
-from bridge.secret import Secret, resolve_secret
-from bridge.sources import mapping as mapping_module
-from bridge.sources import native, signatures
+from bridge.secret import ENV_NAME, Secret, resolve_secret
 from bridge.tomltable import Table, unknown
+
+T = TypeVar("T")
 
 __all__ = [
     "AdminConfig",
@@ -64,19 +65,13 @@ __all__ = [
 
 # --- loading -------------------------------------------------------------------------------------------------
 
-SIGNATURES = signatures.SCHEMES
-FORMATS = ("canonical", "mapping", "dingtalk", "feishu", "wecom")
-NATIVE_FORMATS = ("dingtalk", "feishu", "wecom")
 SYNCHRONOUS = ("normal", "full")
 ON_REVOKED = ("update", "recall")
-SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 STATUS_COLOR = re.compile(r"0x[0-9A-Fa-f]{8}")
 HEAD_COLOR = re.compile(r"[0-9A-Fa-f]{8}")
 MIN_ADMIN_TOKEN_CHARS = 16
 MAX_BODY_BYTES = 16 * 1024 * 1024  # bodies are read into memory; no approval webhook comes near this
 SECTIONS = ("server", "admin", "storage", "dingtalk", "statuses", "card", "worker", "sources")
-SOURCE_KEYS = ("name", "signature", "secret", "format", "timestamp_tolerance_s", "mapping")
-NATIVE_OWN_KEYS = ("name", "format", "timestamp_tolerance_s")  # everything else goes to bridge.native
 
 # The fixed, documented, NOT secret key of the sandbox's "demo" source (base64 of "demo-secret-for-the-sandbox").
 SANDBOX_WEBHOOK_SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1zYW5kYm94"
@@ -116,34 +111,59 @@ def from_dict(data: dict[str, Any], *, path: Path | None = None, env: Mapping[st
 
 
 def _build(data: dict[str, Any], path: Path | None, env: Mapping[str, str], file: str) -> Config:
+    """Check every section, collecting each one's first problem, so one run reports them all."""
+    problems: list[ConfigError] = []
+
+    def attempt(check: Callable[[], T]) -> T | None:
+        try:
+            return check()
+        except ConfigError as exc:
+            problems.extend(ConfigError(m) for m in exc.messages)
+            return None
+
     top = Table(data, "", file, "the top level")
     for name in top.data:
         if name not in SECTIONS:
-            raise unknown(name, SECTIONS, "section", f"the top level ({file})")
-    server = _server(top.table("server", "[server]"), env)
-    admin = _admin(top.table("admin", "[admin]"), server)
-    raw_sources = data.get("sources", [])
-    if not isinstance(raw_sources, list) or not raw_sources:
-        raise ConfigError(f"{file}: sources: at least one [[sources]] table is required (who may send webhooks)")
-    sources: list[SourceConfig] = []
-    for i, raw in enumerate(raw_sources):
-        source = _source(Table(raw, f"sources[{i}]", file, f"[[sources]] #{i + 1}"), server, env)
-        if any(s.name == source.name for s in sources):
-            raise ConfigError(f"{file}: sources[{i}].name: duplicate source name {source.name!r}")
-        sources.append(source)
-    cfg = Config(
-        server=server,
-        admin=admin,
-        storage=_storage(top.table("storage", "[storage]"), path, env),
-        dingtalk=_dingtalk(top.table("dingtalk", "[dingtalk]"), env),
-        statuses=_statuses(top.table("statuses", "[statuses]")),
-        card=_card(top.table("card", "[card]")),
-        worker=_worker(top.table("worker", "[worker]")),
-        sources=tuple(sources),
-        path=path,
+            problems.append(unknown(name, SECTIONS, "section", f"the top level ({file})"))
+    server = attempt(lambda: _server(top.table("server", "[server]"), env))
+    admin = attempt(lambda: _admin(top.table("admin", "[admin]"), server or ServerConfig()))
+    sources = attempt(lambda: config_sources.sources(data, file, server or ServerConfig(), env, attempt))
+    sections = (
+        attempt(lambda: _storage(top.table("storage", "[storage]"), path, env)),
+        attempt(lambda: _dingtalk(top.table("dingtalk", "[dingtalk]"), env)),
+        attempt(lambda: _statuses(top.table("statuses", "[statuses]"))),
+        attempt(lambda: _card(top.table("card", "[card]"))),
+        attempt(lambda: _worker(top.table("worker", "[worker]"))),
     )
+    storage, dingtalk, statuses, card, worker = sections
+    problems.extend(_unset_env(data, file, env, problems))
+    if problems or server is None or admin is None or sources is None or None in sections:
+        messages = list(dict.fromkeys(p.message for p in problems))
+        raise ConfigError(messages=messages or [f"{file}: invalid configuration"])
+    assert storage and dingtalk and statuses and card and worker  # narrowed: every section was checked
+    cfg = Config(server=server, admin=admin, storage=storage, dingtalk=dingtalk, statuses=statuses, card=card,
+                 worker=worker, sources=tuple(sources), path=path)
     _check_lease(cfg, file)
     return cfg
+
+
+def _unset_env(data: object, file: str, env: Mapping[str, str], found: list[ConfigError], key: str = ""
+               ) -> list[ConfigError]:
+    """Every ``env:NAME`` in the file whose variable is unset and not reported yet, so a newcomer learns all
+    the variables to set in one run (a section stops at its first problem)."""
+    out: list[ConfigError] = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out += _unset_env(v, file, env, found, f"{key}.{k}" if key else str(k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += _unset_env(v, file, env, found + out, f"{key}[{i}]")
+    elif isinstance(data, str) and data.startswith("env:"):
+        name = data[len("env:"):]
+        said = f"environment variable {name} is not set"
+        if ENV_NAME.fullmatch(name) and name not in env and not any(said in p.message for p in found):
+            out.append(ConfigError(f"{file}: {key}: {said}"))
+    return out
 
 
 def _check_lease(cfg: Config, file: str) -> None:
@@ -281,77 +301,6 @@ def _worker(t: Table) -> WorkerConfig:
     return WorkerConfig(**values)
 
 
-_SOURCE_DEFAULTS = SourceConfig(name="defaults")
-
-
-def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceConfig:
-    name = t.text("name", pattern=SOURCE_NAME, shape="^[a-z0-9][a-z0-9_-]{0,63}$ (it is a URL segment)")
-    t.label = f"{t.label} ({name!r})"
-    fmt, preset = _format(t)
-    tolerance = t.integer("timestamp_tolerance_s", _SOURCE_DEFAULTS.timestamp_tolerance_s)
-    if fmt in NATIVE_FORMATS:
-        rest = {k: v for k, v in t.data.items() if k not in NATIVE_OWN_KEYS}
-        parsed = native.parse_config(fmt, rest, f"{t.file}: {t.key}", env)
-        return SourceConfig(name=name, signature="native", format=fmt, timestamp_tolerance_s=tolerance,
-                            native=parsed)
-    t.only(SOURCE_KEYS if fmt == "mapping" else tuple(k for k in SOURCE_KEYS if k != "mapping"))
-    scheme = t.text("signature", _SOURCE_DEFAULTS.signature, choices=SIGNATURES)
-    secrets = _source_secrets(t, scheme, env)
-    if scheme == "none" and not server.on_loopback:
-        raise _unsigned_off_loopback(t.file, t.path("signature"), server.host)
-    mapping = None
-    if fmt == "mapping":
-        if "mapping" not in t.data and preset is None:
-            raise t.fail("mapping", "required when format = 'mapping' (a [sources.mapping] table)")
-        table = t.data.get("mapping", {})
-        if preset is not None and isinstance(table, dict):
-            table = {"preset": preset, **table}
-        mapping = mapping_module.parse_config(table, f"{t.file}: {t.path('mapping')}")
-    return SourceConfig(name=name, signature=scheme, secrets=secrets, format=fmt, timestamp_tolerance_s=tolerance,
-                        mapping=mapping)
-
-
-def _format(t: Table) -> tuple[str, str | None]:
-    """`format`, and the preset of the short form `format = "preset:NAME"` (a mapped source; see
-    bridge.sources.presets)."""
-    raw = t.data.get("format")
-    if isinstance(raw, str) and raw.startswith("preset:"):
-        return "mapping", raw.removeprefix("preset:")
-    return t.text("format", "canonical", choices=FORMATS), None
-
-
-def _source_secrets(t: Table, scheme: str, env: Mapping[str, str]) -> tuple[Secret, ...]:
-    raw = t.data.get("secret")
-    if scheme == "none":
-        if raw is not None:
-            raise t.fail("secret", "given, but signature = 'none' never checks it; remove one of them")
-        return ()
-    if raw is None:
-        raise t.fail("secret", f"required for signature = {scheme!r} (a string or a list of strings, inline or "
-                               "'env:NAME')")
-    items = raw if isinstance(raw, list) else [raw]
-    if not items:
-        raise t.fail("secret", "must not be an empty list")
-    out = []
-    for i, item in enumerate(items):
-        key = t.path("secret") + (f"[{i}]" if isinstance(raw, list) else "")
-        value = resolve_secret(item, f"{t.file}: {key}", env)
-        if not value.reveal():
-            raise ConfigError(f"{t.file}: {key}: must not be empty")
-        if scheme == "standard-webhooks":
-            try:
-                signatures.decode_whsec(value.reveal())
-            except ValueError as exc:
-                raise ConfigError(f"{t.file}: {key}: {exc}") from None
-        out.append(value)
-    return tuple(out)
-
-
-def _unsigned_off_loopback(file: str, key: str, host: str) -> ConfigError:
-    return ConfigError(f"{file}: {key} = 'none' is only allowed when server.host is a loopback address "
-                       f"(server.host = {host!r}); sign the webhooks or bind to 127.0.0.1")
-
-
 def override_server(cfg: Config, *, host: str | None = None, port: int | None = None) -> Config:
     """`cfg` with the listen address replaced (`--host` / `--port`), re-checking what depends on it: an
     unsigned source (signature = "none") must not become reachable off loopback."""
@@ -359,7 +308,8 @@ def override_server(cfg: Config, *, host: str | None = None, port: int | None = 
                                  port=cfg.server.port if port is None else port)
     for i, source in enumerate(cfg.sources):
         if source.signature == "none" and not server.on_loopback:
-            raise _unsigned_off_loopback(str(cfg.path or "<config>"), f"sources[{i}].signature", server.host)
+            raise config_sources.unsigned_off_loopback(str(cfg.path or "<config>"), f"sources[{i}].signature",
+                                                       server.host)
     return dataclasses.replace(cfg, server=server)
 
 

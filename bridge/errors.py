@@ -55,6 +55,11 @@ class BridgeError(Exception):
 class ConfigError(BridgeError):
     """The configuration is invalid."""
 
+    def __init__(self, message: str | None = None, *, messages: Sequence[str] = ()) -> None:
+        super().__init__(message or (messages[0] if messages else None))
+        # Every problem found, first one first: `bridge check-config` reports them all in one run.
+        self.messages: tuple[str, ...] = tuple(messages) or (self.message,)
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:

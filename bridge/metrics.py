@@ -7,12 +7,23 @@ right even when another process (the CLI) changed the jobs.
 
 from __future__ import annotations
 
+import platform
 from datetime import datetime
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
-from bridge import store
+from bridge import __version__, store
 from bridge.records import JobState
 
 # `_created` series double the output and nobody alerts on them.
@@ -28,6 +39,15 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # The process itself (CPU seconds, RSS, open fds, start time; python_info; garbage collections), on
+        # this app's registry so one scrape of /metrics has everything.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        if GC_COLLECTOR is not None:
+            GCCollector(registry=r)
+        self.build = Info("bridge_build", "The running bridge: version, Python and store kind (always 1)",
+                          registry=r)
+        self.set_build_info("unknown")
         self.webhooks = Counter(
             "bridge_webhooks_received", "Webhook requests answered, by source and HTTP status", ["source", "code"],
             registry=r,
@@ -66,9 +86,16 @@ class Metrics:
                               "Cards DingTalk filtered as duplicate content whose task_id reaches nobody", registry=r)
         self.orphans_found = Counter("bridge_notices_orphaned", "Sends found orphaned (duplicate content, 143106)",
                                      registry=r)
+        self.ready = Gauge("bridge_ready", "1 when every /readyz check passes, else 0", registry=r)
+        self.readiness = Gauge("bridge_readiness_check", "Each /readyz check: 1 passing, 0 failing", ["check"],
+                               registry=r)
         self.oldest_pending = Gauge(
             "bridge_oldest_pending_job_age_seconds", "Age of the oldest due pending job (0 when none)", registry=r
         )
+
+    def set_build_info(self, store_kind: str) -> None:
+        """bridge_build_info{version, python, store} 1: which build answers, and on which store."""
+        self.build.info({"version": __version__, "python": platform.python_version(), "store": store_kind})
 
     # --- dingtalk.CallObserver -------------------------------------------------------------------------
     def call_finished(self, call: str, code: str, seconds: float) -> None:
@@ -117,3 +144,8 @@ class Metrics:
         age = (now - counts.oldest_pending_run_at).total_seconds() if counts.oldest_pending_run_at else 0.0
         self.oldest_pending.set(max(0.0, age))
         self.orphaned.set(counts.orphaned)
+
+    def set_readiness(self, checks: dict[str, bool]) -> None:
+        for name, ok in checks.items():
+            self.readiness.labels(check=name).set(1 if ok else 0)
+        self.ready.set(1 if all(checks.values()) else 0)

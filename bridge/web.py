@@ -14,6 +14,7 @@ built by `bridge.native`. Bad input is logged once (`webhook.rejected`) without 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,8 +34,18 @@ JSON_TYPES = ("application/json", "text/json")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def dumps(data: Any) -> str:
+    """JSON text for every answer bridge gives: UTF-8 as it is, so 采购申请 stays readable (not \\u91c7...)."""
+    return json.dumps(data, ensure_ascii=False)
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    """A JSON answer (`application/json; charset=utf-8`) written with `dumps`."""
+    return web.json_response(data, status=status, dumps=dumps)
+
+
 def json_error(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": code, "message": message, **extra}, status=status)
+    return json_response({"error": code, "message": message, **extra}, status=status)
 
 
 @web.middleware
@@ -69,7 +80,7 @@ async def receive_webhook(request: web.Request) -> web.StreamResponse:
     except errors.InputError as exc:
         log.warning("webhook.rejected", status=exc.status, error=exc.code, reason=exc.message,
                     problems=[p.as_dict() for p in exc.problems] or None)
-        response = web.json_response(exc.as_dict(), status=exc.status)
+        response = json_response(exc.as_dict(), status=exc.status)
     except errors.StorageUnavailable as exc:
         log.error("webhook.storage_unavailable", reason=str(exc))
         response = json_error(503, "storage_unavailable", str(exc), retry=True)
@@ -143,9 +154,9 @@ async def _store(
     if result.inserted:
         app[WAKE]()
         log.info("webhook.accepted", status=event.status.value if event.status else None)
-        return accepted_reply or web.json_response({"status": "accepted", **ids}, status=202)
+        return accepted_reply or json_response({"status": "accepted", **ids}, status=202)
     log.info("webhook.duplicate")
-    return accepted_reply or web.json_response(
+    return accepted_reply or json_response(
         {"status": "duplicate", "message": "this event id was already accepted; nothing changed", **ids}, status=200
     )
 
@@ -165,7 +176,7 @@ async def _receive_native(request: web.Request, source: SourceConfig, body: byte
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 def add_routes(app: web.Application, *, webhooks: bool = True) -> None:

@@ -11,60 +11,28 @@ import asyncio
 import faulthandler
 import json
 import sys
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from bridge import config, errors
-from bridge.cli import config_show, present
-from bridge.config import Config, SourceConfig
+from bridge.cli import common
 from bridge.records import JobState
-from bridge.store import Store, open_store
 
-SANDBOX_DB = "bridge-sandbox.db"
-DEFAULT_SIM_PORT = 8789
-
-
-class UsageError(Exception):
-    """Bad arguments or configuration: exit 2."""
-
-
-def _load_config(args: argparse.Namespace) -> Config:
-    if getattr(args, "sandbox", False):
-        cfg = config.sandbox(f"http://127.0.0.1:{getattr(args, 'sim_port', DEFAULT_SIM_PORT)}", SANDBOX_DB)
-    else:
-        path = Path(args.config or "bridge.toml")
-        if not path.exists():
-            hint = " (or use --sandbox for the built-in demo set-up)" if args.config is None else ""
-            raise UsageError(f"configuration file {str(path)!r} not found{hint}")
-        try:
-            cfg = config.load(path)
-        except errors.ConfigError as exc:
-            raise UsageError(str(exc)) from None
-    if getattr(args, "host", None) or getattr(args, "port", None) is not None:
-        try:
-            cfg = config.override_server(cfg, host=getattr(args, "host", None), port=getattr(args, "port", None))
-        except errors.ConfigError as exc:
-            raise UsageError(str(exc)) from None
-    if getattr(args, "db", None):
-        cfg = replace(cfg, storage=replace(cfg.storage, path=args.db))
-    return cfg
-
-
-def _source(cfg: Config, name: str) -> SourceConfig:
-    source = cfg.source(name)
-    if source is None:
-        known = ", ".join(s.name for s in cfg.sources) or "none"
-        raise UsageError(f"no source named {name!r} in the configuration (configured: {known})")
-    return source
-
-
-def _open_store(cfg: Config) -> Store:
-    return open_store(cfg.storage)
+SANDBOX_DB = common.SANDBOX_DB
+DEFAULT_SIM_PORT = common.DEFAULT_SIM_PORT
+UsageError = common.UsageError
+Failed = common.Failed
+_load_config = common.load_config
+_source = common.source
+_open_store = common.open_store
+_style = common.style
+_print_json = common.print_json
+# What `bridge jobs` lists by default: what needs attention.
+OPEN_AND_DEAD: tuple[str, ...] = (JobState.PENDING, JobState.RUNNING, JobState.DEAD)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Create or upgrade the schema now (serve also does it on start, under a lock on PostgreSQL)."""
+    from bridge import errors
+
     cfg = _load_config(args)
 
     async def main() -> None:
@@ -81,14 +49,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _style(args: argparse.Namespace) -> present.Style:
-    return present.Style(colour=sys.stdout.isatty() and not getattr(args, "json", False))
-
-
-def _print_json(data: object) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2))
-
-
 # --- commands -------------------------------------------------------------------------------------------
 def cmd_simulator(args: argparse.Namespace) -> int:
     from bridge import logs
@@ -99,6 +59,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from bridge.cli import config_show
+
     if args.config is None:
         args.config = "bridge.toml"
     return config_show.run_check_cli(args)
@@ -139,10 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     faulthandler.enable()  # a fatal signal (SIGBUS from a mapped file) still leaves a line for the supervisor
     try:
         asyncio.run(main())
-    except errors.StorageInUse as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except app.ListenError as exc:
+    except (errors.StorageInUse, app.ListenError) as exc:
         raise UsageError(str(exc)) from None
     return 0
 
@@ -153,13 +112,12 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     cfg = _load_config(args)
     source = _source(cfg, args.source)
-    body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    body = common.read_input(args.file)
     url = args.url or sender.default_url(cfg, source)
     try:
         answer = asyncio.run(sender.send(url, source, body, clock.SystemClock().now()))
     except OSError as exc:
-        print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
-        return 1
+        raise Failed(f"cannot reach {url}: {exc}") from None
     print(f"HTTP {answer.status}", file=sys.stderr)
     print(answer.pretty())
     return 0 if answer.ok else 1
@@ -167,6 +125,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from bridge import views
+    from bridge.cli import present
+
     cfg = _load_config(args)
 
     async def main() -> dict[str, Any] | None:
@@ -179,8 +139,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     detail = asyncio.run(main())
     if detail is None:
-        print(f"error: no approval {args.approval_id!r} from source {args.source!r} is known", file=sys.stderr)
-        return 1
+        raise Failed(f"no approval {args.approval_id!r} from source {args.source!r} is known")
     if args.json:
         _print_json(detail)
     else:
@@ -190,16 +149,23 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from bridge import views
+    from bridge.cli import present
+
     cfg = _load_config(args)
     state = JobState.DEAD if args.dead else args.state
+    if args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
+    states: tuple[str | None, ...] = (None,) if args.all else (state,) if state else OPEN_AND_DEAD
 
     async def main() -> list[dict[str, Any]]:
         st = _open_store(cfg)
         await st.open()
         try:
-            return [views.job(j) for j in await st.list_jobs(state, args.limit)]
+            found = [j for s in states for j in await st.list_jobs(s, args.limit)]
         finally:
             await st.close()
+        # Each list is the newest `limit` of its state, so the newest `limit` of them all is among them.
+        return [views.job(j) for j in sorted(found, key=lambda j: j.id, reverse=True)[: args.limit]]
 
     jobs = asyncio.run(main())
     if args.json:
@@ -208,7 +174,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         style = _style(args)
         for j in jobs:
             print(present.job_line(j, style))
-        print(f"{len(jobs)} job(s)" + (f" in state {state}" if state else ""), file=sys.stderr)
+        what = "" if args.all else f" in state {state}" if state else " open or dead (--all for done ones too)"
+        print(f"{len(jobs)} job(s){what}, newest first", file=sys.stderr)
     return 0
 
 
@@ -226,9 +193,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
             if args.job_id is not None:
                 job = await st.get_job(args.job_id)
                 if job is None:
-                    raise UsageError(f"no job {args.job_id}")
+                    raise Failed(f"no job {args.job_id}")
                 if job.state != JobState.DEAD:
-                    raise UsageError(f"job {args.job_id} is {job.state}; only dead jobs can be retried")
+                    raise Failed(f"job {args.job_id} is {job.state}; only dead jobs can be retried")
             return await operate.retry_dead(st, clock.SystemClock().now(), args.job_id, by="CLI")
         finally:
             await st.close()
@@ -258,8 +225,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
     try:
         event_id = asyncio.run(main())
     except operate.NotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise Failed(str(exc)) from None
     if args.json:
         _print_json({"status": "accepted", "event_id": event_id})
     else:
@@ -268,6 +234,8 @@ def cmd_recall(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
+    from bridge.cli import present
+
     cfg = _load_config(args)
     style = _style(args)
 
@@ -276,9 +244,14 @@ def cmd_tail(args: argparse.Namespace) -> int:
         await st.open()
         try:
             after = 0
-            if not args.all:  # read the last N lines only, not the whole journal
+            if not args.all and args.lines <= 0:  # nothing old: with --follow, only what is written from now on
+                last = await st.journal_tail(1, source=args.source)
+                after = last[0].id if last else 0
+            elif not args.all:  # read the last N lines only, not the whole journal
                 recent = await st.journal_tail(args.lines, source=args.source)
                 after = recent[0].id - 1 if recent else 0
+            if args.follow:
+                print("following new lines (Ctrl-C stops)", file=sys.stderr, flush=True)
             while True:
                 entries = await st.journal(after, source=args.source, limit=500)
                 for e in entries:
@@ -305,7 +278,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from bridge import clock
+    from bridge import clock, errors
     from bridge.cli import ingest
 
     cfg = _load_config(args)
@@ -317,10 +290,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     def progress(stats: ingest.IngestStats) -> None:
         print(f"… {stats.summary()}", file=sys.stderr, flush=True)
 
+    stream: IO[bytes] = sys.stdin.buffer if args.file == "-" else _open_input(args.file)
+
     async def main() -> ingest.IngestStats:
         st = _open_store(cfg)
         await st.open()
-        stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115, ASYNC230
         try:
             lines = ingest.read_lines(stream, follow=args.follow)
             return await ingest.ingest(st, source, lines, clock.SystemClock(), progress=progress,
@@ -335,8 +309,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     except errors.StorageUnavailable as exc:
-        print(f"error: {exc}; lines before the failure are stored", file=sys.stderr)
-        return 1
+        raise Failed(f"{exc}; lines before the failure are stored") from None
     print(stats.summary(), file=sys.stderr)
     if args.json:
         _print_json({"lines": stats.lines, "accepted": stats.accepted, "duplicates": stats.duplicates,
@@ -349,6 +322,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.cli import demo
 
     logs.configure(fmt="console", level=args.log_level)
-    return asyncio.run(demo.run(colour=sys.stdout.isatty()))
+    return asyncio.run(demo.run(colour=common.colour_wanted()))
+
+
+def cmd_gen_secret(args: argparse.Namespace) -> int:
+    """A fresh webhook secret (`whsec_` + base64 of 32 random bytes) or, with --admin-token, an admin token."""
+    import base64
+    import secrets
+
+    if args.admin_token:
+        print(secrets.token_urlsafe(32))
+    else:
+        print("whsec_" + base64.b64encode(secrets.token_bytes(args.bytes)).decode())
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """A completion script for bash or zsh, written by shtab from this very parser (so it cannot drift)."""
+    try:
+        import shtab
+    except ImportError:
+        raise Failed("shell completion needs shtab: pip install 'bridge[completion]' (or pip install shtab)") from None
+    parser = args.build_parser(prog=args.prog)  # given by bridge.cli.main, which imports this module
+    print(shtab.complete(parser, shell=args.shell))
+    return 0
+
+
+def _open_input(name: str) -> IO[bytes]:
+    try:
+        return open(name, "rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read {name!r}: {exc.strerror or type(exc).__name__}") from None
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bridge.config import Config, load
+from bridge.config import Config, StatusStyle, load
 from bridge.errors import ConfigError
 from bridge.secret import Secret
 
@@ -50,8 +50,11 @@ def summary(cfg: Config) -> dict[str, Any]:
     return out
 
 
-def describe(cfg: Config) -> str:
-    """A short human-readable summary, secrets masked."""
+def describe(cfg: Config, colour: bool = False) -> str:
+    """A short human-readable summary, secrets masked; each status with its label on its colour (on a terminal)."""
+    from bridge.cli.present import Style
+
+    style = Style(colour)
     s, d = cfg.server, cfg.dingtalk
     token = s.admin_token.masked() if s.admin_token else "not set (admin API disabled)"
     lines = [
@@ -60,6 +63,7 @@ def describe(cfg: Config) -> str:
         f"  storage   {cfg.storage.path}  (synchronous={cfg.storage.synchronous})",
         f"  dingtalk  {d.base_url}  app_key {d.app_key}  app_secret {d.app_secret.masked()}  agent_id {d.agent_id}",
         f"  card      on_revoked={cfg.card.on_revoked}   worker concurrency={cfg.worker.concurrency}",
+        "  statuses  " + "   ".join(f"{name} {style.bar(st.label, st.color)}" for name, st in _statuses(cfg)),
         f"  sources   {len(cfg.sources)}",
     ]
     for src in cfg.sources:
@@ -69,7 +73,15 @@ def describe(cfg: Config) -> str:
     return "\n".join(lines)
 
 
+def _statuses(cfg: Config) -> list[tuple[str, StatusStyle]]:
+    st = cfg.statuses
+    return [("pending", st.pending), ("approved", st.approved), ("rejected", st.rejected), ("revoked", st.revoked)]
+
+
 def run_check_cli(args: argparse.Namespace) -> int:
+    """Exit 0 and the summary; or every problem found, one `error:` line each, and exit 2."""
+    from bridge.cli.common import colour_wanted
+
     path = Path(args.config)
     if not path.is_file():
         print(f"error: configuration file {str(path)!r} not found (start from config.example.toml)", file=sys.stderr)
@@ -77,10 +89,13 @@ def run_check_cli(args: argparse.Namespace) -> int:
     try:
         cfg = load(path)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for message in exc.messages:
+            print(f"error: {message}", file=sys.stderr)
+        if len(exc.messages) > 1:
+            print(f"{len(exc.messages)} problems in {path}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
         print(json.dumps(summary(cfg), ensure_ascii=False, indent=2))
     else:
-        print(describe(cfg))
+        print(describe(cfg, colour=colour_wanted()))
     return 0

@@ -1,147 +1,245 @@
-"""The `bridge` command line: argument parsing and dispatch.
+"""The `bridge` command line (also installed as `dingbridge`, and `python -m bridge`): parsing and dispatch.
 
-Each subcommand's work lives in `bridge.commands`. Exit codes: 0 success, 1 the operation failed, 2 bad usage
-or configuration.
+Each subcommand's work lives in `bridge.cli.commands`. Exit codes: 0 success, 1 the operation failed, 2 bad
+usage or configuration; every error is one ``error: ...`` line on stderr, never a traceback. This module
+imports nothing heavy, so `bridge --help` starts fast; display libraries are imported by the commands that
+draw.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from bridge import __version__
-from bridge.cli import commands
+from bridge.cli import commands, common
 from bridge.cli import map as map_command
+from bridge.cli.helptext import EXAMPLES, SUMMARIES
 from bridge.records import JobState
+
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the hand-wrapped descriptions and examples as written."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=min(120, _columns()))
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 100
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``bridge jobs: error: ... (see bridge jobs --help)``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        if "--sandbox" in message and "--config" in message:
+            message = ("--sandbox is the built-in demo set-up (its own port, storage and source) and replaces a "
+                       "configuration file: give --sandbox or --config, not both")
+        self.exit(common.EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+# --- shared options -------------------------------------------------------------------------------------
+def _config_args(p: argparse.ArgumentParser, sandbox: bool = True) -> None:
+    where = p.add_mutually_exclusive_group() if sandbox else p
+    where.add_argument("--config", default=None, metavar="PATH",
+                       help="TOML configuration (default: bridge.toml in the current directory)")
+    if sandbox:
+        where.add_argument(
+            "--sandbox", action="store_true",
+            help=f"the built-in demo set-up instead of a file: bridge on 127.0.0.1:{common.SANDBOX_PORT}, the "
+                 f"simulator on 127.0.0.1:{common.DEFAULT_SIM_PORT} (--sim-port), storage {common.SANDBOX_DB}, "
+                 "source 'demo'; cannot be combined with --config")
+        p.add_argument("--sim-port", type=int, default=common.DEFAULT_SIM_PORT, metavar="N",
+                       help=f"with --sandbox: the simulator's port (default: {common.DEFAULT_SIM_PORT})")
+
+
+def _log_args(p: argparse.ArgumentParser, default: str = "info") -> None:
+    p.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
+                   help="log format (default: auto = console on a terminal, JSON lines otherwise)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default=default, help=f"lowest level logged (default: {default})")
+
+
+def _json_arg(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as UTF-8 JSON instead of text (default: text)")
+
+
+def _utc_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--utc", action="store_true",
+                   help="show times in UTC (default: the local time zone, or TZ, with its offset)")
+
+
+def _command(sub: argparse._SubParsersAction[Parser], name: str, func: Callable[[argparse.Namespace], int]
+             ) -> argparse.ArgumentParser:
+    """A subcommand with its one-line summary, a description and a worked example in --help."""
+    summary = SUMMARIES[name]
+    p = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                       epilog="examples:\n" + EXAMPLES[name], formatter_class=Formatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def _describe(p: argparse.ArgumentParser, name: str) -> None:
+    """Give a subcommand registered elsewhere (`bridge map`) the same description and examples as the rest."""
+    summary = SUMMARIES[name]
+    p.description = summary[0].upper() + summary[1:] + "."
+    p.epilog = "examples:\n" + EXAMPLES[name]
+    p.formatter_class = Formatter
 
 
 # --- parser ---------------------------------------------------------------------------------------------
-def _config_args(p: argparse.ArgumentParser, sandbox: bool = True) -> None:
-    p.add_argument("--config", default=None, metavar="PATH", help="TOML configuration (default: bridge.toml)")
-    if sandbox:
-        p.add_argument("--sandbox", action="store_true",
-                       help=f"use the built-in sandbox configuration ({commands.SANDBOX_DB}, source 'demo')")
-        p.add_argument("--sim-port", type=int, default=commands.DEFAULT_SIM_PORT, help=argparse.SUPPRESS)
-
-
-def _log_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
-                   help="log format (default: console on a terminal, JSON lines otherwise)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bridge", description="Keeps DingTalk work-notification cards in step with approvals in other systems."
+def build_parser(prog: str = "bridge") -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=prog, formatter_class=Formatter,
+        description="Keeps DingTalk work-notification cards in step with approvals in other systems.",
+        epilog="Run `%(prog)s COMMAND --help` for a command's options and examples.\n"
+               "Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration.\n\n"
+               "examples:\n" + EXAMPLES["bridge"],
     )
     parser.add_argument("--version", action="version", version=f"bridge {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, title="commands")
 
-    p = sub.add_parser("serve", help="run the webhook receiver and the worker")
+    p = _command(sub, "serve", commands.cmd_serve)
     _config_args(p)
-    p.add_argument("--host", default=None, help="listen address (overrides [server] host)")
-    p.add_argument("--port", type=int, default=None, help="listen port (overrides [server] port)")
-    p.add_argument("--db", default=None, help="SQLite file (overrides [storage] path)")
+    p.add_argument("--host", default=None, help="listen address (default: [server] host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, metavar="N", help="listen port (default: [server] port, 8080)")
+    p.add_argument("--db", default=None, metavar="FILE", help="SQLite file (default: [storage] path)")
     p.add_argument("--role", choices=["all", "receiver", "worker"], default="all",
                    help="receiver: verify, store and answer webhooks; worker: decide and deliver; all: both "
-                        "(default). Several processes in any mix need PostgreSQL storage")
+                        "(default: all). Several processes in any mix need PostgreSQL storage")
     _log_args(p)
-    p.set_defaults(func=commands.cmd_serve)
 
-    p = sub.add_parser("migrate", help="create or upgrade the storage schema (serve also does it on start)")
+    p = _command(sub, "migrate", commands.cmd_migrate)
     _config_args(p, sandbox=False)
-    p.add_argument("--db", default=None, help="SQLite file (overrides [storage] path)")
-    p.set_defaults(func=commands.cmd_migrate)
+    p.add_argument("--db", default=None, metavar="FILE", help="SQLite file (default: [storage] path)")
 
-    p = sub.add_parser("simulator", help="run the local DingTalk simulator")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=commands.DEFAULT_SIM_PORT)
+    p = _command(sub, "simulator", commands.cmd_simulator)
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=common.DEFAULT_SIM_PORT, metavar="N",
+                   help=f"listen port (default: {common.DEFAULT_SIM_PORT})")
     p.add_argument("--status-bar-violation", choices=["ignore", "error"], default=None,
-                   help="what to do with an OA status bar on a send to more than 5 userids")
+                   help="an OA status bar on a send to more than 5 userids: ignore it as DingTalk does, or "
+                        "answer an error (default: ignore)")
     _log_args(p)
-    p.set_defaults(func=commands.cmd_simulator)
 
-    p = sub.add_parser("check-config", help="validate a configuration file and print a summary")
-    p.add_argument("--config", default=None, metavar="PATH", help="TOML configuration (default: bridge.toml)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=commands.cmd_check_config)
+    p = _command(sub, "check-config", commands.cmd_check_config)
+    _config_args(p, sandbox=False)
+    _json_arg(p, "the summary")
 
-    p = sub.add_parser("send", help="sign a JSON (or XML) file with a source's scheme and post it")
+    p = _command(sub, "gen-secret", commands.cmd_gen_secret)
+    p.add_argument("--bytes", type=int, default=32, metavar="N",
+                   help="random bytes in the webhook secret (default: 32)")
+    p.add_argument("--admin-token", action="store_true",
+                   help="print a random [server] admin_token instead (43 URL-safe characters)")
+
+    p = _command(sub, "send", commands.cmd_send)
     _config_args(p)
-    p.add_argument("--source", required=True)
-    p.add_argument("--url", default=None, help="webhook URL (default: this configuration's server)")
-    p.add_argument("file", help="the payload file, or - for stdin")
-    p.set_defaults(func=commands.cmd_send)
+    p.add_argument("--source", required=True, help="the configured source whose signature scheme signs FILE "
+                                                    "(required)")
+    p.add_argument("--url", default=None, help="webhook URL (default: this configuration's server and "
+                                               "/webhooks/SOURCE)")
+    p.add_argument("file", metavar="FILE", help="the payload file, or - for stdin")
 
-    p = sub.add_parser("status", help="show an approval: cards, delivery, jobs and history")
+    p = _command(sub, "status", commands.cmd_status)
     _config_args(p)
-    p.add_argument("source")
-    p.add_argument("approval_id")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=commands.cmd_status)
+    p.add_argument("source", metavar="SOURCE", help="the source the approval came from")
+    p.add_argument("approval_id", metavar="APPROVAL_ID", help="the approval's id in that source")
+    _json_arg(p, "the approval")
+    _utc_arg(p)
 
-    p = sub.add_parser("jobs", help="list jobs")
+    p = _command(sub, "jobs", commands.cmd_jobs)
     _config_args(p)
-    p.add_argument("--dead", action="store_true", help="only dead (dead-lettered) jobs")
-    p.add_argument("--state", choices=[s.value for s in JobState], default=None)
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=commands.cmd_jobs)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--dead", action="store_true", help="only dead (dead-lettered) jobs; same as --state dead")
+    which.add_argument("--state", choices=[s.value for s in JobState], default=None,
+                       help="only jobs in this state (default: pending, running and dead)")
+    which.add_argument("--all", action="store_true", help="every job, done ones included")
+    p.add_argument("--limit", type=int, default=100, metavar="N", help="at most N jobs, newest first (default: 100)")
+    _json_arg(p, "the jobs")
+    _utc_arg(p)
 
-    p = sub.add_parser("retry", help="put a dead job (or all dead jobs) back in the queue")
+    p = _command(sub, "retry", commands.cmd_retry)
     _config_args(p)
-    p.add_argument("job_id", nargs="?", type=int)
-    p.add_argument("--all-dead", action="store_true")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=commands.cmd_retry)
+    p.add_argument("job_id", nargs="?", type=int, metavar="JOB_ID", help="the dead job to retry")
+    p.add_argument("--all-dead", action="store_true", help="retry every dead job instead of one (default: off)")
+    _json_arg(p)
 
-    p = sub.add_parser("recall", help="recall every card of an approval")
+    p = _command(sub, "recall", commands.cmd_recall)
     _config_args(p)
-    p.add_argument("source")
-    p.add_argument("approval_id")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=commands.cmd_recall)
+    p.add_argument("source", metavar="SOURCE", help="the source the approval came from")
+    p.add_argument("approval_id", metavar="APPROVAL_ID", help="the approval's id in that source")
+    _json_arg(p)
 
-    p = sub.add_parser("tail", help="show what bridge does, from storage (works from another terminal)")
+    p = _command(sub, "tail", commands.cmd_tail)
     _config_args(p)
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
-    p.add_argument("--source", default=None)
-    p.add_argument("--lines", "-n", type=int, default=20, help="start with the last N lines (default 20)")
-    p.add_argument("--all", action="store_true", help="start from the very first line")
-    p.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=commands.cmd_tail)
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    p.add_argument("--source", default=None, help="only lines about this source (default: every source)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--lines", "-n", type=int, default=20, metavar="N",
+                       help="start with the last N lines; 0 prints none, so -n 0 -f shows only new ones (default: 20)")
+    start.add_argument("--all", action="store_true", help="start from the very first line")
+    p.add_argument("--interval", type=float, default=0.5, metavar="S",
+                   help="with --follow: seconds between looks at the storage when idle (default: 0.5)")
+    _json_arg(p, "each line")
+    _utc_arg(p)
 
-    p = sub.add_parser("ingest", help="read events as JSON lines from a file or stdin")
+    p = _command(sub, "ingest", commands.cmd_ingest)
     _config_args(p)
-    p.add_argument("--source", required=True)
+    p.add_argument("--source", required=True, help="the configured (canonical or mapping) source the lines come "
+                                                    "from (required)")
     p.add_argument("--follow", "-f", action="store_true", help="keep reading lines appended to the file")
-    p.add_argument("--progress-every", type=int, default=10000, help=argparse.SUPPRESS)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("file", help="a JSON-lines file, or - for stdin")
-    p.set_defaults(func=commands.cmd_ingest)
+    p.add_argument("--progress-every", type=int, default=10000, metavar="N",
+                   help="print progress every N lines (default: 10000)")
+    _json_arg(p, "the summary")
+    p.add_argument("file", metavar="FILE", help="a JSON-lines file, or - for stdin")
 
     map_command.add_parser(sub, _config_args)
+    _describe(sub.choices["map"], "map")
 
-    p = sub.add_parser("demo", help="run one approval through its whole life against the built-in simulator")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning",
-                   help="bridge's own log lines (default: warnings only, so the story stays readable)")
-    p.set_defaults(func=commands.cmd_demo)
+    p = _command(sub, "demo", commands.cmd_demo)
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
+                   help="bridge's own log lines (default: warning, so the story stays readable)")
+
+    p = _command(sub, "completion", commands.cmd_completion)
+    p.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete for")
+    p.add_argument("--prog", default="bridge", choices=["bridge", "dingbridge"],
+                   help="the command name to complete (default: bridge)")
+    p.set_defaults(build_parser=build_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(os.path.basename(sys.argv[0]) if argv is None and _is_script() else "bridge")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)  # a usage error: exit 2, and keep stdout clean for scripts
-        return 2
+        return common.EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except commands.UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except common.CliError as exc:
+        for message in exc.messages:
+            print(f"error: {message}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if os.environ.get("BRIDGE_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (BRIDGE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return common.EXIT_FAILED
+
+
+def _is_script() -> bool:
+    """True when run as `bridge` or `dingbridge` (not `python -m bridge`, whose argv[0] is a path to a .py)."""
+    return os.path.basename(sys.argv[0]) in ("bridge", "dingbridge")
 
 
 if __name__ == "__main__":

@@ -16,22 +16,24 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bridge import errors, events
 from bridge.clock import SystemClock
 from bridge.config import SourceConfig
 from bridge.sources import intake
 
+P = TypeVar("P", bound=argparse.ArgumentParser)  # bridge.cli.main's parser class
 
-def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], config_args: Callable[[argparse.ArgumentParser], None]
-) -> None:
+
+def add_parser(sub: argparse._SubParsersAction[P], config_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register `map` on the subcommand parser (`config_args` adds --config / --sandbox like the others)."""
     p = sub.add_parser("map", help="show the canonical event a payload becomes (or every problem with it)")
     config_args(p)
     p.add_argument("--source", required=True, help="a mapped (or canonical) source of the configuration")
     p.add_argument("--header", action="append", default=[], metavar="K:V",
-                   help="a request header, as the sender would send it (repeatable), e.g. X-GitHub-Delivery:abc")
+                   help="a request header, as the sender would send it (repeatable), e.g. X-GitHub-Delivery:abc "
+                        "(default: none)")
     p.add_argument("--json", action="store_true", help="print problems as the receiver's 400 body (JSON)")
     p.add_argument("file", help="the payload (JSON) file, or - for stdin")
     p.set_defaults(func=cmd_map)

@@ -1,13 +1,34 @@
 """Human-readable output for the CLI: approval status, job lists, journal lines.
 
-Colours only on a terminal. The words stay the same either way, so output can be grepped.
+Colours only on a terminal (and never under NO_COLOR). The words stay the same either way, so output can be
+grepped. Columns are padded by their width on screen (wcwidth: a CJK character takes two cells, a colour code
+none), so `tail` and `jobs` line up with Chinese titles and colours alike. Times show in the local time zone
+(the TZ environment variable picks another) with their offset, or in UTC with `--utc`; JSON output keeps UTC.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
+from wcwidth import wcswidth
+
 from bridge import store
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def cells(text: str) -> int:
+    """How many terminal cells `text` takes: colour codes take none, wide (CJK) characters two."""
+    plain = _ANSI.sub("", text)
+    width = wcswidth(plain)
+    return width if width >= 0 else len(plain)  # a control character: count it as one, never fail
+
+
+def pad(text: str, width: int) -> str:
+    """`text` left-aligned in a column `width` cells wide (like f"{text:<width}", but measured on screen)."""
+    return text + " " * max(0, width - cells(text))
 
 _COLOURS = {
     "pending": "33", "approved": "32", "rejected": "31", "revoked": "90", "recalled": "90", "new": "36",
@@ -17,8 +38,21 @@ _COLOURS = {
 
 
 class Style:
-    def __init__(self, colour: bool) -> None:
+    """How to draw: with colour or not, times in the local zone or in UTC."""
+
+    def __init__(self, colour: bool, utc: bool = False) -> None:
         self.colour = colour
+        self.utc = utc
+
+    def when(self, value: str | datetime | None) -> str:
+        """A stored time (an ISO string or a datetime) as `2026-12-01 14:03:05+08:00`: local zone or UTC."""
+        if value is None or value == "":
+            return "-"
+        at = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        at = at.astimezone(UTC) if self.utc else at.astimezone()
+        return at.isoformat(sep=" ", timespec="seconds")
 
     def word(self, text: str | None, key: str | None = None) -> str:
         text = text or "-"
@@ -47,9 +81,9 @@ def approval(detail: dict[str, Any], style: Style) -> str:
     if not detail["notices"]:
         out.append("  none yet")
     for n in detail["notices"]:
-        out.append(f"  #{n['id']} task_id={n['task_id'] or '-'} gen={n['generation']} {n['state']:<9} "
+        out.append(f"  #{n['id']} task_id={n['task_id'] or '-'} gen={n['generation']} {pad(n['state'], 9)} "
                    f"{style.bar(n['status_bar']['value'], n['status_bar']['color'])}  → {','.join(n['userids'])}")
-        times = [f"{k}={n[k]}" for k in ("sent_at", "updated_at", "recalled_at") if n[k]]
+        times = [f"{k}={style.when(n[k])}" for k in ("sent_at", "updated_at", "recalled_at") if n[k]]
         if times:
             out.append("      " + "  ".join(times))
         d = n.get("delivery")
@@ -78,15 +112,15 @@ def approval(detail: dict[str, Any], style: Style) -> str:
         reason = f"  ({e['reason']})" if e.get("reason") else ""
         dup = f"  +{e['duplicates']} duplicate deliveries" if e.get("duplicates") else ""
         outcome = e["outcome"] or "waiting"
-        out.append(f"  {e['occurred_at']}  {e['status'] or '-':<9} {e['event_id']}  "
+        out.append(f"  {style.when(e['occurred_at'])}  {pad(e['status'] or '-', 9)} {e['event_id']}  "
                    f"{style.word(outcome)}{reason}{dup}")
     return "\n".join(out)
 
 
 def job_line(j: dict[str, Any], style: Style) -> str:
     err = f"  last_error: {j['last_error']}" if j.get("last_error") else ""
-    return (f"job {j['id']:<6} {j['kind']:<6} {style.word(j['state']):<7} {j['source']}/{j['approval_id']}  "
-            f"attempts={j['attempts']} run_at={j['run_at']}{err}")
+    return (f"job {j['id']:<6} {pad(j['kind'], 6)} {pad(style.word(j['state']), 7)} {j['source']}/{j['approval_id']}"
+            f"  attempts={j['attempts']} run_at={style.when(j['run_at'])}{err}")
 
 
 def journal_line(e: store.JournalEntry, style: Style) -> str:
@@ -95,4 +129,4 @@ def journal_line(e: store.JournalEntry, style: Style) -> str:
     kind = e.kind
     key = kind.split(".", 1)[1] if "." in kind else kind
     coloured = style.word(kind, key if key in _COLOURS else ("dead" if kind == "job.dead" else None))
-    return f"{e.at.isoformat(timespec='seconds')}  {coloured:<28} {where}  {e.message}" + (f"  [{ids}]" if ids else "")
+    return f"{style.when(e.at)}  {pad(coloured, 28)} {where}  {e.message}" + (f"  [{ids}]" if ids else "")

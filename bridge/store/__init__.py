@@ -186,7 +186,8 @@ class Store(Protocol):
     # --- reading (admin API, CLI, metrics) -----------------------------------------------------------
     async def get_job(self, job_id: int) -> Job | None: ...
 
-    async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[Job]: ...
+    async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[Job]:
+        """Newest (highest id) first: the jobs an operator looks for are the recent ones."""
 
     async def jobs_for(self, source: str, approval_id: str) -> list[Job]: ...
 

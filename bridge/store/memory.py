@@ -321,7 +321,7 @@ class MemoryStore:
         return self.jobs.get(job_id)
 
     async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[store.Job]:
-        return [j for j in self.jobs.values() if state is None or j.state == state][: max(limit, 0)]
+        return [j for j in reversed(self.jobs.values()) if state is None or j.state == state][: max(limit, 0)]
 
     async def jobs_for(self, source: str, approval_id: str) -> list[store.Job]:
         return [j for j in self.jobs.values() if j.source == source and j.approval_id == approval_id]

@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,10 +76,11 @@ class Result:
         return json.loads(self.stdout)
 
 
-def run(*args: str | int, cwd: Path, timeout: float = 30.0, stdin: bytes | None = None) -> Result:
-    """Run `bridge ARGS...` to completion."""
-    proc = subprocess.run([BRIDGE, *map(str, args)], cwd=cwd, env=env(), input=stdin, capture_output=True,
-                          timeout=timeout, check=False)
+def run(*args: str | int, cwd: Path, timeout: float = 30.0, stdin: bytes | None = None,
+        extra_env: dict[str, str] | None = None, command: Sequence[str] = (BRIDGE,)) -> Result:
+    """Run `bridge ARGS...` (or `command ARGS...`) to completion, with `extra_env` added to the environment."""
+    proc = subprocess.run([*command, *map(str, args)], cwd=cwd, env={**env(), **(extra_env or {})}, input=stdin,
+                          capture_output=True, timeout=timeout, check=False)
     return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
@@ -154,11 +155,12 @@ class Server:
     def db(self) -> Path:
         return self.cwd / "bridge-sandbox.db"
 
-    def cli(self, *args: str | int, timeout: float = 30.0, stdin: bytes | None = None) -> Result:
+    def cli(self, *args: str | int, timeout: float = 30.0, stdin: bytes | None = None,
+            extra_env: dict[str, str] | None = None) -> Result:
         """A bridge command against this server's sandbox configuration and database."""
         command, *rest = args
         return run(command, "--sandbox", "--sim-port", self.sim_port, *rest, cwd=self.cwd, timeout=timeout,
-                   stdin=stdin)
+                   stdin=stdin, extra_env=extra_env)
 
     def inbox(self, userid: str) -> list[dict[str, Any]]:
         status, answer = http_json(f"{self.sim_url}/_sim/inbox/{userid}")

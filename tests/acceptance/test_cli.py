@@ -95,7 +95,7 @@ def test_send_turns_the_card_orange_then_green_and_status_shows_it(server: Serve
     r = server.cli("status", "demo", "PO-NOPE")
     assert r.code == 1 and "no approval 'PO-NOPE'" in r.stderr
 
-    r = server.cli("jobs", "--json")
+    r = server.cli("jobs", "--all", "--json")
     assert r.code == 0
     jobs = r.json()
     mine = [j for j in jobs["jobs"] if j["approval_id"] == "PO-A1"]
@@ -128,7 +128,7 @@ def test_dead_job_listed_retried_one_and_all(server: Server) -> None:
         r = server.cli("retry", *bad)
         assert r.code == 2 and "JOB_ID or --all-dead" in r.stderr
     r = server.cli("retry", "999999")
-    assert r.code == 2 and "no job 999999" in r.stderr
+    assert r.code == 1 and "no job 999999" in r.stderr
 
     def deaths(n: int) -> None:
         sql = "SELECT count(*) FROM journal WHERE job_id = ? AND kind = 'job.dead'"

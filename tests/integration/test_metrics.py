@@ -15,7 +15,7 @@ from prometheus_client.samples import Sample
 
 from bridge.appkeys import WORKER
 from bridge.simulator.model import FaultPlan
-from tests.integration.test_admin import Harness, body, make_harness
+from tests.integration.test_admin import AUTH, Harness, body, make_harness
 
 pytestmark = pytest.mark.integration
 
@@ -140,8 +140,11 @@ async def test_label_values_stay_bounded(harness: Harness) -> None:
     labels = label_values(m, m)
     for needle in ("PO-", "user01", "ghost01", "msg_", "nope"):
         assert not any(needle in v for v in labels), (needle, sorted(labels))
-    allowed = {"source", "code", "outcome", "from_state", "to_state", "call", "kind", "reason", "state", "le"}
-    assert {k for series in m.values() for s in series for k in s.labels} <= allowed
+    allowed = {"source", "code", "outcome", "from_state", "to_state", "call", "kind", "reason", "state", "le", "check"}
+    process = {"version", "python", "store", "generation", "implementation", "major", "minor", "patchlevel"}
+    assert {k for name, series in m.items() for s in series for k in s.labels
+            if not name.startswith(("python_", "bridge_build_info"))} <= allowed
+    assert {k for name, series in m.items() for s in series for k in s.labels} <= allowed | process
     assert not any(name.endswith("_created") for name in m)
 
 
@@ -170,3 +173,41 @@ async def test_job_gauges_follow_the_store_on_every_scrape(harness: Harness) -> 
     await h.settle()
     m = await scrape(h)
     assert value(m, "bridge_jobs", state="pending") == 0 and value(m, "bridge_jobs", state="done") == 2
+
+
+async def test_process_metrics_and_build_info_are_on_the_apps_registry(harness: Harness) -> None:
+    import platform
+
+    from bridge import __version__
+
+    m = await scrape(harness)
+    [build] = m["bridge_build_info"]
+    assert build.value == 1
+    assert build.labels == {"version": __version__, "python": platform.python_version(), "store": "memory"}
+    assert value(m, "process_resident_memory_bytes") > 1_000_000
+    assert value(m, "process_open_fds") >= 3 and "process_cpu_seconds_total" in m
+    assert "python_info" in m and "python_gc_collections_total" in m
+
+
+async def test_admin_answers_are_utf8_json_with_chinese_as_it_is(harness: Harness) -> None:
+    h = harness
+    assert await h.post(body("PO-CN", "pending")) == 202
+    await h.settle()
+    resp = await h.http.get("/approvals", headers=AUTH)
+    assert resp.status == 200 and resp.charset == "utf-8"
+    raw = await resp.read()
+    assert "采购申请 PO-CN".encode() in raw and b"\\u" not in raw
+    resp = await h.http.get("/approvals/erp/无此审批", headers=AUTH)
+    raw = await resp.read()
+    assert resp.status == 404 and "无此审批".encode() in raw and b"\\u" not in raw
+
+
+async def test_readiness_and_orphaned_notices_are_exported(harness: Harness) -> None:
+    m = await scrape(harness)  # the harness runs no worker: /readyz fails on it, and so does bridge_ready
+    ready = await harness.http.get("/readyz")
+    assert ready.status == 503 and (await ready.json())["failing"] == ["worker"]
+    assert value(m, "bridge_ready") == 0
+    assert value(m, "bridge_readiness_check", check="worker") == 0
+    assert value(m, "bridge_readiness_check", check="storage") == 1
+    assert value(m, "bridge_readiness_check", check="dingtalk_token") == 1
+    assert "bridge_orphaned_notices" in m and value(m, "bridge_orphaned_notices") == 0

@@ -545,3 +545,27 @@ def test_the_sandbox_gets_a_fresh_random_admin_token() -> None:
     a, b = config.sandbox("http://127.0.0.1:1", "x.db"), config.sandbox("http://127.0.0.1:1", "x.db")
     assert a.server.admin_token is not None and b.server.admin_token is not None
     assert a.server.admin_token != b.server.admin_token and len(a.server.admin_token.reveal()) >= 16
+
+
+def test_every_problem_is_reported_at_once_first_one_first() -> None:
+    data = {
+        "server": {"port": "eighty"},
+        "dingtalk": {"app_key": "k", "app_secret": "env:UNSET_APP_SECRET_X", "agent_id": 1},
+        "worker": {"concurrency": "many"},
+        "sources": [{"name": "erp", "secret": ["env:UNSET_A_X", "env:UNSET_B_X"]},
+                    {"name": "oa", "signature": "token"}],
+    }
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict(data, env={})
+    messages = exc.value.messages
+    assert str(exc.value) == messages[0] and "server.port" in messages[0]
+    for needle in ("UNSET_APP_SECRET_X", "worker.concurrency", "sources[0].secret[0]: environment variable UNSET_A_X",
+                   "sources[0].secret[1]: environment variable UNSET_B_X", "sources[1].secret: required"):
+        assert sum(needle in m for m in messages) == 1, (needle, messages)
+    assert len(messages) == 6  # the five above and server.port
+
+
+def test_a_single_problem_is_one_message() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build(minimal(server={"port": "eighty"}))
+    assert exc.value.messages == (str(exc.value),) and "server.port" in str(exc.value)

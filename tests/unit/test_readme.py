@@ -90,11 +90,19 @@ def test_every_documented_log_event_is_logged() -> None:
 def test_the_metrics_table_is_what_bridge_registers() -> None:
     exposed = set()
     for family in Metrics().registry.collect():
-        exposed.add(f"{family.name}_total" if family.type == "counter" else family.name)
+        if not family.name.startswith("bridge_"):
+            continue  # process_* and python_*: prometheus-client's collectors, named below the table
+        exposed.add(family.name + {"counter": "_total", "info": "_info"}.get(family.type, ""))
     documented = {m for cell in table_first_cells(text(DOCS / "reference" / "metrics.md"))
                   for m in re.findall(r"`(bridge_[a-z_]+)`", cell)}
     assert documented == exposed, (f"undocumented: {sorted(exposed - documented)}; "
                                    f"documented but not registered: {sorted(documented - exposed)}")
+
+
+def test_the_process_collectors_are_named_in_the_metrics_reference() -> None:
+    page = text(DOCS / "reference" / "metrics.md")
+    families = {f.name for f in Metrics().registry.collect() if not f.name.startswith("bridge_")}
+    assert families and all(f"`{name}" in page for name in families), sorted(families)
 
 
 def test_the_configuration_map_names_only_real_keys() -> None:

@@ -228,10 +228,10 @@ WHERE state = 'dead'
 SELECT * FROM jobs WHERE id = :id
 
 -- name: list_jobs
-SELECT * FROM jobs ORDER BY id LIMIT :limit
+SELECT * FROM jobs ORDER BY id DESC LIMIT :limit
 
 -- name: list_jobs_in_state
-SELECT * FROM jobs WHERE state = :state ORDER BY id LIMIT :limit
+SELECT * FROM jobs WHERE state = :state ORDER BY id DESC LIMIT :limit
 
 -- name: jobs_for
 SELECT * FROM jobs WHERE source = :source AND approval_id = :approval_id ORDER BY id

@@ -132,16 +132,21 @@ def test_jobs_lists_by_state(world: World, capsys: pytest.CaptureFixture[str]) -
     assert "1 job(s) in state dead" in err
     code, out, _ = world.run(capsys, "jobs", "--json")
     answer = json.loads(out)
+    assert [j["state"] for j in answer["jobs"]] == ["dead"]  # by default only what needs attention: open and dead
+    code, out, _ = world.run(capsys, "jobs", "--all", "--json")
+    answer = json.loads(out)
     assert answer["count"] == len(answer["jobs"]) == 8  # 3 sends, 3 checks, 2 updates
+    ids = [j["id"] for j in answer["jobs"]]
+    assert ids == sorted(ids, reverse=True)  # newest first
     code, out, _ = world.run(capsys, "jobs", "--state", "done", "--limit", "2", "--json")
-    assert json.loads(out)["count"] == 2
+    assert [j["id"] for j in json.loads(out)["jobs"]] == [j["id"] for j in answer["jobs"] if j["state"] == "done"][:2]
 
 
 def test_retry_one_and_all(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     [dead] = jobs_in(world, "dead")
     [done, *_] = jobs_in(world, "done")
     code, _, err = world.run(capsys, "retry", str(done.id))
-    assert code == 2 and "only dead jobs can be retried" in err
+    assert code == 1 and "only dead jobs can be retried" in err
     code, _, err = world.run(capsys, "retry")
     assert code == 2 and "JOB_ID or --all-dead" in err
     code, out, _ = world.run(capsys, "retry", str(dead.id), "--json")

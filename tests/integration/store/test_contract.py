@@ -391,7 +391,7 @@ async def test_retry_dead_one_or_all(st: store.Store) -> None:
     await st.claim_jobs(T0, 30.0, 10)
     for job_id in (ids[0], other):
         await st.bury_job(job_id, T0, "boom")
-    assert [j.id for j in await st.list_jobs(store.JobState.DEAD)] == [ids[0], other]
+    assert [j.id for j in await st.list_jobs(store.JobState.DEAD)] == [other, ids[0]]
     assert await st.retry_dead(T0, ids[1]) == 0  # not dead
     later = T0 + timedelta(minutes=3)
     assert await st.retry_dead(later, ids[0]) == 1
@@ -427,10 +427,10 @@ async def test_list_and_filter_reads(st: store.Store) -> None:
     _, [a] = await send_setup(st)
     _, [b, c] = await send_setup(st, approval_id="PO-2", groups=2)
     await st.claim_jobs(T0, 30.0, 1)
-    assert [j.id for j in await st.list_jobs()] == [a, b, c]
-    assert [j.id for j in await st.list_jobs(limit=2)] == [a, b]
+    assert [j.id for j in await st.list_jobs()] == [c, b, a]  # newest first: what an operator looks for
+    assert [j.id for j in await st.list_jobs(limit=2)] == [c, b]
     assert [j.id for j in await st.list_jobs(store.JobState.RUNNING)] == [a]
-    assert [j.id for j in await st.list_jobs(store.JobState.PENDING)] == [b, c]
+    assert [j.id for j in await st.list_jobs(store.JobState.PENDING)] == [c, b]
     assert [j.id for j in await st.jobs_for("erp", "PO-2")] == [b, c]
     assert await st.jobs_for("oa", "PO-2") == [] and await st.get_job(999) is None
     assert await st.get_approval("erp", "PO-9") is None

@@ -222,10 +222,10 @@ WHERE state = 'dead'
 SELECT * FROM jobs WHERE id = %(id)s
 
 -- name: list_jobs
-SELECT * FROM jobs ORDER BY id LIMIT %(limit)s
+SELECT * FROM jobs ORDER BY id DESC LIMIT %(limit)s
 
 -- name: list_jobs_in_state
-SELECT * FROM jobs WHERE state = %(state)s ORDER BY id LIMIT %(limit)s
+SELECT * FROM jobs WHERE state = %(state)s ORDER BY id DESC LIMIT %(limit)s
 
 -- name: jobs_for
 SELECT * FROM jobs WHERE source = %(source)s AND approval_id = %(approval_id)s ORDER BY id
