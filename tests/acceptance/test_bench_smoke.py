@@ -29,14 +29,16 @@ CASES = {
 }
 
 
-@pytest.mark.timeout(120)
+# Generous bounds: a drill takes ~40 s alone and several times that on a loaded 2-core machine. The bound
+# only stops a hang; the scripts themselves wait with bounded polls, so load changes their time, not their result.
+@pytest.mark.timeout(420)
 @pytest.mark.parametrize("script", list(CASES))
 def test_script_quick_mode(script: str) -> None:
     args, expected = CASES[script]
     for name in expected:
         (RESULTS / f"{name}.json").unlink(missing_ok=True)
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), "--quick", *args],
-                          capture_output=True, text=True, timeout=110, cwd=ROOT)
+                          capture_output=True, text=True, timeout=400, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name, keys in expected.items():
         data = json.loads((RESULTS / f"{name}.json").read_text())
