@@ -19,9 +19,9 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from bridge import admin, guard, logs, service, worker
+from bridge import admin, errors, guard, logs, rejections, service, worker
 from bridge import web as webapp
-from bridge.appkeys import ADMIN_PORTS, CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, WAKE, WORKER, Role
+from bridge.appkeys import ADMIN_PORTS, CLIENT, CLOCK, CONFIG, METRICS, REJECTIONS, ROLE, STORE, WAKE, WORKER, Role
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config
 from bridge.dingtalk import client as dingtalk
@@ -54,6 +54,7 @@ def create_app(
     app[STORE] = store
     app[CLOCK] = clock
     app[METRICS] = metrics
+    app[REJECTIONS] = rejections.RejectionLog(store, clock)
     app[ROLE] = role
     run_worker = run_worker and role.works
 
@@ -93,7 +94,17 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    app.cleanup_ctx.extend([store_ctx, client_ctx, worker_ctx])
+    async def rejections_ctx(a: web.Application) -> AsyncIterator[None]:
+        """Rejected webhooks reach the journal once a minute, and what is counted at shutdown too."""
+        task = asyncio.create_task(a[REJECTIONS].run(), name="bridge-rejections")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(errors.StorageUnavailable):
+            await a[REJECTIONS].flush()
+
+    app.cleanup_ctx.extend([store_ctx, client_ctx, rejections_ctx, worker_ctx])
     webapp.add_routes(app, webhooks=role.receives)
     admin.add_routes(app)
     return app

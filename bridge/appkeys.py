@@ -16,10 +16,12 @@ from bridge.clock import Clock
 from bridge.config import Config
 from bridge.dingtalk.client import Client
 from bridge.metrics import Metrics
+from bridge.rejections import RejectionLog
 from bridge.store import Store
 from bridge.worker import Worker
 
-__all__ = ["ADMIN_PORTS", "CLIENT", "CLOCK", "CONFIG", "METRICS", "ROLE", "STORE", "WAKE", "WORKER", "Role"]
+__all__ = ["ADMIN_PORTS", "CLIENT", "CLOCK", "CONFIG", "METRICS", "REJECTIONS", "ROLE", "STORE", "WAKE", "WORKER",
+           "Role"]
 
 
 class Role(StrEnum):
@@ -49,3 +51,4 @@ ROLE = web.AppKey("bridge.role", Role)
 # The local ports of a separate admin listener ([admin] port), filled in by `bridge.app.serve` once bound.
 # Empty: the admin API shares the webhook listener.
 ADMIN_PORTS = web.AppKey("bridge.admin_ports", set[int])
+REJECTIONS = web.AppKey("bridge.rejections", RejectionLog)

@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from bridge import errors, events
-from bridge.appkeys import CLOCK, CONFIG, METRICS, STORE, WAKE
+from bridge.appkeys import CLOCK, CONFIG, METRICS, REJECTIONS, STORE, WAKE
 from bridge.config import Config, SourceConfig
 from bridge.sources import intake, signatures
 from bridge.store import Store
@@ -80,6 +80,7 @@ async def receive_webhook(request: web.Request) -> web.StreamResponse:
     except errors.InputError as exc:
         log.warning("webhook.rejected", status=exc.status, error=exc.code, reason=exc.message,
                     problems=[p.as_dict() for p in exc.problems] or None)
+        app[REJECTIONS].note(_source_label(cfg, name), exc.code)
         response = json_response(exc.as_dict(), status=exc.status)
     except errors.StorageUnavailable as exc:
         log.error("webhook.storage_unavailable", reason=str(exc))

@@ -253,3 +253,31 @@ async def test_a_job_id_out_of_range_is_400_not_500(job_id: str) -> None:
         resp = await client.post("/jobs/9223372036854775807/retry",
                                  headers={"Authorization": "Bearer adm-web-test-token-0123"})
         assert resp.status == 404
+
+
+# --- rejections in the journal (bridge.rejections) ------------------------------------------------------------
+
+async def test_rejections_reach_the_journal_aggregated_per_source_and_reason() -> None:
+    cfg, st, clock = config(), MemoryStore(), FakeClock(NOW)
+    application = bridge_app.create_app(cfg, store=st, clock=clock, client=FakeDingTalk(), run_worker=False)
+    from bridge.appkeys import REJECTIONS
+
+    async with TestClient(TestServer(application)) as client:
+        raw = body()
+        for _ in range(37):
+            await client.post("/webhooks/erp", data=raw + b" ", headers=signed(cfg.source("erp"), raw))
+        for name in ("nope", "other-unknown-" + "x" * 40):
+            await client.post(f"/webhooks/{name}", data=raw)
+        await client.post("/webhooks/erp", data=b"{bad", headers=signed(cfg.source("erp"), b"{bad"))
+        rejections = application[REJECTIONS]
+        assert not rejections.due() and await st.journal_tail(50) == []  # nothing written per request
+        clock.advance(61)
+        assert rejections.due()
+        assert await rejections.flush() == 3
+        lines = {j.message for j in await st.journal_tail(50)}
+        assert lines == {"source erp: 37 signature failures in the last minute",
+                         "source _unknown: 2 requests for an unknown source in the last minute",
+                         "source erp: 1 malformed bodies in the last minute"}
+        text = json.dumps([j.data for j in await st.journal_tail(50)])
+        assert SECRET not in text and "nope" not in text and "采购" not in text
+        assert await rejections.flush() == 0  # counted afresh
