@@ -255,7 +255,18 @@ def _dingtalk(t: Table, env: Mapping[str, str]) -> DingTalkConfig:
         update_window_s=t.integer("update_window_s", d.update_window_s, high=d.update_window_s),
         status_bar_max_userids=t.integer("status_bar_max_userids", d.status_bar_max_userids,
                                          high=d.status_bar_max_userids),
+        recipient_ttl_s=t.integer("recipient_ttl_s", d.recipient_ttl_s),
+        unknown_recipient_ttl_s=t.integer("unknown_recipient_ttl_s", d.unknown_recipient_ttl_s, low=0),
+        unknown_user_codes=_codes(t, "unknown_user_codes", d.unknown_user_codes),
     )
+
+
+def _codes(t: Table, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """A list of DingTalk errcodes (integers)."""
+    raw = t.raw(name, list(default))
+    if not isinstance(raw, list) or any(isinstance(c, bool) or not isinstance(c, int) for c in raw):
+        raise t.fail(name, f"must be a list of DingTalk errcodes (integers), got {raw!r}")
+    return tuple(raw)
 
 
 def _statuses(t: Table) -> StatusesConfig:

@@ -85,6 +85,11 @@ class DingTalkConfig:
     recall_window_s: int = 24 * 3600  # DingTalk: recall within 24 h
     update_window_s: int = 7 * 24 * 3600  # DingTalk: status bar update within 7 days
     status_bar_max_userids: int = 5  # DingTalk: OA status bar only on sends to at most 5 userids
+    # recipients given as mobile:/unionid: (bridge.resolve): how long a lookup is kept in the store, and which
+    # errcodes of getbymobile / getbyunionid mean "no such user" (60121 is likely; unconfirmed, hence configurable)
+    recipient_ttl_s: int = 24 * 3600
+    unknown_recipient_ttl_s: int = 600
+    unknown_user_codes: tuple[int, ...] = (60121,)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeGuard
 
+from bridge import recipients as recipient_refs
 from bridge.decoding import MAX_DEPTH as MAX_DEPTH
 from bridge.decoding import TIME_FORMATS as TIME_FORMATS
 from bridge.decoding import kind_of as kind_of
@@ -216,7 +217,10 @@ class _Check:
         seen: dict[str, int] = {}
         for i, item in enumerate(value):
             userid = self.ident(f"recipients[{i}]", item, MAX_USERID_CHARS, "userid")
-            if userid in seen:
+            why = recipient_refs.problem(userid) if userid is not None else None
+            if why is not None:
+                self.bad(f"recipients[{i}]", why)
+            elif userid in seen:
                 self.bad(f"recipients[{i}]", f"duplicate of recipients[{seen[userid]}] {userid!r}")
             elif userid is not None:
                 seen[userid] = i

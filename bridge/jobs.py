@@ -6,8 +6,9 @@ job and its notice and returns a `Finish`: the job's outcome, the notice change,
 journal lines, which the worker writes in one transaction. A handler raises to fail the job; the worker
 decides between retry and dead letter from the exception (`NotYet` is "look again", not a failure).
 
-- send: asyncsend_v2 with the notice's stored message (byte-identical on every retry); the task_id is
-  stored the moment DingTalk returns it, and a check job is scheduled.
+- send: asyncsend_v2 with the notice's stored message (byte-identical on every retry); `mobile:` / `unionid:`
+  recipients are resolved first (bridge.resolve; unknown ones are recorded and skipped, the rest are sent to);
+  the task_id is stored the moment DingTalk returns it, and a check job is scheduled.
 - check: getsendprogress until done (bounded, backing off), then getsendresult; the delivery result is
   stored on the notice and recipients not reached are logged and counted.
 - update: status_bar/update; past the 7-day window the update is recorded as expired, not retried.
@@ -39,6 +40,7 @@ from bridge.config import DingTalkConfig, WorkerConfig
 from bridge.decide import lock_key
 from bridge.dingtalk.wire import DUPLICATE_CONTENT_CODES, RECALL_REFUSED, SendProgress, SendResult
 from bridge.records import Job, JobKind, NewJob, NewJournal, Notice, NoticeChange, NoticeState, OrphanPolicy
+from bridge.resolve import Resolved, Resolver
 
 __all__ = ["HANDLERS", "DingTalk", "Finish", "Handler", "JobContext", "NotReachedHook", "NotYet", "journal"]
 
@@ -53,6 +55,8 @@ class DingTalk(Protocol):
     async def get_send_result(self, task_id: int) -> SendResult: ...
     async def update_status_bar(self, task_id: int, status_value: str, status_bg: str | None = None) -> None: ...
     async def recall(self, task_id: int) -> None: ...
+    async def userid_by_mobile(self, mobile: str) -> str: ...
+    async def userid_by_unionid(self, unionid: str) -> str: ...
 
 
 class NotReachedHook(Protocol):
@@ -86,6 +90,7 @@ class JobContext:
     dingtalk: DingTalkConfig
     worker: WorkerConfig
     observer: NotReachedHook
+    resolver: Resolver | None = None  # turns mobile:/unionid: recipients into userids (None: sends them as given)
 
 
 Handler = Callable[[JobContext, Job, Notice], Awaitable[Finish]]
@@ -101,19 +106,32 @@ async def send(cx: JobContext, job: Job, notice: Notice) -> Finish:
     """Send the stored card; a notice that already has a task_id was sent before a crash: skip it."""
     if notice.task_id is not None:
         return Finish(outcome="skipped")
-    task_id = await cx.client.send(notice.msg, userids=notice.userids)
+    userids, record, lines = notice.userids, None, []
+    if cx.resolver is not None and Resolver.needed(notice.userids):
+        found = await cx.resolver.resolve(notice.userids)
+        userids, record = found.userids, _recipients_record(found)
+        if found.unknown:
+            cx.observer.recipients_not_reached("unresolved", len(found.unknown))
+            lines.append(journal(job, "dingtalk.recipients_unresolved", "not sent to " + "; ".join(
+                f"{k}: {why}" for k, why in found.unknown.items())))
+        if not userids:
+            why = "not sent: none of its recipients is known to DingTalk (see unresolved_recipients)"
+            return Finish(outcome="unresolved", notice=NoticeChange(notice_id=notice.id, delivery=record, note=why),
+                          journal=tuple(lines))
+    task_id = await cx.client.send(notice.msg, userids=userids)
     now = cx.clock.now()
     structlog.contextvars.bind_contextvars(task_id=task_id)
-    log.info("dingtalk.sent", userids=len(notice.userids), status_value=notice.status_value)
+    log.info("dingtalk.sent", userids=len(userids), status_value=notice.status_value)
     check = NewJob(
         kind=JobKind.CHECK, lock_key=None, notice_id=notice.id, payload={"task_id": task_id},
         run_at=now + timedelta(seconds=cx.worker.check_delay_s), event_id=job.event_id,
     )
     return Finish(
-        notice=NoticeChange(notice_id=notice.id, state=NoticeState.SENT, task_id=task_id, sent_at=now),
+        notice=NoticeChange(notice_id=notice.id, state=NoticeState.SENT, task_id=task_id, sent_at=now,
+                            delivery=record),
         new_jobs=(check,),
-        journal=(journal(job, "dingtalk.sent", f"card sent to {','.join(notice.userids)} "
-                         f"({notice.status_value}), task_id {task_id}", task_id=task_id),),
+        journal=(*lines, journal(job, "dingtalk.sent", f"card sent to {','.join(userids)} "
+                                 f"({notice.status_value}), task_id {task_id}", task_id=task_id)),
     )
 
 
@@ -129,6 +147,8 @@ async def recall(cx: JobContext, job: Job, notice: Notice) -> Finish:
     """Recall the card; when DingTalk no longer can (window passed, or it refuses), grey its status bar instead."""
     if notice.state == NoticeState.RECALLED:
         return Finish(outcome="skipped")
+    if _never_sendable(notice):
+        return _skip_unsent(job)
     value, bg = job.payload["fallback_status_value"], job.payload.get("fallback_status_bg")
     if _resends(cx, notice):  # recalling the orphaned task would leave the card they hold: tell them instead
         return await _resend_distinct(cx, job, notice, value, bg)
@@ -179,7 +199,8 @@ async def check(cx: JobContext, job: Job, notice: Notice) -> Finish:
                              f"forbidden={forbidden} failed={list(result.failed_user_id_list)}", task_id=task_id))
     else:
         log.info("dingtalk.delivered", read=len(result.read_user_id_list), unread=len(result.unread_user_id_list))
-    change = NoticeChange(notice_id=notice.id, delivery=result.to_dict(), note=_duplicates_note(result))
+    delivery = {**result.to_dict(), **{k: v for k, v in (notice.delivery or {}).items() if k in _RECIPIENT_KEYS}}
+    change = NoticeChange(notice_id=notice.id, delivery=delivery, note=_duplicates_note(result))
     if not _duplicates(result.to_dict()):
         return Finish(notice=change, journal=tuple(lines))
     return _orphaned(cx, job, notice, task_id, change, lines)
@@ -199,6 +220,8 @@ async def _set_status_bar(cx: JobContext, job: Job, notice: Notice, value: str, 
     if notice.state == NoticeState.RECALLED:
         return Finish(outcome="skipped", journal=(journal(
             job, "job.skipped", "card already recalled: nothing to update", task_id=notice.task_id),))
+    if _never_sendable(notice):
+        return _skip_unsent(job)
     task_id = _sent_task_id(notice)
     now = cx.clock.now()
     age = _age_s(cx, notice)
@@ -217,6 +240,24 @@ async def _set_status_bar(cx: JobContext, job: Job, notice: Notice, value: str, 
         journal=(journal(job, "dingtalk.status_bar_updated", note or f"status bar → {value} ({bg})",
                          task_id=task_id),),
     )
+
+
+_RECIPIENT_KEYS = ("resolved_recipients", "unresolved_recipients")
+
+
+def _recipients_record(found: Resolved) -> dict[str, Any]:
+    """What the send learnt about its mobile:/unionid: recipients, kept in the notice's delivery record."""
+    return {"resolved_recipients": dict(found.resolved), "unresolved_recipients": dict(found.unknown)}
+
+
+def _never_sendable(notice: Notice) -> bool:
+    """A card whose send found none of its recipients in DingTalk's directory: there is nothing to update."""
+    return notice.task_id is None and bool((notice.delivery or {}).get("unresolved_recipients"))
+
+
+def _skip_unsent(job: Job) -> Finish:
+    return Finish(outcome="skipped", journal=(journal(
+        job, "job.skipped", f"{job.kind}: the card was never sent (no recipient resolved): nothing to change"),))
 
 
 def _sent_task_id(notice: Notice) -> int:

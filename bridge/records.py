@@ -264,3 +264,17 @@ class Pruned:
     @property
     def total(self) -> int:
         return self.journal + self.inbox + self.audit + self.jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A recipient given by mobile number or unionid, looked up: its userid, or why DingTalk knows none.
+
+    `key` is the recipient as the event gave it (`mobile:13800138000`); one row per key, shared by every
+    process on the store; the worker looks DingTalk up again once `expires_at` has passed."""
+
+    key: str
+    userid: str | None  # None: DingTalk does not know it (see `error`)
+    resolved_at: datetime
+    expires_at: datetime
+    error: str | None = None

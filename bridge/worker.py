@@ -28,6 +28,7 @@ from bridge.clock import Clock
 from bridge.config import Config
 from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, journal
 from bridge.records import JobKind
+from bridge.resolve import Resolver
 from bridge.retention import PruneObserver, Retention
 from bridge.retry import RetryPolicy
 
@@ -109,7 +110,7 @@ class Worker:
         self.running = False
         self.retention = Retention(st, clock, cfg.worker, prune_observer)
         self.jobs = JobContext(client=client, clock=clock, dingtalk=cfg.dingtalk, worker=cfg.worker,
-                               observer=self.observer)
+                               observer=self.observer, resolver=Resolver(st, client, clock, cfg.dingtalk))
 
     # --- control ---------------------------------------------------------------------------------------
     def wake(self) -> None:

@@ -12,7 +12,7 @@ from tests.real import missing
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 HOW = ("run PostgreSQL 15+ and point BRIDGE_TEST_POSTGRES_URL at a superuser connection "
        f"(default {DEFAULT_URL}); install the driver with pip install -e '.[postgres]'")
-TABLES = "inbox, deciding, approvals, notices, jobs, audit, journal, probe, tokens, rate_slots"
+TABLES = "inbox, deciding, approvals, notices, jobs, audit, journal, probe, tokens, rate_slots, recipients"
 
 
 def admin_url() -> str:

@@ -87,7 +87,8 @@ def approval(detail: dict[str, Any], style: Style) -> str:
         if times:
             out.append("      " + "  ".join(times))
         d = n.get("delivery")
-        if d:
+        out.extend(recipient_lines(d or {}))
+        if d and any(k.endswith("_user_id_list") for k in d):
             parts = [f"{k.replace('_user_id_list', '')}={','.join(v)}" for k, v in d.items()
                      if k.endswith("_user_id_list") and v]
             forbidden = d.get("forbidden_list") or []
@@ -115,6 +116,17 @@ def approval(detail: dict[str, Any], style: Style) -> str:
         out.append(f"  {style.when(e['occurred_at'])}  {pad(e['status'] or '-', 9)} {e['event_id']}  "
                    f"{style.word(outcome)}{reason}{dup}")
     return "\n".join(out)
+
+
+def recipient_lines(delivery: dict[str, Any]) -> list[str]:
+    """What the send made of the card's mobile:/unionid: recipients: the userid each became, or why none."""
+    lines = []
+    resolved = delivery.get("resolved_recipients") or {}
+    if resolved:
+        lines.append("      resolved: " + "  ".join(f"{k} → {v}" for k, v in resolved.items()))
+    for key, why in (delivery.get("unresolved_recipients") or {}).items():
+        lines.append(f"      unresolved: {key}: {why}")
+    return lines
 
 
 def job_line(j: dict[str, Any], style: Style) -> str:

@@ -1,4 +1,5 @@
-"""The DingTalk work-notification client: token cache, the five message endpoints, errcode → exceptions.
+"""The DingTalk work-notification client: token cache, the five message endpoints, the two directory lookups
+(mobile / unionid → userid), errcode → exceptions.
 
 Everything bridge says to DingTalk goes through `Client`, so the awkward parts live in one place:
 - DingTalk answers HTTP 200 for errors; the real code is `errcode`, and on `/topapi/*` token and throttling
@@ -29,6 +30,8 @@ from bridge.config import DingTalkConfig
 from bridge.dingtalk import messages
 from bridge.dingtalk.ratelimit import EndpointLimiters
 from bridge.dingtalk.wire import (
+    GETBYMOBILE,
+    GETBYUNIONID,
     GETTOKEN,
     IP_BAN_RETRY_AFTER_S,
     PATHS,
@@ -38,6 +41,7 @@ from bridge.dingtalk.wire import (
     SEND,
     STATUS_BAR,
     TOKEN_REFRESH_MARGIN_S,
+    USER_PATHS,
     as_int,
     classify,
 )
@@ -242,11 +246,31 @@ class Client:
     async def recall(self, task_id: int) -> None:
         await self._topapi(RECALL, {"agent_id": self.agent_id, "msg_task_id": int(task_id)})
 
+    # --- the directory ---------------------------------------------------------------------------
+
+    async def userid_by_mobile(self, mobile: str) -> str:
+        """v2/user/getbymobile: the userid of the employee with this mobile number (an unknown number raises
+        the PermanentDingTalkError DingTalk answers; `[dingtalk] unknown_user_codes` names its errcodes)."""
+        return await self._userid(GETBYMOBILE, {"mobile": mobile})
+
+    async def userid_by_unionid(self, unionid: str) -> str:
+        """user/getbyunionid: the userid of the employee with this unionid."""
+        return await self._userid(GETBYUNIONID, {"unionid": unionid})
+
+    async def _userid(self, call: str, body: Mapping[str, Any]) -> str:
+        payload = await self._topapi(call, body, path=USER_PATHS[call])
+        result = raw if isinstance(raw := payload.get("result"), Mapping) else {}
+        userid = result.get("userid")
+        if not isinstance(userid, str) or not userid:
+            raise errors.PermanentDingTalkError(f"{call} answered errcode 0 without result.userid", call=call,
+                                                request_id=payload.get("request_id"))
+        return userid
+
     # --- transport --------------------------------------------------------------------------------
 
-    async def _topapi(self, call: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def _topapi(self, call: str, body: Mapping[str, Any], *, path: str | None = None) -> dict[str, Any]:
         """POST a topapi call; on a refused token, refresh once and retry once."""
-        url = f"{self.base_url}/topapi/message/corpconversation/{PATHS[call]}"
+        url = f"{self.base_url}{path or '/topapi/message/corpconversation/' + PATHS[call]}"
         token = await self._get_token()
         try:
             return await self._request(call, "POST", url, {"access_token": token}, body)

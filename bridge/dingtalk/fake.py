@@ -12,7 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge import errors
 from bridge.dingtalk import client as dingtalk
+
+UNKNOWN_USER = 60121  # what the fake answers for a number or unionid not in its directory
 
 
 @dataclass
@@ -27,6 +30,7 @@ class FakeDingTalk:
     next_task_id: int = 900_000_000_001
     progress_status: int = 2
     results: dict[int, dingtalk.SendResult] = field(default_factory=dict)
+    directory: dict[str, str] = field(default_factory=dict)  # "mobile:…" / "unionid:…" -> userid
     _failures: dict[str, deque[BaseException]] = field(default_factory=lambda: defaultdict(deque))
 
     def fail_next(self, call: str, *excs: BaseException) -> None:
@@ -67,3 +71,16 @@ class FakeDingTalk:
     async def recall(self, task_id: int) -> None:
         self.calls.append(Call("recall", {"task_id": task_id}))
         self._maybe_fail("recall")
+
+    async def userid_by_mobile(self, mobile: str) -> str:
+        return self._look_up("getbymobile", f"mobile:{mobile}")
+
+    async def userid_by_unionid(self, unionid: str) -> str:
+        return self._look_up("getbyunionid", f"unionid:{unionid}")
+
+    def _look_up(self, call: str, key: str) -> str:
+        self.calls.append(Call(call, {"key": key}))
+        self._maybe_fail(call)
+        if key not in self.directory:
+            raise errors.PermanentDingTalkError(call=call, errcode=UNKNOWN_USER, errmsg="找不到该用户")
+        return self.directory[key]

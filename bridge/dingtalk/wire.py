@@ -19,6 +19,14 @@ PROGRESS = "getsendprogress"
 RESULT = "getsendresult"
 STATUS_BAR = "status_bar_update"
 RECALL = "recall"
+GETBYMOBILE = "getbymobile"
+GETBYUNIONID = "getbyunionid"
+# the directory lookups live outside /topapi/message/corpconversation/: full paths. Their
+# unknown-user errcode is not in the reference: 60121 is likely, `[dingtalk] unknown_user_codes` makes it configurable
+USER_PATHS = {
+    GETBYMOBILE: "/topapi/v2/user/getbymobile",
+    GETBYUNIONID: "/topapi/user/getbyunionid",
+}
 PATHS = {
     SEND: "asyncsend_v2",
     PROGRESS: "getsendprogress",

@@ -72,6 +72,37 @@ DEMO_APP = SimApp("dingdemoappkey", "demo-app-secret", 1000001)
 
 
 @dataclass(frozen=True, slots=True)
+class Employee:
+    userid: str
+    mobile: str | None = None
+    unionid: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"userid": self.userid, "mobile": self.mobile, "unionid": self.unionid}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Employee:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("userid"), str) or not raw["userid"]:
+            raise ValueError(f"each employee needs a userid string, got {raw!r}")
+        unknown = sorted(set(raw) - {"userid", "mobile", "unionid"})
+        if unknown:
+            raise ValueError(f"unknown employee fields {unknown}; known: userid, mobile, unionid")
+        for key in ("mobile", "unionid"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                raise ValueError(f"{key} must be a string or null, got {raw[key]!r}")
+        return cls(raw["userid"], raw.get("mobile"), raw.get("unionid"))
+
+
+# the demo's approvers and a few more, so `bridge serve --sandbox` resolves mobile:/unionid: out of the box
+DEFAULT_DIRECTORY: tuple[Employee, ...] = (
+    Employee("manager01", "13800138000", "unionid-manager01"),
+    Employee("manager02", "13800138001", "unionid-manager02"),
+    Employee("manager4", "13900139000", "unionid-manager4"),
+    Employee("user02", "13700137000", "unionid-user02"),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class SimSettings:
     """What the simulated DingTalk enforces. Values the reference leaves unconfirmed carry a note.
 
@@ -81,6 +112,7 @@ class SimSettings:
     progress_window_s: the doc says both 7 days and 24 h; default 7 days.
     result_max_recipients: getsendresult on a task with more recipients answers 41052; None (default) = off.
     departments: dept id -> member userids; a dept id not listed is invalid.
+    directory: the employees the two directory lookups know (bridge.simulator.directory).
     """
 
     apps: tuple[SimApp, ...] = (DEMO_APP,)
@@ -103,6 +135,7 @@ class SimSettings:
     update_window_s: float = 7 * DAY_S
     to_all_per_day: int = 3
     result_max_recipients: int | None = None
+    directory: tuple[Employee, ...] = DEFAULT_DIRECTORY  # userid / mobile / unionid, for getbymobile / getbyunionid
     max_calls_logged: int = 200_000
 
     def __post_init__(self) -> None:

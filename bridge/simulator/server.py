@@ -4,7 +4,7 @@ bridge never talks to the real DingTalk in tests or demos; it talks to this. The
 `bridge.simulator.state` and the wire format in `bridge.simulator.wire`; this module is only the aiohttp edge: it
 decodes JSON and form bodies, waits out injected delays, and serves the inspection API under /_sim/
 (calls received, each user's inbox, tasks, marking a card read, moving simulated time, faults, users,
-reset, stats). Three ways in: `bridge simulator` (`run_cli`), in-process with `running(...)` (an
+the employee directory, reset, stats). Three ways in: `bridge simulator` (`run_cli`), in-process with `running(...)` (an
 AppRunner on a free port), or `create_app(state)` under aiohttp's TestServer.
 """
 
@@ -24,7 +24,8 @@ import structlog
 from aiohttp import web
 
 from bridge.simulator import wire as sim_wire
-from bridge.simulator.model import FAULT_KINDS, FaultPlan, SimSettings
+from bridge.simulator.directory import Directory
+from bridge.simulator.model import FAULT_KINDS, Employee, FaultPlan, SimSettings
 from bridge.simulator.state import SimState
 from bridge.simulator.wire import SimAnswer
 
@@ -182,6 +183,21 @@ async def _users(request: web.Request) -> web.Response:
     return _json({"invalid": sorted(state.invalid_userids), "known": known})
 
 
+async def _directory(request: web.Request) -> web.Response:
+    """GET: the employees getbymobile / getbyunionid know. POST {"employees": [{userid, mobile, unionid}]}:
+    replace them (until the next reset, which restores the configured directory)."""
+    state = request.app[SIM_STATE]
+    if request.method == "POST":
+        data = await _object(request)
+        if set(data) != {"employees"} or not isinstance(data["employees"], list):
+            raise _http_error('body must be {"employees": [{"userid", "mobile", "unionid"}, ...]}', 400)
+        try:
+            state.directory = Directory(Employee.from_dict(e) for e in data["employees"])
+        except ValueError as exc:
+            raise _http_error(str(exc), 400) from None
+    return _json({"employees": [e.to_dict() for e in state.directory.employees]})
+
+
 async def _reset(request: web.Request) -> web.Response:
     request.app[SIM_STATE].reset()
     return _json({"reset": True})
@@ -206,6 +222,7 @@ def create_app(state: SimState | None = None) -> web.Application:
     app.router.add_post("/_sim/clock/advance", _clock)
     app.router.add_route("*", "/_sim/faults", _faults)
     app.router.add_post("/_sim/users", _users)
+    app.router.add_route("*", "/_sim/directory", _directory)
     app.router.add_post("/_sim/reset", _reset)
     app.router.add_get("/_sim/stats", _stats)
     return app

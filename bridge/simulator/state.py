@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from bridge.clock import Clock
+from bridge.simulator.directory import Directory
 from bridge.simulator.model import (
     DEMO_APP,
     FAULT_KINDS,
@@ -74,6 +75,7 @@ class SimState:
         self._daily: Counter[tuple[str, str, date]] = Counter()
         self._to_all: Counter[tuple[str, date]] = Counter()
         self._qps: dict[tuple[str, str], deque[float]] = {}
+        self.directory = Directory(self.settings.directory)
         self.invalid_userids: set[str] = set(self.settings.invalid_userids)
         self.known_userids: set[str] | None = (
             None if self.settings.known_userids is None else set(self.settings.known_userids)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.secret import Secret
+from bridge.simulator.directory import USER_CALLS
 from bridge.simulator.model import SimApp, SimError, bad_param
 from bridge.simulator.state import SimState
 
@@ -90,6 +91,7 @@ def handle(
         answer = _gettoken(state, method, query, entry)
     elif path.startswith(TOPAPI):
         call = CALL_NAMES.get(path.removeprefix(PREFIX), "unknown") if path.startswith(PREFIX) else "unknown"
+        call = USER_CALLS.get(path, call)
         answer = _topapi(state, call, path, query, body, body_error, entry)
     else:
         call = "unknown"
@@ -154,6 +156,8 @@ def _topapi(
 
 
 def _dispatch(state: SimState, app: SimApp, call: str, p: Mapping[str, Any]) -> dict[str, Any]:
+    if call in USER_CALLS.values():
+        return state.directory.answer(call, p)
     agent_id = _int(p, "agent_id")
     if call == "asyncsend_v2":
         task_id = state.send(app, agent_id=agent_id, msg=_msg(p), userids=_ids(p, "userid_list"),

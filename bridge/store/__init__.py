@@ -23,6 +23,8 @@ What is stored, and why:
   worker's job is claimable again once the lease has passed.
 - audit: one row per processed event (from, to, outcome, reason).
 - journal: an append-only stream of what bridge did, for `bridge tail` from another process.
+- recipients: recipients given as `mobile:` / `unionid:`, resolved to userids (or found unknown), with an
+  expiry, shared by every process so a number is looked up once per TTL, not once per card.
 
 Concurrency (every implementation must keep it, the PostgreSQL one included): a decision is claimed in its
 own write transaction. `apply_decision` marks the inbox event processed only if it is still unprocessed
@@ -99,6 +101,9 @@ from bridge.records import (
 )
 from bridge.records import (
     Pruned as Pruned,
+)
+from bridge.records import (
+    Resolution as Resolution,
 )
 
 
@@ -223,6 +228,12 @@ class Store(Protocol):
 
     async def job_counts(self, now: datetime) -> JobCounts:
         """Jobs by state, the oldest pending run_at and the number of orphaned notices."""
+
+    async def get_resolutions(self, keys: Sequence[str]) -> dict[str, Resolution]:
+        """The stored resolutions of these recipients (expired ones included: the caller decides), by key."""
+
+    async def save_resolutions(self, resolutions: Sequence[Resolution]) -> None:
+        """Insert or replace these resolutions, in one transaction."""
 
     async def check_writable(self) -> None:
         """Raise StorageUnavailable unless a write can be committed now (readiness probe)."""

@@ -38,6 +38,7 @@ from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
 from bridge.records import JobState
 from bridge.store import postgres_sql as pq
+from bridge.store import recipients_sql as rs
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_sql import Migration
 
@@ -387,6 +388,13 @@ class PostgresStore:
             dead=counts.get(JobState.DEAD, 0), done=counts.get(JobState.DONE, 0),
             oldest_pending_run_at=sq.opt_dt(oldest), orphaned=orphaned,
         )
+
+    async def get_resolutions(self, keys: Sequence[str]) -> dict[str, store.Resolution]:
+        rows = await self._read("get_resolutions", {"keys": list(keys)}) if keys else []
+        return {r.key: r for r in map(rs.row, rows)}
+
+    async def save_resolutions(self, resolutions: Sequence[store.Resolution]) -> None:
+        await self._write(pq.many_body("save_resolution", [rs.params(r) for r in resolutions]))
 
     async def check_writable(self) -> None:
         await self._write(pq.statement_body("probe", {"at": sq.to_us(datetime.now(UTC))}))

@@ -198,6 +198,14 @@ def statement_body(
     return run
 
 
+def many_body(name: str, rows: Sequence[Mapping[str, Any]]) -> Body:
+    """One named statement for each of `rows`, in one transaction."""
+    async def run(conn: Conn) -> None:
+        await execute_many(conn, name, rows)
+
+    return run
+
+
 def claim_body(now: datetime, lease_s: float, limit: int) -> Body:
     params = {"now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)), "limit": limit}
 

@@ -9,12 +9,13 @@ for the writer) and turns a database fault into StorageUnavailable.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from bridge import records as store
 from bridge.records import JobState
+from bridge.store import recipients_sql as rs
 from bridge.store import sqlite_sql as sq
 
 __all__ = ["SQLiteReads", "of_approval"]
@@ -98,3 +99,7 @@ class SQLiteReads:
             dead=counts.get(JobState.DEAD, 0),
             done=counts.get(JobState.DONE, 0), oldest_pending_run_at=sq.opt_dt(oldest), orphaned=orphaned,
         )
+
+    async def get_resolutions(self, keys: Sequence[str]) -> dict[str, store.Resolution]:
+        rows = await self._read("get_resolutions", {"keys": sq.dumps(list(keys))}) if keys else []
+        return {r.key: r for r in map(rs.row, rows)}

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from bridge import records as store
+from bridge.store import recipients_sql as rs
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_retention import prune_writer
 from bridge.store.sqlite_thread import SqlConnection
@@ -92,6 +93,14 @@ class SQLiteWrites:
         if limit < 1:
             return store.Pruned()
         return await self._write(prune_writer(before, limit))
+
+    async def save_resolutions(self, resolutions: Sequence[store.Resolution]) -> None:
+        rows = [rs.params(r) for r in resolutions]  # a naive time raises here, before anything is written
+        if rows:
+            async def run(conn: SqlConnection) -> None:
+                await conn.executemany(sq.Q["save_resolution"], rows)
+
+            await self._write(run)
 
     async def check_writable(self) -> None:
         await self._write(sq.statement_writer("probe", {"at": sq.to_us(datetime.now(UTC))}))

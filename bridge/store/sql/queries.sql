@@ -290,3 +290,16 @@ DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(:ids))
 -- name: prune_jobs
 DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'done' AND updated_at < :before ORDER BY id
                               LIMIT :limit)
+
+-- ----------------------------------------------------------------------------------------- recipients
+
+-- name: get_resolutions
+-- :keys is a JSON array of recipient keys.
+SELECT key, userid, error, resolved_at, expires_at FROM recipients
+WHERE key IN (SELECT value FROM json_each(:keys))
+
+-- name: save_resolution
+INSERT INTO recipients (key, userid, error, resolved_at, expires_at)
+VALUES (:key, :userid, :error, :resolved_at, :expires_at)
+ON CONFLICT (key) DO UPDATE SET userid = excluded.userid, error = excluded.error,
+    resolved_at = excluded.resolved_at, expires_at = excluded.expires_at

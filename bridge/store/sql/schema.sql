@@ -135,3 +135,17 @@ CREATE INDEX inbox_processed ON inbox (id) WHERE processed = 1;
 CREATE INDEX jobs_done ON jobs (id) WHERE state = 'done';
 
 PRAGMA user_version = 2;
+
+-- migration: 3
+
+-- Recipients given as mobile:/unionid:, looked up in DingTalk's directory by the worker: the userid, or (userid
+-- NULL) why DingTalk knows none. Shared by every process; looked up again once expires_at has passed.
+CREATE TABLE recipients (
+    key          TEXT    PRIMARY KEY,                 -- the recipient as given: "mobile:13800138000"
+    userid       TEXT,
+    error        TEXT,
+    resolved_at  INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL
+);
+
+PRAGMA user_version = 3;

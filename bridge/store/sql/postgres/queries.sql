@@ -286,3 +286,12 @@ DELETE FROM inbox WHERE id = ANY(%(ids)s)
 -- name: prune_jobs
 DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'done' AND updated_at < %(before)s ORDER BY id
                               LIMIT %(limit)s)
+
+-- name: get_resolutions
+SELECT key, userid, error, resolved_at, expires_at FROM recipients WHERE key = ANY(%(keys)s)
+
+-- name: save_resolution
+INSERT INTO recipients (key, userid, error, resolved_at, expires_at)
+VALUES (%(key)s, %(userid)s, %(error)s, %(resolved_at)s, %(expires_at)s)
+ON CONFLICT (key) DO UPDATE SET userid = excluded.userid, error = excluded.error,
+    resolved_at = excluded.resolved_at, expires_at = excluded.expires_at

@@ -133,3 +133,14 @@ CREATE TABLE probe (
     id  INTEGER PRIMARY KEY CHECK (id = 1),
     at  BIGINT  NOT NULL
 );
+
+-- migration: 2
+
+-- Recipients given as mobile:/unionid:, looked up in DingTalk's directory by the worker (see the SQLite schema).
+CREATE TABLE recipients (
+    key          TEXT   PRIMARY KEY,
+    userid       TEXT,
+    error        TEXT,
+    resolved_at  BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL
+);
