@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from bridge import admin, errors, guard, logs, rejections, service, worker
+from bridge import admin, console, errors, guard, logs, rejections, service, worker
 from bridge import web as webapp
 from bridge.appkeys import ADMIN_PORTS, CLIENT, CLOCK, CONFIG, METRICS, REJECTIONS, ROLE, STORE, WAKE, WORKER, Role
 from bridge.clock import Clock, SystemClock
@@ -107,6 +107,7 @@ def create_app(
     app.cleanup_ctx.extend([store_ctx, client_ctx, rejections_ctx, worker_ctx])
     webapp.add_routes(app, webhooks=role.receives)
     admin.add_routes(app)
+    console.add_routes(app)
     return app
 
 

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 import structlog
 from aiohttp import web
 
+from bridge.simulator import ui
 from bridge.simulator import wire as sim_wire
 from bridge.simulator.directory import Directory
 from bridge.simulator.model import FAULT_KINDS, Employee, FaultPlan, SimSettings
@@ -207,6 +208,16 @@ async def _stats(request: web.Request) -> web.Response:
     return _json(request.app[SIM_STATE].stats())
 
 
+async def _ui(request: web.Request) -> web.Response:
+    html = ui.render(request.app[SIM_STATE], request.query.get("user") or None,
+                     refresh=request.query.get("refresh") != "0")
+    return web.Response(text=html, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"})
+
+
+async def _ui_css(_request: web.Request) -> web.Response:
+    return web.Response(body=ui.css(), content_type="text/css", charset="utf-8")
+
+
 def create_app(state: SimState | None = None) -> web.Application:
     """The simulator as an aiohttp application; `app[SIM_STATE]` is its state."""
     app = web.Application(client_max_size=1024 * 1024)
@@ -225,6 +236,8 @@ def create_app(state: SimState | None = None) -> web.Application:
     app.router.add_route("*", "/_sim/directory", _directory)
     app.router.add_post("/_sim/reset", _reset)
     app.router.add_get("/_sim/stats", _stats)
+    app.router.add_get("/_sim/ui", _ui)
+    app.router.add_get("/_sim/ui.css", _ui_css)
     return app
 
 

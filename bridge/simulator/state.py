@@ -356,6 +356,10 @@ class SimState:
             raise KeyError(f"user {userid!r} did not receive task {task_id}")
         task.read.add(userid)
 
+    def users(self) -> list[str]:
+        """Every userid that has received a card, sorted (the simulator's UI draws one phone each)."""
+        return sorted(self._inbox)
+
     def inbox(self, userid: str) -> list[dict[str, Any]]:
         """The cards a user has, oldest first, as they look now (recalled ones flagged)."""
         return [card_view(self.tasks[t], userid) for t in self._inbox.get(userid, ())]

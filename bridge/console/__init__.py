@@ -1,0 +1,94 @@
+"""The web console: approvals and their cards as the approvers see them, for people rather than scripts.
+
+Served by bridge itself at /console (on the admin listener when there is one, like the admin API), with no
+build step and nothing fetched from elsewhere: the templates (`templates/`), one CSS file and one small script
+(`static/`) ship in the package. Access needs the admin token (see `bridge.console.auth`); pages are
+server-rendered HTML with every value escaped (`bridge.console.html`), and the actions reuse
+`bridge.operate`, as the admin API does. See docs/console.md.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from aiohttp import web
+
+from bridge.console import actions, auth, pages
+from bridge.console.auth import ADMIN_MARK, protected
+
+__all__ = ["add_routes"]
+
+STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+# Scripts only from /console/static; inline style attributes carry the cards' colours (escaped hex only).
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def _static(name: str) -> bytes:
+    return resources.files("bridge.console").joinpath("static", name).read_bytes()
+
+
+def _asset(name: str, content_type: str) -> auth.Handler:
+    body = _static(name)
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type, charset="utf-8",
+                            headers={"Cache-Control": "max-age=300"})
+
+    setattr(handler, ADMIN_MARK, True)
+    return handler
+
+
+@web.middleware
+async def _headers(request: web.Request, handler: auth.Handler) -> web.StreamResponse:
+    """Security headers on every console answer (redirects and errors included)."""
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        if request.path.startswith("/console"):
+            _secure(exc)
+        raise
+    if request.path.startswith("/console"):
+        _secure(resp)
+    return resp
+
+
+def _secure(resp: web.StreamResponse) -> None:
+    resp.headers.setdefault("Content-Security-Policy", CSP)
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    if not _cacheable(resp):
+        resp.headers.setdefault("Cache-Control", "no-store")
+
+
+def _cacheable(resp: web.StreamResponse) -> bool:
+    return "max-age" in resp.headers.get("Cache-Control", "")
+
+
+def _mark(handler: auth.Handler) -> auth.Handler:
+    setattr(handler, ADMIN_MARK, True)
+    return handler
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the console on `app` (before it starts): routes, the per-process session key, headers."""
+    app[auth.KEY] = auth.new_key()
+    app.middlewares.append(_headers)
+    r = app.router
+    for name, ctype in STATIC.items():
+        r.add_get(f"/console/static/{name}", _asset(name, ctype))
+    r.add_get("/console/login", _mark(actions.login_form))
+    r.add_post("/console/login", _mark(actions.login))
+    r.add_post("/console/logout", protected(actions.logout))
+    r.add_get("/console", protected(pages.overview))
+    r.add_get("/console/", protected(pages.overview))
+    r.add_get("/console/approvals", protected(pages.approvals))
+    r.add_get("/console/approvals/{source}/{approval_id}", protected(pages.approval))
+    r.add_post("/console/approvals/{source}/{approval_id}/recall", protected(actions.recall))
+    r.add_post("/console/approvals/{source}/{approval_id}/resync", protected(actions.resync))
+    r.add_post("/console/jobs/{job_id}/retry", protected(actions.retry_job))
+    r.add_post("/console/dead/retry", protected(actions.retry_selected))
+    r.add_get("/console/dead", protected(pages.dead_letters))
+    r.add_get("/console/journal", protected(pages.journal))
+    r.add_get("/console/journal.json", protected(pages.journal_json))

@@ -1,0 +1,120 @@
+"""The console's actions (POST) and its login: each does what the matching admin API call does.
+
+Recall, resync and retry go through `bridge.operate`, like the admin API and the CLI, so the journal and the
+audit trail say the same whichever face an operator used. Every action answers with a redirect back to the
+page it came from (303), carrying only a fixed result key for the flash line.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import structlog
+from aiohttp import web
+
+from bridge import operate
+from bridge.appkeys import CLOCK, CONFIG, STORE, WAKE
+from bridge.console import auth
+from bridge.console.html import approval_path, esc, page, template
+from bridge.records import JobState
+
+log = structlog.get_logger("bridge.console")
+
+
+def _back(path: str, done: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"{path}?done={quote(done)}")
+
+
+def _safe_next(raw: str) -> str:
+    """Only a console path may follow a login (no open redirect to another site)."""
+    return raw if raw.startswith("/console") and not raw.startswith("//") and "\\" not in raw else "/console"
+
+
+def _login_page(next_path: str, error: str = "") -> str:
+    body = template("login.html").substitute(
+        next=esc(_safe_next(next_path)), error=f'<p class="flash error">{esc(error)}</p>' if error else "")
+    return page("登录 Log in", body, csrf=None)
+
+
+async def login_form(request: web.Request) -> web.Response:
+    if request.app[CONFIG].server.admin_token is None:
+        return auth.refuse(request, 403, "console_disabled", "the console is disabled: set [server] admin_token")
+    return web.Response(text=_login_page(request.query.get("next", "/console")), content_type="text/html")
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    token = request.app[CONFIG].server.admin_token
+    if token is None:
+        return auth.refuse(request, 403, "console_disabled", "the console is disabled: set [server] admin_token")
+    form = await request.post()
+    next_path = _safe_next(str(form.get("next", "/console")))
+    if not auth.token_matches(str(form.get("token", "")), token.reveal()):
+        log.warning("console.login_failed")
+        return web.Response(status=401, content_type="text/html",
+                            text=_login_page(next_path, "令牌错误 Wrong token"))
+    log.info("console.login")
+    resp = web.HTTPSeeOther(next_path)
+    auth.set_session(request, resp, token.reveal())
+    raise resp
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    resp = web.HTTPSeeOther("/console/login")
+    auth.clear_session(resp)
+    raise resp
+
+
+async def recall(request: web.Request) -> web.StreamResponse:
+    source, approval_id = request.match_info["source"], request.match_info["approval_id"]
+    try:
+        event = await operate.request_recall(request.app[STORE], source, approval_id, request.app[CLOCK].now())
+    except operate.NotFound as exc:
+        return auth.refuse(request, 404, "not_found", str(exc))
+    request.app[WAKE]()
+    log.info("operator.recall_requested", source=source, approval_id=approval_id, event_id=event.event_id,
+             via="console")
+    raise _back(approval_path(source, approval_id), "recall")
+
+
+async def resync(request: web.Request) -> web.StreamResponse:
+    source, approval_id = request.match_info["source"], request.match_info["approval_id"]
+    try:
+        ids = await operate.request_resync(request.app[CONFIG], request.app[STORE], source, approval_id,
+                                           request.app[CLOCK].now())
+    except operate.NotFound as exc:
+        return auth.refuse(request, 404, "not_found", str(exc))
+    request.app[WAKE]()
+    log.info("operator.resync_requested", source=source, approval_id=approval_id, jobs=len(ids), via="console")
+    raise _back(approval_path(source, approval_id), "resync")
+
+
+async def retry_job(request: web.Request) -> web.StreamResponse:
+    raw = request.match_info["job_id"]
+    if not raw.isdigit():
+        return auth.refuse(request, 400, "bad_request", "job id must be an integer")
+    st = request.app[STORE]
+    job = await st.get_job(int(raw))
+    if job is None:
+        return auth.refuse(request, 404, "not_found", f"no job {raw}")
+    if job.state != JobState.DEAD:
+        return auth.refuse(request, 409, "not_dead", f"job {raw} is {job.state}; only dead jobs can be retried")
+    n = await operate.retry_dead(st, request.app[CLOCK].now(), job.id, by="console")
+    request.app[WAKE]()
+    log.info("console.job_retried", job_id=job.id, source=job.source, approval_id=job.approval_id)
+    raise _back(approval_path(job.source, job.approval_id), "retry" if n else "none")
+
+
+async def retry_selected(request: web.Request) -> web.StreamResponse:
+    """Retry the dead jobs ticked on the dead-letter page (ids that are no longer dead are skipped)."""
+    form = await request.post()
+    raw_ids = [str(v) for v in form.getall("job_id", [])]
+    if not all(r.isdigit() for r in raw_ids):
+        return auth.refuse(request, 400, "bad_request", "job ids must be integers")
+    st, now = request.app[STORE], request.app[CLOCK].now()
+    n = 0
+    for job_id in dict.fromkeys(int(r) for r in raw_ids):
+        n += await operate.retry_dead(st, now, job_id, by="console")
+    if n:
+        request.app[WAKE]()
+    log.info("console.dead_jobs_retried", count=n, selected=len(raw_ids))
+    raise _back("/console/dead", "retry" if n else "none")
