@@ -85,7 +85,8 @@ def authenticate(request: web.Request, token: str) -> Access | None:
 
 def csrf_token(request: web.Request) -> str:
     """The CSRF token the current page's forms carry."""
-    return request[_CSRF] if _CSRF in request else ""
+    token: str = request.get(_CSRF) or ""
+    return token
 
 
 def _wants_json(request: web.Request) -> bool:

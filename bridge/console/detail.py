@@ -35,7 +35,7 @@ OUTCOME_LABELS: Mapping[str, str] = {
 
 def _t(value: object) -> str:
     text = str(value or "")
-    return f'<time datetime="{esc(text)}">{esc(text[:19].replace("T", " "))}</time>' if text else ""
+    return f'<time datetime="{esc(text)}">{esc(text[:19].replace("T", " "))} UTC</time>' if text else ""
 
 
 def _outcome(outcome: object) -> str:

@@ -53,7 +53,7 @@ def _time(value: datetime | str | None) -> str:
     if value is None:
         return ""
     text = value.isoformat() if isinstance(value, datetime) else value
-    return f'<time datetime="{esc(text)}">{esc(text[:19].replace("T", " "))}</time>'
+    return f'<time datetime="{esc(text)}">{esc(text[:19].replace("T", " "))} UTC</time>'
 
 
 def _card(label: str, value: object, href: str = "", cls: str = "") -> str:

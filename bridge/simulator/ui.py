@@ -71,6 +71,7 @@ def render(state: SimState, user: str | None = None, *, refresh: bool = True) ->
     return _template().substitute(
         refresh=f'<meta http-equiv="refresh" content="{REFRESH_S}">' if refresh else "",
         summary=escape(f"{len(state.tasks)} 个任务 tasks · {len(users)} 位用户 users"),
-        pause='<a href="?refresh=0">暂停 pause</a>' if refresh else '<a href="?">继续 resume</a>',
+        pause=(f'每 {REFRESH_S} 秒刷新 refreshed every {REFRESH_S} s (<a href="?refresh=0">暂停 pause</a>)' if refresh
+               else '已暂停刷新 refresh paused (<a href="?">继续 resume</a>)'),
         phones=phones,
     )
