@@ -66,12 +66,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return config_show.run_check_cli(args)
 
 
-async def _announce_sandbox_token(cfg: Any, ready: asyncio.Event) -> None:
-    """Once the sandbox listens, print its random admin token (never logged: the log scrubber masks it)."""
+async def _announce_sandbox_token(cfg: Any, ready: asyncio.Event, sim_url: str) -> None:
+    """Once the sandbox listens, print its random admin token (never logged: the log scrubber masks it) and
+    where to watch it in a browser: the console and the simulator's inboxes."""
     await ready.wait()
     token = cfg.server.admin_token.reveal()
+    admin = f"http://{cfg.server.host}:{cfg.admin.port or cfg.server.port}"
     print(f"sandbox admin token (this run only): {token}\n"
-          f"  curl -H 'Authorization: Bearer {token}' http://{cfg.server.host}:{cfg.server.port}/approvals",
+          f"  curl -H 'Authorization: Bearer {token}' {admin}/approvals\n"
+          f"  console (log in with the token): {admin}/console\n"
+          f"  DingTalk inboxes as on a phone: {sim_url}/_sim/ui",
           file=sys.stderr, flush=True)
 
 
@@ -90,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 args.sim_port = int(sim.base_url.rsplit(":", 1)[1])
                 cfg = _load_config(args)
                 ready = asyncio.Event()
-                announce = asyncio.create_task(_announce_sandbox_token(cfg, ready))
+                announce = asyncio.create_task(_announce_sandbox_token(cfg, ready, sim.base_url))
                 try:
                     await app.serve(cfg, sandbox_sim=sim, ready=ready, role=Role(args.role))
                 finally:

@@ -84,7 +84,10 @@ async def run(*, colour: bool = False, out: Callable[[str], object] = print) -> 
             url = f"http://127.0.0.1:{port}/webhooks/demo"
             source = cfg.source("demo")
             assert source is not None
-            out(f"bridge is listening on http://127.0.0.1:{port}, the DingTalk simulator on {sim.base_url}\n")
+            out(f"bridge is listening on http://127.0.0.1:{port}, the DingTalk simulator on {sim.base_url}")
+            token = cfg.server.admin_token.reveal() if cfg.server.admin_token else ""
+            out(f"While it runs: console http://127.0.0.1:{port}/console (admin token {token}), "
+                f"the approvers' inboxes {sim.base_url}/_sim/ui\n")
             steps = [
                 ("pending", "The ERP submits purchase request PO-2026-0042 for approval",
                  lambda c: (c.get("status_bar") or {}).get("value") == cfg.statuses.pending.label),

@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from bridge import operate
+from bridge.admin import host_allowed
 from bridge.appkeys import CLOCK, CONFIG, STORE, WAKE
 from bridge.console import auth
 from bridge.console.html import approval_path, esc, page, template
@@ -36,16 +37,27 @@ def _login_page(next_path: str, error: str = "") -> str:
     return page("登录 Log in", body, csrf=None)
 
 
-async def login_form(request: web.Request) -> web.Response:
-    if request.app[CONFIG].server.admin_token is None:
+def _closed(request: web.Request) -> web.Response | None:
+    """Why the login may not be offered here: no admin token, or a Host header not in [admin] allowed_hosts."""
+    cfg = request.app[CONFIG]
+    if cfg.server.admin_token is None:
         return auth.refuse(request, 403, "console_disabled", "the console is disabled: set [server] admin_token")
+    if not host_allowed(request.headers.get("Host", ""), cfg.admin.allowed_hosts):
+        log.warning("console.host_refused", path=request.path[:200])
+        return auth.refuse(request, 403, "host_not_allowed", "this Host header is not in [admin] allowed_hosts")
+    return None
+
+
+async def login_form(request: web.Request) -> web.Response:
+    if (closed := _closed(request)) is not None:
+        return closed
     return web.Response(text=_login_page(request.query.get("next", "/console")), content_type="text/html")
 
 
 async def login(request: web.Request) -> web.StreamResponse:
     token = request.app[CONFIG].server.admin_token
-    if token is None:
-        return auth.refuse(request, 403, "console_disabled", "the console is disabled: set [server] admin_token")
+    if (closed := _closed(request)) is not None or token is None:
+        return closed or auth.refuse(request, 403, "console_disabled", "set [server] admin_token")
     form = await request.post()
     next_path = _safe_next(str(form.get("next", "/console")))
     if not auth.token_matches(str(form.get("token", "")), token.reveal()):

@@ -23,6 +23,7 @@ from enum import StrEnum
 import structlog
 from aiohttp import web
 
+from bridge.admin import host_allowed
 from bridge.appkeys import CLOCK, CONFIG
 from bridge.console.html import esc, page
 
@@ -110,6 +111,9 @@ def protected(handler: Handler) -> Handler:
         if token is None:
             return refuse(request, 403, "console_disabled",
                           "the console is disabled: set [server] admin_token (it is required, loopback included)")
+        if not host_allowed(request.headers.get("Host", ""), request.app[CONFIG].admin.allowed_hosts):
+            log.warning("console.host_refused", path=request.path[:200])
+            return refuse(request, 403, "host_not_allowed", "this Host header is not in [admin] allowed_hosts")
         access = authenticate(request, token.reveal())
         if access is None:
             if request.method == "GET" and not _wants_json(request):

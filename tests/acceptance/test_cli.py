@@ -274,6 +274,7 @@ def test_demo_runs_a_whole_life(tmp_path: Path) -> None:
     r = run("demo", cwd=tmp_path, timeout=30)
     assert r.code == 0, r.stderr
     assert "已同意" in r.stdout and "待审批" in r.stdout and "recalled" in r.stdout.lower()
+    assert "/console (admin token " in r.stdout and "/_sim/ui" in r.stdout
     assert list(tmp_path.iterdir()) == []  # a temporary database, not one in the cwd
 
 
@@ -390,6 +391,18 @@ def test_serve_on_a_port_in_use_exits_2_with_one_line(tmp_path: Path) -> None:
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert lines == [f"error: cannot listen on 127.0.0.1:{port}: address already in use"], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_sandbox_prints_the_console_and_sim_ui_urls(server: Server) -> None:
+    import urllib.request
+
+    console = server.proc.wait_line("console (log in with the token):", stream="err").rsplit(": ", 1)[1].strip()
+    sim_ui = server.proc.wait_line("DingTalk inboxes as on a phone:", stream="err").rsplit(": ", 1)[1].strip()
+    assert console == f"{server.url}/console" and sim_ui.endswith("/_sim/ui")
+    with urllib.request.urlopen(f"{console}/login", timeout=5) as resp:
+        assert resp.status == 200 and "管理令牌" in resp.read().decode()
+    with urllib.request.urlopen(sim_ui, timeout=5) as resp:
+        assert resp.status == 200 and "工作通知" in resp.read().decode()
 
 
 def test_sandbox_prints_a_random_admin_token_that_opens_the_admin_api(server: Server) -> None:

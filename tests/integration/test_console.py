@@ -253,3 +253,12 @@ async def test_sim_ui_shows_each_inbox(harness: Harness) -> None:
     assert 'data-status="待审批"' in html
     resp = await harness.http.get("/console/static/console.css")  # the phone styles live in the console's CSS
     assert ".phone" in await resp.text()
+
+
+async def test_console_keeps_the_admin_host_allow_list() -> None:
+    async with make_harness(allowed_hosts=("bridge.internal",)) as h:
+        for path in ("/console", "/console/login"):
+            resp = await h.http.get(path, headers={**AUTH, "Host": "evil.example"}, allow_redirects=False)
+            assert resp.status == 403 and "allowed_hosts" in await resp.text(), path
+        resp = await h.http.get("/console", headers={**AUTH, "Host": "bridge.internal:8080"})
+        assert resp.status == 200
