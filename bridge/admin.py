@@ -23,7 +23,7 @@ from prometheus_client.exposition import choose_encoder
 
 from bridge import errors, operate, views
 from bridge import openapi as spec
-from bridge.appkeys import ADMIN_PORTS, CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, WAKE, WORKER, Role
+from bridge.appkeys import ADMIN_PORTS, CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, STREAMS, WAKE, WORKER, Role
 from bridge.records import ApprovalState, JobState
 from bridge.web import json_error, json_response
 
@@ -249,6 +249,11 @@ async def readiness(app: web.Application) -> dict[str, dict[str, Any]]:
         checks["dingtalk_token"] = {"ok": False, "error": "the last attempt to get a DingTalk access token failed"}
     else:
         checks["dingtalk_token"] = {"ok": True, "detail": "token obtained" if ok_at else "not needed yet"}
+    for sc in app.get(STREAMS, []):
+        st = sc.status()
+        checks[f"stream:{sc.source.name}"] = {"ok": st["connected"], "detail": st} if st["connected"] else \
+            {"ok": False, "error": f"the DingTalk Stream connection is {st['state']}"
+             + (f" ({st['last_error']})" if st["last_error"] else ""), "detail": st}
     return checks
 
 

@@ -21,12 +21,26 @@ from aiohttp import web
 
 from bridge import admin, console, errors, guard, logs, rejections, service, worker
 from bridge import web as webapp
-from bridge.appkeys import ADMIN_PORTS, CLIENT, CLOCK, CONFIG, METRICS, REJECTIONS, ROLE, STORE, WAKE, WORKER, Role
+from bridge.appkeys import (
+    ADMIN_PORTS,
+    CLIENT,
+    CLOCK,
+    CONFIG,
+    METRICS,
+    REJECTIONS,
+    ROLE,
+    STORE,
+    STREAMS,
+    WAKE,
+    WORKER,
+    Role,
+)
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config
 from bridge.dingtalk import client as dingtalk
 from bridge.errors import BridgeError
 from bridge.metrics import Metrics
+from bridge.sources import stream
 from bridge.store import Store, open_store
 
 log = structlog.get_logger("bridge.app")
@@ -104,7 +118,23 @@ def create_app(
         with contextlib.suppress(errors.StorageUnavailable):
             await a[REJECTIONS].flush()
 
-    app.cleanup_ctx.extend([store_ctx, client_ctx, rejections_ctx, worker_ctx])
+    async def stream_ctx(a: web.Application) -> AsyncIterator[None]:
+        """One Stream client per `transport = "stream"` source, in receiving processes only."""
+        sources = stream.stream_sources(cfg.sources) if role.receives else []
+        a[STREAMS] = []
+        if not sources:
+            yield
+            return
+        async with aiohttp.ClientSession() as session:
+            clients = [stream.StreamClient(s, store, session, clock, wake=wake, observer=metrics) for s in sources]
+            a[STREAMS] = clients
+            tasks = [asyncio.create_task(c.run(), name=f"bridge-stream-{c.source.name}") for c in clients]
+            yield
+            for c in clients:
+                c.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.cleanup_ctx.extend([store_ctx, client_ctx, rejections_ctx, worker_ctx, stream_ctx])
     webapp.add_routes(app, webhooks=role.receives)
     admin.add_routes(app)
     console.add_routes(app)

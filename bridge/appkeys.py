@@ -17,10 +17,12 @@ from bridge.config import Config
 from bridge.dingtalk.client import Client
 from bridge.metrics import Metrics
 from bridge.rejections import RejectionLog
+from bridge.sources.stream import StreamClient
 from bridge.store import Store
 from bridge.worker import Worker
 
-__all__ = ["ADMIN_PORTS", "CLIENT", "CLOCK", "CONFIG", "METRICS", "REJECTIONS", "ROLE", "STORE", "WAKE", "WORKER",
+__all__ = ["ADMIN_PORTS", "CLIENT", "CLOCK", "CONFIG", "METRICS", "REJECTIONS", "ROLE", "STORE", "STREAMS", "WAKE",
+           "WORKER",
            "Role"]
 
 
@@ -52,3 +54,4 @@ ROLE = web.AppKey("bridge.role", Role)
 # Empty: the admin API shares the webhook listener.
 ADMIN_PORTS = web.AppKey("bridge.admin_ports", set[int])
 REJECTIONS = web.AppKey("bridge.rejections", RejectionLog)
+STREAMS: web.AppKey[list[StreamClient]] = web.AppKey("bridge.streams")

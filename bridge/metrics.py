@@ -89,6 +89,15 @@ class Metrics:
         self.ready = Gauge("bridge_ready", "1 when every /readyz check passes, else 0", registry=r)
         self.readiness = Gauge("bridge_readiness_check", "Each /readyz check: 1 passing, 0 failing", ["check"],
                                registry=r)
+        self.stream_up = Gauge("bridge_stream_connected", "1 while the source's DingTalk Stream connection is open",
+                               ["source"], registry=r)
+        self.stream_reconnects = Counter("bridge_stream_reconnects", "Stream reconnects, by reason",
+                                         ["source", "reason"], registry=r)
+        self.stream_acks = Counter("bridge_stream_acks", "Stream EVENT acks sent, by status (SUCCESS, LATER)",
+                                   ["source", "status"], registry=r)
+        self.stream_redeliveries = Counter(
+            "bridge_stream_redeliveries", "Stream events received again that the inbox already held", ["source"],
+            registry=r)
         self.oldest_pending = Gauge(
             "bridge_oldest_pending_job_age_seconds", "Age of the oldest due pending job (0 when none)", registry=r
         )
@@ -132,6 +141,18 @@ class Metrics:
     # --- retention.PruneObserver -----------------------------------------------------------------------
     def rows_pruned(self, kind: str, count: int) -> None:
         self.pruned.labels(kind=kind).inc(count)
+    # --- sources.stream.StreamObserver ------------------------------------------------------------------
+    def stream_connected(self, source: str, connected: bool) -> None:
+        self.stream_up.labels(source=source).set(1 if connected else 0)
+
+    def stream_reconnect(self, source: str, reason: str) -> None:
+        self.stream_reconnects.labels(source=source, reason=reason[:40]).inc()
+
+    def stream_ack(self, source: str, status: str) -> None:
+        self.stream_acks.labels(source=source, status=status).inc()
+
+    def stream_redelivery(self, source: str) -> None:
+        self.stream_redeliveries.labels(source=source).inc()
 
     # --- web hooks -------------------------------------------------------------------------------------
     def webhook_answered(self, source: str, code: int, seconds: float) -> None:

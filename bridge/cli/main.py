@@ -128,6 +128,8 @@ def build_parser(prog: str = "bridge") -> argparse.ArgumentParser:
     p.add_argument("--status-bar-violation", choices=["ignore", "error"], default=None,
                    help="an OA status bar on a send to more than 5 userids: ignore it as DingTalk does, or "
                         "answer an error (default: ignore)")
+    p.add_argument("--app", action="append", metavar="KEY:SECRET:AGENT",
+                   help="an app the simulator accepts (repeatable; default: the demo app)")
     _log_args(p)
 
     p = _command(sub, "check-config", commands.cmd_check_config)

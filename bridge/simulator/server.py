@@ -23,10 +23,12 @@ from urllib.parse import parse_qsl
 import structlog
 from aiohttp import web
 
+from bridge.secret import Secret
+from bridge.simulator import stream as sim_stream
 from bridge.simulator import ui
 from bridge.simulator import wire as sim_wire
 from bridge.simulator.directory import Directory
-from bridge.simulator.model import FAULT_KINDS, Employee, FaultPlan, SimSettings
+from bridge.simulator.model import DEMO_APP, FAULT_KINDS, Employee, FaultPlan, SimApp, SimSettings
 from bridge.simulator.state import SimState
 from bridge.simulator.wire import SimAnswer
 
@@ -218,10 +220,19 @@ async def _ui_css(_request: web.Request) -> web.Response:
     return web.Response(body=ui.css(), content_type="text/css", charset="utf-8")
 
 
-def create_app(state: SimState | None = None) -> web.Application:
-    """The simulator as an aiohttp application; `app[SIM_STATE]` is its state."""
+async def _apps(request: web.Request) -> web.Response:
+    """The simulator's apps (app_key, agent_id; the secret masked), so a client can discover what to use."""
+    apps = request.app[SIM_STATE].settings.apps
+    return _json({"apps": [{"app_key": a.app_key, "agent_id": a.agent_id, "app_secret": Secret(a.app_secret).masked()}
+                           for a in apps]})
+
+
+def create_app(state: SimState | None = None, gateway: sim_stream.StreamGateway | None = None) -> web.Application:
+    """The simulator as an aiohttp application; `app[SIM_STATE]` is its state, `app[sim_stream.STREAM]` the
+    Stream gateway (built for the state's apps unless given)."""
     app = web.Application(client_max_size=1024 * 1024)
     app[SIM_STATE] = state if state is not None else SimState()
+    sim_stream.add_routes(app, gateway or sim_stream.StreamGateway(app[SIM_STATE].settings.apps))
     app.router.add_route("*", "/gettoken", _oapi)
     app.router.add_route("*", "/topapi/{tail:.*}", _oapi)
     app.router.add_get("/_sim/calls", _calls)
@@ -238,6 +249,7 @@ def create_app(state: SimState | None = None) -> web.Application:
     app.router.add_get("/_sim/stats", _stats)
     app.router.add_get("/_sim/ui", _ui)
     app.router.add_get("/_sim/ui.css", _ui_css)
+    app.router.add_get("/_sim/apps", _apps)
     return app
 
 
@@ -250,12 +262,16 @@ class RunningSimulator:
     state: SimState
     app: web.Application
 
+    @property
+    def stream(self) -> sim_stream.StreamGateway:
+        return self.app[sim_stream.STREAM]
+
 
 @contextlib.asynccontextmanager
-async def running(host: str = "127.0.0.1", port: int = 0, state: SimState | None = None
-                  ) -> AsyncIterator[RunningSimulator]:
+async def running(host: str = "127.0.0.1", port: int = 0, state: SimState | None = None,
+                  gateway: sim_stream.StreamGateway | None = None) -> AsyncIterator[RunningSimulator]:
     """Serve the simulator on host:port (0 = a free port) for the duration of the block."""
-    app = create_app(state)
+    app = create_app(state, gateway)
     runner = web.AppRunner(app, shutdown_timeout=1.0, handler_cancellation=True, access_log=None)
     await runner.setup()
     try:
@@ -284,9 +300,23 @@ async def _serve_forever(host: str, port: int, state: SimState) -> None:
     log.info("simulator.stopped")
 
 
+def parse_app(text: str) -> SimApp:
+    """`KEY:SECRET:AGENT` (the secret may not contain ':'; the agent id is an integer) → a SimApp."""
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2].isdigit():
+        raise ValueError(f"--app must be KEY:SECRET:AGENT (agent id an integer), not {parts[0]!r}:…")
+    return SimApp(parts[0], parts[1], int(parts[2]))
+
+
 def run_cli(args: argparse.Namespace) -> int:
-    """`bridge simulator --host H --port P [--status-bar-violation ignore|error]`."""
-    settings = SimSettings(status_bar_violation=getattr(args, "status_bar_violation", None) or "ignore")
+    """`bridge simulator --host H --port P [--status-bar-violation ignore|error] [--app KEY:SECRET:AGENT]...`."""
+    try:
+        apps = tuple(parse_app(a) for a in (getattr(args, "app", None) or []))
+        settings = SimSettings(status_bar_violation=getattr(args, "status_bar_violation", None) or "ignore",
+                               apps=apps or (DEMO_APP,))
+    except ValueError as exc:
+        print(f"error: {exc}", flush=True)
+        return 2
     try:
         asyncio.run(_serve_forever(args.host, args.port, SimState(settings)))
     except OSError as exc:

@@ -22,6 +22,7 @@ from typing import Protocol
 from bridge import event_checks, events
 from bridge.config import ServerConfig, SourceConfig
 from bridge.errors import Problem
+from bridge.secret import Secret
 from bridge.sources import mapping, native
 
 __all__ = ["CardDataLookup", "Intake", "decode", "first_event_problems", "redact", "source_secrets", "window_of"]
@@ -77,8 +78,13 @@ def source_secrets(source: SourceConfig) -> list[str]:
     values = [s.reveal() for s in source.secrets]
     if source.native is not None:
         keys = source.native.keys
-        found = [keys.token, keys.aes_key] if isinstance(keys, native.WxKeys) else [keys.verification_token,
-                                                                                   keys.encrypt_key]
+        found: list[Secret | None]
+        if isinstance(keys, native.WxKeys):
+            found = [keys.token, keys.aes_key]
+        elif isinstance(keys, native.StreamKeys):
+            found = [keys.client_secret]
+        else:
+            found = [keys.verification_token, keys.encrypt_key]
         values += [k.reveal() for k in found if k is not None]
     return [v for v in values if v]
 

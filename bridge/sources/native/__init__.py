@@ -14,7 +14,8 @@ name, so adding a platform is one module and one registry line instead of a bran
 Config keys (besides name / format / timestamp_tolerance_s):
 - dingtalk: `token`, `aes_key` (43 chars), `app_key` = the receive id: the app's Client ID / appKey for a
   developer-console event subscription, the corpId for the legacy register_call_back API, or the suiteKey for
-  a third-party suite.
+  a third-party suite. With `transport = "stream"` (Stream mode, no public URL) instead: `client_id`,
+  `client_secret`, optional `gateway_url`, `reconnect_base_s`, `reconnect_max_s`, `keepalive_s`.
 - feishu: `verification_token` (required), `encrypt_key` (optional; without it bodies are plain JSON and
   authenticated by the token they carry).
 - wecom: `token`, `encoding_aes_key` (43 chars), `corp_id` = the receive id (corpid; suiteid for a third-party
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, UnknownSource
 from bridge.secret import Secret, resolve_secret
 from bridge.sources.native import dingtalk as native_dingtalk
 from bridge.sources.native import feishu as native_feishu
@@ -47,8 +48,10 @@ from bridge.sources.native.common import (
     WxKeys,
     parse_routing,
     required_str,
+    take_str,
 )
 from bridge.sources.native.crypto import AES_KEY_PATTERN
+from bridge.sources.native.stream_keys import StreamKeys
 
 __all__ = [
     "PLATFORMS",
@@ -60,6 +63,7 @@ __all__ = [
     "Platform",
     "Reply",
     "Routing",
+    "StreamKeys",
     "WxKeys",
     "encode_request",
     "handle",
@@ -178,6 +182,8 @@ class _WeCom:
 
 REGISTRY: Mapping[str, Platform] = {"dingtalk": _DingTalk(), "feishu": _Feishu(), "wecom": _WeCom()}
 PLATFORMS = tuple(REGISTRY)
+TRANSPORTS = ("http", "stream")
+DEFAULT_GATEWAY_URL = "https://api.dingtalk.com"
 
 
 def parse_config(fmt: str, table: dict[str, Any], where: str, env: Mapping[str, str]) -> NativeConfig:
@@ -190,11 +196,39 @@ def parse_config(fmt: str, table: dict[str, Any], where: str, env: Mapping[str, 
     if platform is None:
         raise ConfigError(f"{where}: format {fmt!r} is not a native format ({', '.join(PLATFORMS)})")
     rest = dict(table)
-    keys = platform.keys(KeyTable(rest, where, env))
+    keys: WxKeys | FeishuKeys | StreamKeys
+    transport = rest.pop("transport", "http")
+    if transport not in TRANSPORTS or (transport == "stream" and fmt != "dingtalk"):
+        raise ConfigError(f"{where}: transport must be 'http' (any platform) or 'stream' (dingtalk only), "
+                          f"not {transport!r}")
+    keytable = KeyTable(rest, where, env)
+    keys = _stream_keys(rest, where, keytable.secret) if transport == "stream" else platform.keys(keytable)
     routing = parse_routing(rest, where, fmt)
     if rest:
         raise ConfigError(f"{where}: unknown key(s) for a {fmt} source: {', '.join(sorted(rest))}")
     return NativeConfig(platform=fmt, keys=keys, routing=routing)
+
+
+def _stream_keys(rest: dict[str, Any], where: str, secret: Callable[[str], Secret]) -> StreamKeys:
+    client_id = required_str(rest, "client_id", where)
+    if not client_id:
+        raise ConfigError(f"{where}: client_id (the app's Client ID / AppKey) is empty")
+    gateway = take_str(rest, "gateway_url", where) or DEFAULT_GATEWAY_URL
+    if not gateway.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: gateway_url must be an http(s) URL, such as https://api.dingtalk.com")
+    tuning: dict[str, float] = {}
+    for key in ("reconnect_base_s", "reconnect_max_s", "keepalive_s"):
+        value = rest.pop(key, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{where}: {key} must be a positive number of seconds")
+        tuning[key] = float(value)
+    keys = StreamKeys(client_id=client_id, client_secret=secret("client_secret"), gateway_url=gateway.rstrip("/"),
+                      **tuning)
+    if keys.reconnect_max_s < keys.reconnect_base_s:
+        raise ConfigError(f"{where}: reconnect_max_s must not be less than reconnect_base_s")
+    return keys
 
 
 def handle(
@@ -216,6 +250,9 @@ def handle(
     JSON/XML, undecryptable, bad padding, truncated ciphertext, wrong receive id, refused XML declarations).
     An event whose recipients cannot be resolved is still returned, with `unresolved` saying why.
     """
+    if cfg.stream is not None:
+        raise UnknownSource(f"source {source!r} receives DingTalk events over Stream mode (transport = 'stream'), "
+                            "not by HTTP push")
     request = CallbackRequest(method=method, query=query, headers=headers, body=body)
     return REGISTRY[cfg.platform].handle(cfg, source, request, now, tolerance_s=tolerance_s, rng=rng)
 

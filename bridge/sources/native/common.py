@@ -22,6 +22,7 @@ from bridge.errors import ConfigError, MalformedPayload, SignatureInvalid
 from bridge.events import ApprovalEvent
 from bridge.secret import Secret
 from bridge.sources.native import crypto as nc
+from bridge.sources.native.stream_keys import StreamKeys
 
 NOTIFY_MODES = ("applicant", "fixed", "path")
 _HIDDEN_FIELDS = frozenset({"token", "encrypt", "Encrypt"})  # never offered to templates
@@ -87,8 +88,12 @@ class NativeConfig:
     """A native source's settings: the platform, its credentials and its routing."""
 
     platform: str  # "dingtalk" | "feishu" | "wecom"
-    keys: WxKeys | FeishuKeys
+    keys: WxKeys | FeishuKeys | StreamKeys
     routing: Routing
+
+    @property
+    def stream(self) -> StreamKeys | None:  # set for a `transport = "stream"` DingTalk source
+        return self.keys if isinstance(self.keys, StreamKeys) else None
 
 
 # ---------------------------------------------------------------- config parsing helpers
