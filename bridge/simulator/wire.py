@@ -160,6 +160,7 @@ def _dispatch(state: SimState, app: SimApp, call: str, p: Mapping[str, Any]) -> 
         return state.directory.answer(call, p)
     agent_id = _int(p, "agent_id")
     if call == "asyncsend_v2":
+        state.check_agent(app, agent_id)  # DingTalk answers 41020 before it looks at the recipient lists
         task_id = state.send(app, agent_id=agent_id, msg=_msg(p), userids=_ids(p, "userid_list"),
                              dept_ids=[_to_int(d, "dept_id_list") for d in _ids(p, "dept_id_list")],
                              to_all_user=_bool(p, "to_all_user"))
@@ -206,7 +207,7 @@ def _bool(p: Mapping[str, Any], name: str) -> bool:
 
 
 def _ids(p: Mapping[str, Any], name: str) -> list[str]:
-    if name not in p:
+    if p.get(name) is None:  # absent, or JSON null (dingding-sdk sends "dept_id_list": null): no ids
         return []
     value = p[name]
     items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else None
