@@ -65,6 +65,21 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "cpu": model, "python": sys.version.split()[0]}
 
 
+def load_avg() -> str:
+    """The 1, 5 and 15 minute load averages, to print beside a figure (this machine is shared)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def py_spy(pid: int, out: Path, duration_s: float) -> subprocess.Popen[bytes] | None:
+    """Sample `pid` with py-spy (if installed) for `duration_s` into a flame graph; None without py-spy."""
+    exe = BIN / "py-spy"
+    if not exe.exists():
+        print("  (py-spy is not installed: pip install py-spy)")
+        return None
+    return subprocess.Popen([str(exe), "record", "-p", str(pid), "-d", str(int(duration_s)), "-o", str(out),
+                             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

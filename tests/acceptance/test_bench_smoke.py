@@ -23,6 +23,7 @@ CASES = {
     "ingest": ([], {"ingest": ["bare", "bridge", "ratio", "missing_in_db", "connections"]}),
     "e2e": ([], {"e2e": ["events_per_s", "idle_latency_ms", "approvals", "calls"]}),
     "drain": ([], {"drain": ["achieved_qps", "configured_qps", "ratio", "throttled"]}),
+    "backlog": ([], {"backlog": ["runs", "ratio", "load"]}),
     "memory": (["--events", "1000"], {"memory": ["samples", "peak_ingest_mib", "peak_drain_mib", "rss_last_mib"]}),
     "drills": ([], {"drills-crash": ["figures", "targets"], "drills-faults": ["figures", "targets"],
                     "drills-badinput": ["figures", "targets"], "drills-storage": ["figures", "targets"]}),
