@@ -38,6 +38,7 @@ from bridge.appkeys import (
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config
 from bridge.dingtalk import client as dingtalk
+from bridge.dingtalk.tokens import TokenRegistry
 from bridge.errors import BridgeError
 from bridge.metrics import Metrics
 from bridge.sources import stream
@@ -90,7 +91,8 @@ def create_app(
             yield
             return
         async with aiohttp.ClientSession() as session:
-            a[CLIENT] = dingtalk.Client.from_config(session, cfg.dingtalk, clock=clock, observer=metrics)
+            a[CLIENT] = dingtalk.Client.from_config(session, cfg.dingtalk, clock=clock, observer=metrics,
+                                                    tokens=TokenRegistry(store))  # one token for the fleet
             yield
 
     async def worker_ctx(a: web.Application) -> AsyncIterator[None]:

@@ -278,3 +278,21 @@ class Resolution:
     resolved_at: datetime
     expires_at: datetime
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedToken:
+    """One DingTalk app's access token as the store keeps it for every process of the fleet.
+
+    `key` is a hash of the app's base URL and app key (never the key in clear); `sealed` is the token
+    encrypted with a key only holders of the app secret can derive (bridge.dingtalk.tokens), None until the
+    first save. `version` grows by one with every save, so a process can tell "someone refreshed since I
+    looked" from "the token I hold is the stored one". `lease_owner` / `lease_until`: the process that has
+    claimed the right to call gettoken, until when (a crashed refresher's lease simply runs out)."""
+
+    key: str
+    version: int
+    sealed: bytes | None = None
+    expires_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None

@@ -5,9 +5,9 @@ Everything bridge says to DingTalk goes through `Client`, so the awkward parts l
 - DingTalk answers HTTP 200 for errors; the real code is `errcode`, and on `/topapi/*` token and throttling
   errors are wrapped as errcode 88 with the code in the string `sub_code`. `classify()` turns every answer into
   one exception from bridge.errors: Transient (retry with backoff) or Permanent (dead-letter).
-- The access token is shared per app (a `TokenRegistry` keyed by base URL and app key), fetched by one
-  caller at a time while the others wait for it, refreshed 10 minutes before it expires, and on a token error
-  invalidated, refreshed once and the call retried once.
+- The access token is shared per app (bridge.dingtalk.tokens: in this process, and through the store by every
+  process of the fleet), fetched by one caller at a time while the others wait for it, refreshed 10 minutes
+  before it expires, and on a token error invalidated, refreshed once and the call retried once.
 - Each endpoint has its own client-side rate limiter (DingTalk: 20 calls/s per app per endpoint), and every
   HTTP request has a total timeout.
 - The app secret and the access token are scrubbed from every error message, log line and repr.
@@ -16,7 +16,6 @@ Wire format: dingtalk-work-notice-api.md §0–§6 (JSON bodies, token in the qu
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from bridge.clock import Clock, SystemClock
 from bridge.config import DingTalkConfig
 from bridge.dingtalk import messages
 from bridge.dingtalk.ratelimit import EndpointLimiters
+from bridge.dingtalk.tokens import TokenRegistry as TokenRegistry
 from bridge.dingtalk.wire import (
     GETBYMOBILE,
     GETBYUNIONID,
@@ -40,7 +40,6 @@ from bridge.dingtalk.wire import (
     RESULT,
     SEND,
     STATUS_BAR,
-    TOKEN_REFRESH_MARGIN_S,
     USER_PATHS,
     as_int,
     classify,
@@ -59,37 +58,7 @@ log = structlog.get_logger(__name__)
 # per 1.02 s: 2% of throughput for no 90018 (bench/drain.py: 19.3 calls/s of 20, 0 throttled).
 RATE_WINDOW_S = 1.02
 
-# --- token registry -----------------------------------------------------------------------------------
-
-
-class _TokenEntry:
-    __slots__ = ("failed_at", "inflight", "obtained_at", "refresh_at", "token")
-
-    def __init__(self) -> None:
-        self.token: str | None = None
-        self.refresh_at = 0.0
-        self.obtained_at: float | None = None
-        self.failed_at: float | None = None
-        self.inflight: asyncio.Task[str] | None = None
-
-    def __repr__(self) -> str:
-        return f"_TokenEntry(token={'****' if self.token else None}, refresh_at={self.refresh_at})"
-
-
-class TokenRegistry:
-    """Access tokens shared by every Client of the same app (DingTalk issues one token per app)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], _TokenEntry] = {}
-
-    def entry(self, base_url: str, app_key: str) -> _TokenEntry:
-        return self._entries.setdefault((base_url, app_key), _TokenEntry())
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
-DEFAULT_TOKENS = TokenRegistry()
+DEFAULT_TOKENS = TokenRegistry()  # this process only; bridge serve passes one backed by its store
 
 
 # --- the client ---------------------------------------------------------------------------------------
@@ -123,7 +92,7 @@ class Client:
         self.timeout_s = timeout_s
         # at most `qps` starts in any RATE_WINDOW_S (see there): about 19.6 calls/s for DingTalk's 20
         self._limiters = EndpointLimiters(qps / RATE_WINDOW_S, self._clock, window_s=RATE_WINDOW_S)
-        self._token = (tokens or DEFAULT_TOKENS).entry(self.base_url, app_key)
+        self._token = (tokens or DEFAULT_TOKENS).entry(self.base_url, app_key, app_secret, self._clock)
 
     @classmethod
     def from_config(cls, session: aiohttp.ClientSession, cfg: DingTalkConfig, *, clock: Clock | None = None,
@@ -153,48 +122,20 @@ class Client:
         return await self._get_token(force=force_refresh)
 
     async def _get_token(self, *, force: bool = False, stale: str | None = None) -> str:
-        entry = self._token
-        fresh = entry.token is not None and self._clock.monotonic() < entry.refresh_at
-        if fresh and not force and (stale is None or entry.token != stale):
-            assert entry.token is not None
-            return entry.token
-        loop = asyncio.get_running_loop()
-        task = entry.inflight
-        if task is None or task.done() or task.get_loop() is not loop:
-            if stale is not None and entry.token == stale:
-                entry.token = None  # invalidate, so nobody else picks the refused token up
-            task = loop.create_task(self._fetch_token())
-            entry.inflight = task
-            task.add_done_callback(self._fetch_done)
-        return await asyncio.shield(task)
+        return await self._token.get(self._fetch_token, force=force, stale=stale)
 
-    def _fetch_done(self, task: asyncio.Task[str]) -> None:
-        if self._token.inflight is task:
-            self._token.inflight = None
-        if not task.cancelled():
-            task.exception()  # retrieved here so an abandoned refresh does not log "never retrieved"
-
-    async def _fetch_token(self) -> str:
+    async def _fetch_token(self) -> tuple[str, float]:
+        """One gettoken call: the token and its lifetime in seconds (bridge.dingtalk.tokens decides when)."""
         params = {"appkey": self.app_key, "appsecret": self._secret.reveal()}
-        try:
-            payload = await self._request(GETTOKEN, "GET", f"{self.base_url}/gettoken", params, None,
-                                          token_call=False)
-            token = payload.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise errors.DingTalkServerError("gettoken answered errcode 0 without an access_token", call=GETTOKEN)
-        except errors.DingTalkError:
-            self._token.failed_at = self._clock.monotonic()
-            raise
+        payload = await self._request(GETTOKEN, "GET", f"{self.base_url}/gettoken", params, None, token_call=False)
+        token = payload.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise errors.DingTalkServerError("gettoken answered errcode 0 without an access_token", call=GETTOKEN)
         expires_in = float(as_int(payload.get("expires_in")) or 7200)
-        now = self._clock.monotonic()
-        entry = self._token
-        entry.token = token
-        entry.refresh_at = now + expires_in - min(TOKEN_REFRESH_MARGIN_S, expires_in / 2)
-        entry.obtained_at = now
         log.info("dingtalk.token_refreshed", app_key=self.app_key, expires_in=int(expires_in))
         if self._observer is not None:
             self._observer.token_refreshed()
-        return token
+        return token, expires_in
 
     # --- the five calls ---------------------------------------------------------------------------
 

@@ -105,6 +105,9 @@ from bridge.records import (
 from bridge.records import (
     Resolution as Resolution,
 )
+from bridge.records import (
+    SharedToken as SharedToken,
+)
 
 
 class Store(Protocol):
@@ -234,6 +237,23 @@ class Store(Protocol):
 
     async def save_resolutions(self, resolutions: Sequence[Resolution]) -> None:
         """Insert or replace these resolutions, in one transaction."""
+
+    # --- the fleet's shared DingTalk token (bridge.dingtalk.tokens) -----------------------------------------
+    async def get_token(self, key: str) -> SharedToken | None:
+        """The shared token row of one app (`key`: a hash of base URL and app key), or None."""
+
+    async def claim_token_refresh(self, key: str, owner: str, seen_version: int, now: datetime,
+                                  lease_s: float) -> bool:
+        """Atomically take the right to call gettoken for `key` until now + lease_s. Granted (True) only when
+        the stored version is still `seen_version` or older (nobody refreshed since the caller looked) and no
+        other owner holds an unexpired lease; creates the row (version 0) when there is none."""
+
+    async def save_token(self, key: str, owner: str, sealed: bytes, expires_at: datetime) -> int:
+        """Store a freshly fetched (sealed) token with its expiry, bump the version and drop `owner`'s lease.
+        Returns the new version."""
+
+    async def release_token_refresh(self, key: str, owner: str) -> None:
+        """Give up `owner`'s lease (its gettoken failed), so another process may try at once."""
 
     async def check_writable(self) -> None:
         """Raise StorageUnavailable unless a write can be committed now (readiness probe)."""

@@ -14,7 +14,7 @@ from bridge import store
 from bridge.errors import AlreadyDecided, StorageUnavailable
 from bridge.events import ApprovalEvent
 from bridge.records import JobState, NoticeState
-from bridge.store.memory_recipients import MemoryResolutions
+from bridge.store.memory_tokens import MemoryTokens
 from bridge.store.memory_values import check_kind as _check_kind
 from bridge.store.memory_values import no_new_notices as _no_new_notices
 from bridge.store.memory_values import opt_utc as _opt_utc
@@ -25,7 +25,7 @@ from bridge.store.memory_values import utc as _utc
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(MemoryResolutions):
+class MemoryStore(MemoryTokens):
     """The Store protocol in memory. Every method is atomic: it checks everything before changing anything."""
 
     def __init__(self) -> None:
@@ -43,7 +43,7 @@ class MemoryStore(MemoryResolutions):
         self.audit: list[store.AuditEntry] = []
         self.journal_entries: list[store.JournalEntry] = []
         self._by_event_id: dict[tuple[str, str], int] = {}
-        self.resolutions = {}
+        self._reset_side_tables()
         self._last_id: dict[str, int] = {}  # ids are never reused, even after pruning (as in SQLite)
 
     def _next_id(self, table: str) -> int:

@@ -40,7 +40,7 @@ from bridge.records import JobState
 from bridge.store import postgres_sql as pq
 from bridge.store import recipients_sql as rs
 from bridge.store import sqlite_sql as sq
-from bridge.store.sqlite_sql import Migration
+from bridge.store.postgres_shared import PostgresShared
 
 __all__ = ["PostgresStore"]
 
@@ -61,7 +61,7 @@ def _safe_url(url: str) -> str:
     return f"postgresql://{user}@{host}:{port or 5432}/{name}"
 
 
-class PostgresStore:
+class PostgresStore(PostgresShared):
     """The Store protocol on PostgreSQL. See the module docstring for the design.
 
     `owner` names this process in deciding leases (host:pid:random). `migrations` is for tests.
@@ -73,7 +73,7 @@ class PostgresStore:
         *,
         password: str | None = None,
         pool_size: int = 20,
-        migrations: Sequence[Migration] | None = None,
+        migrations: Sequence[sq.Migration] | None = None,
         decide_lease_s: float = DECIDE_LEASE_S,
     ) -> None:
         self.url = url

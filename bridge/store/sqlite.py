@@ -39,6 +39,7 @@ from bridge.events import ApprovalEvent
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_files import FileGuard, ProcessLock
 from bridge.store.sqlite_reads import SQLiteReads, of_approval
+from bridge.store.sqlite_shared import SQLiteShared
 from bridge.store.sqlite_sql import MIGRATIONS, SCHEMA_VERSION, Migration
 from bridge.store.sqlite_thread import SqlConnection, WriterConnection
 from bridge.store.sqlite_writes import SQLiteWrites
@@ -78,7 +79,7 @@ def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseExceptio
         future.set_result(result)
 
 
-class SQLiteStore(SQLiteReads, SQLiteWrites):
+class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
     """The Store protocol on one SQLite file. See the module docstring for the design.
 
     `commits` counts committed write transactions; with group commit it grows far slower than the number

@@ -149,3 +149,19 @@ CREATE TABLE recipients (
 );
 
 PRAGMA user_version = 3;
+
+-- migration: 4
+
+-- Each DingTalk app's access token, shared by every process (bridge.dingtalk.tokens): keyed by a hash of base
+-- URL and app key, the token sealed with AES-GCM under a key derived from the app secret (never in clear), its
+-- expiry, a version bumped by every save, and the lease of the one process allowed to call gettoken.
+CREATE TABLE tokens (
+    key          TEXT    PRIMARY KEY,
+    version      INTEGER NOT NULL DEFAULT 0,
+    sealed       BLOB,
+    expires_at   INTEGER,
+    lease_owner  TEXT,
+    lease_until  INTEGER
+);
+
+PRAGMA user_version = 4;

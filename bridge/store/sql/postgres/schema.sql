@@ -144,3 +144,23 @@ CREATE TABLE recipients (
     resolved_at  BIGINT NOT NULL,
     expires_at   BIGINT NOT NULL
 );
+
+-- migration: 3
+
+-- Each DingTalk app's access token, shared by every process (see the SQLite schema and bridge.dingtalk.tokens).
+CREATE TABLE tokens (
+    key          TEXT    PRIMARY KEY,
+    version      BIGINT  NOT NULL DEFAULT 0,
+    sealed       BYTEA,
+    expires_at   BIGINT,
+    lease_owner  TEXT,
+    lease_until  BIGINT
+);
+
+-- The fleet's rate limit per app and endpoint (bridge.dingtalk.fleetlimit): `next_at` is the database-clock
+-- time (µs) of the next free start slot; a process reserves a few consecutive slots with one UPDATE.
+CREATE TABLE rate_slots (
+    key         TEXT   PRIMARY KEY,
+    next_at     BIGINT NOT NULL,
+    touched_at  BIGINT NOT NULL
+);
