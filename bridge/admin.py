@@ -23,7 +23,7 @@ from prometheus_client.exposition import choose_encoder
 
 from bridge import errors, operate, views
 from bridge import openapi as spec
-from bridge.appkeys import ADMIN_PORTS, CLIENT, CLOCK, CONFIG, METRICS, ROLE, STORE, STREAMS, WAKE, WORKER, Role
+from bridge.appkeys import ADMIN_PORTS, CLIENTS, CLOCK, CONFIG, METRICS, ROLE, STORE, STREAMS, WAKE, WORKER, Role
 from bridge.records import ApprovalState, JobState
 from bridge.web import json_error, json_response
 
@@ -242,19 +242,32 @@ async def readiness(app: web.Application) -> dict[str, dict[str, Any]]:
         checks["worker"] = {"ok": bool(w is not None and w.running)}
         if not checks["worker"]["ok"]:
             checks["worker"]["error"] = "the worker is not running"
-    client = app.get(CLIENT)
-    ok_at = getattr(client, "last_token_ok_at", None)
-    failed_at = getattr(client, "last_token_error_at", None)
-    if failed_at is not None and (ok_at is None or failed_at > ok_at):
-        checks["dingtalk_token"] = {"ok": False, "error": "the last attempt to get a DingTalk access token failed"}
-    else:
-        checks["dingtalk_token"] = {"ok": True, "detail": "token obtained" if ok_at else "not needed yet"}
+    checks["dingtalk_token"] = _token_check(app)
     for sc in app.get(STREAMS, []):
         st = sc.status()
         checks[f"stream:{sc.source.name}"] = {"ok": st["connected"], "detail": st} if st["connected"] else \
             {"ok": False, "error": f"the DingTalk Stream connection is {st['state']}"
              + (f" ({st['last_error']})" if st["last_error"] else ""), "detail": st}
     return checks
+
+
+def _token_check(app: web.Application) -> dict[str, Any]:
+    """Each DingTalk app's token: failing when any app's last gettoken failed (they are named)."""
+    clients = app.get(CLIENTS)
+    apps: dict[str, dict[str, Any]] = {}
+    for name, client in clients or ():
+        ok_at = getattr(client, "last_token_ok_at", None)
+        failed_at = getattr(client, "last_token_error_at", None)
+        if failed_at is not None and (ok_at is None or failed_at > ok_at):
+            apps[name] = {"ok": False, "error": "the last attempt to get a DingTalk access token failed"}
+        else:
+            apps[name] = {"ok": True, "detail": "token obtained" if ok_at else "not needed yet"}
+    failing = [name for name, a in apps.items() if not a["ok"]]
+    if failing:
+        return {"ok": False, "error": "the last attempt to get a DingTalk access token failed for app "
+                + ", ".join(failing), "apps": apps}
+    obtained = any(a["detail"] == "token obtained" for a in apps.values())
+    return {"ok": True, "detail": "token obtained" if obtained else "not needed yet", "apps": apps}
 
 
 async def metrics(request: web.Request) -> web.Response:

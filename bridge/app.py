@@ -1,6 +1,6 @@
 """The application factory and `bridge serve`.
 
-`create_app` takes its collaborators as arguments (config, store, clock, DingTalk client, metrics), so
+`create_app` takes its collaborators as arguments (config, store, clock, DingTalk clients, metrics), so
 tests build the real app around an in-memory store or the simulator. Resources live in `cleanup_ctx`
 generators, entered in order and left in reverse: store → DingTalk client → worker. On shutdown aiohttp
 stops listening first, lets in-flight webhooks finish, then the worker finishes or releases its jobs,
@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import structlog
@@ -23,7 +24,7 @@ from bridge import admin, console, errors, guard, logs, rejections, service, wor
 from bridge import web as webapp
 from bridge.appkeys import (
     ADMIN_PORTS,
-    CLIENT,
+    CLIENTS,
     CLOCK,
     CONFIG,
     METRICS,
@@ -37,7 +38,7 @@ from bridge.appkeys import (
 )
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config
-from bridge.dingtalk import client as dingtalk
+from bridge.dingtalk.apps import AppClients
 from bridge.dingtalk.tokens import TokenRegistry
 from bridge.errors import BridgeError
 from bridge.metrics import Metrics
@@ -52,7 +53,7 @@ def create_app(
     *,
     store: Store,
     clock: Clock | None = None,
-    client: dingtalk.Client | None = None,
+    client: worker.DingTalk | AppClients[Any] | None = None,
     metrics: Metrics | None = None,
     run_worker: bool = True,
     role: Role = Role.ALL,
@@ -86,18 +87,19 @@ def create_app(
         await store.close()
 
     async def client_ctx(a: web.Application) -> AsyncIterator[None]:
+        """One client per DingTalk app; a single injected client (tests) serves every app."""
         if client is not None:
-            a[CLIENT] = client
+            a[CLIENTS] = client if isinstance(client, AppClients) else AppClients.same(client, cfg)
             yield
             return
         async with aiohttp.ClientSession() as session:
-            a[CLIENT] = dingtalk.Client.from_config(session, cfg.dingtalk, clock=clock, observer=metrics,
-                                                    tokens=TokenRegistry(store))  # one token for the fleet
+            a[CLIENTS] = AppClients.from_config(session, cfg, clock=clock, observer=metrics,
+                                                tokens=TokenRegistry(store))  # one token per app for the fleet
             yield
 
     async def worker_ctx(a: web.Application) -> AsyncIterator[None]:
         decider = service.Decider(store, cfg, clock, observer=metrics)
-        w = worker.Worker(store, a[CLIENT], cfg, clock, decider=decider, observer=metrics,
+        w = worker.Worker(store, a[CLIENTS], cfg, clock, decider=decider, observer=metrics,
                           prune_observer=metrics)
         a[WORKER] = w
         task = None
@@ -157,7 +159,7 @@ async def serve(
     Whatever fails during start-up (a port in use, the store), everything opened so far is closed again
     before the error propagates, so the process exits instead of hanging on the store's writer thread."""
     secrets = [s.reveal() for src in cfg.sources for s in src.secrets]
-    secrets.append(cfg.dingtalk.app_secret.reveal())
+    secrets += [a.app_secret.reveal() for a in cfg.dingtalk.all_apps if a.app_secret.reveal()]
     if cfg.server.admin_token is not None:
         secrets.append(cfg.server.admin_token.reveal())
     if cfg.storage.password is not None:
@@ -192,7 +194,7 @@ async def serve(
         listen=f"http://{cfg.server.host}:{port}",
         admin=f"http://{cfg.admin.host}:{admin_port}" if admin_port is not None else "same listener",
         storage=storage_path,
-        dingtalk=cfg.dingtalk.base_url,
+        dingtalk={a.name: f"{a.base_url} agent {a.agent_id}" for a in cfg.dingtalk.all_apps},
         sources=[s.name for s in cfg.sources],
         sandbox=sandbox_sim is not None,
         role=str(role),

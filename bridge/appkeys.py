@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 from aiohttp import web
 
 from bridge.clock import Clock
 from bridge.config import Config
-from bridge.dingtalk.client import Client
+from bridge.dingtalk.apps import AppClients
 from bridge.metrics import Metrics
 from bridge.rejections import RejectionLog
 from bridge.sources.stream import StreamClient
 from bridge.store import Store
 from bridge.worker import Worker
 
-__all__ = ["ADMIN_PORTS", "CLIENT", "CLOCK", "CONFIG", "METRICS", "REJECTIONS", "ROLE", "STORE", "STREAMS", "WAKE",
+__all__ = ["ADMIN_PORTS", "CLIENTS", "CLOCK", "CONFIG", "METRICS", "REJECTIONS", "ROLE", "STORE", "STREAMS", "WAKE",
            "WORKER",
            "Role"]
 
@@ -48,7 +49,8 @@ CLOCK = web.AppKey("bridge.clock", Clock)
 METRICS = web.AppKey("bridge.metrics", Metrics)
 WAKE: web.AppKey[Callable[[], None]] = web.AppKey("bridge.wake")
 WORKER = web.AppKey("bridge.worker", Worker)
-CLIENT = web.AppKey("bridge.dingtalk.client", Client)
+# name → the DingTalk client of each configured app (bridge.dingtalk.apps)
+CLIENTS: web.AppKey[AppClients[Any]] = web.AppKey("bridge.dingtalk.clients")
 ROLE = web.AppKey("bridge.role", Role)
 # The local ports of a separate admin listener ([admin] port), filled in by `bridge.app.serve` once bound.
 # Empty: the admin API shares the webhook listener.

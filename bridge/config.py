@@ -23,11 +23,13 @@ from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any, TypeVar
 
-from bridge import config_sources
+from bridge import config_apps, config_sources
 from bridge.config_model import (
+    DEFAULT_APP,
     AdminConfig,
     CardConfig,
     Config,
+    DingTalkApp,
     DingTalkConfig,
     ServerConfig,
     SourceConfig,
@@ -44,9 +46,11 @@ from bridge.tomltable import Table, unknown
 T = TypeVar("T")
 
 __all__ = [
+    "DEFAULT_APP",
     "AdminConfig",
     "CardConfig",
     "Config",
+    "DingTalkApp",
     "DingTalkConfig",
     "Secret",
     "ServerConfig",
@@ -77,15 +81,7 @@ SECTIONS = ("server", "admin", "storage", "dingtalk", "statuses", "card", "worke
 SANDBOX_WEBHOOK_SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1zYW5kYm94"
 
 
-def _secret(t: Table, name: str, env: Mapping[str, str], *, required: bool) -> Secret | None:
-    if name not in t.data:
-        if required:
-            raise t.fail(name, "required (a secret inline, or 'env:NAME')")
-        return None
-    value = resolve_secret(t.data[name], f"{t.file}: {t.path(name)}", env)
-    if not value.reveal():
-        raise t.fail(name, "must not be empty")
-    return value
+_secret = config_apps.secret
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -136,6 +132,8 @@ def _build(data: dict[str, Any], path: Path | None, env: Mapping[str, str], file
         attempt(lambda: _worker(top.table("worker", "[worker]"))),
     )
     storage, dingtalk, statuses, card, worker = sections
+    if dingtalk is not None and sources is not None:
+        problems.extend(config_apps.check_sources(sources, dingtalk.all_apps, dingtalk.default_app, file))
     problems.extend(_unset_env(data, file, env, problems))
     if problems or server is None or admin is None or sources is None or None in sections:
         messages = list(dict.fromkeys(p.message for p in problems))
@@ -240,15 +238,15 @@ def _storage(t: Table, config_path: Path | None, env: Mapping[str, str]) -> Stor
 def _dingtalk(t: Table, env: Mapping[str, str]) -> DingTalkConfig:
     t.only(f.name for f in dataclasses.fields(DingTalkConfig))
     d = DingTalkConfig()
-    base_url, app_key = t.url("base_url", d.base_url), t.text("app_key")
-    secret = _secret(t, "app_secret", env, required=True)
-    assert secret is not None
+    base_url, qps = t.url("base_url", d.base_url), t.number("qps", d.qps)
+    apps = config_apps.apps(t, env, base_url=base_url, qps=qps)  # (): [dingtalk]'s own keys are the one app
+    secret = _secret(t, "app_secret", env, required=False)
     return DingTalkConfig(
         base_url=base_url,
-        app_key=app_key,
-        app_secret=secret,
-        agent_id=t.integer("agent_id"),
-        qps=t.number("qps", d.qps),
+        app_key=t.text("app_key") if not apps else d.app_key,
+        app_secret=secret or d.app_secret,
+        agent_id=t.integer("agent_id") if not apps else d.agent_id,
+        qps=qps,
         timeout_s=t.number("timeout_s", d.timeout_s),
         # DingTalk's own limits are the upper bounds: past them the calls fail.
         recall_window_s=t.integer("recall_window_s", d.recall_window_s, high=d.recall_window_s),
@@ -258,6 +256,7 @@ def _dingtalk(t: Table, env: Mapping[str, str]) -> DingTalkConfig:
         recipient_ttl_s=t.integer("recipient_ttl_s", d.recipient_ttl_s),
         unknown_recipient_ttl_s=t.integer("unknown_recipient_ttl_s", d.unknown_recipient_ttl_s, low=0),
         unknown_user_codes=_codes(t, "unknown_user_codes", d.unknown_user_codes),
+        apps=apps,
     )
 
 

@@ -15,9 +15,11 @@ from bridge.sources.mapping import MappingConfig
 from bridge.sources.native import NativeConfig
 
 __all__ = [
+    "DEFAULT_APP",
     "AdminConfig",
     "CardConfig",
     "Config",
+    "DingTalkApp",
     "DingTalkConfig",
     "ServerConfig",
     "SourceConfig",
@@ -74,8 +76,29 @@ class StorageConfig:
         return "postgres" if self.url else "sqlite"
 
 
+# The name of today's single, unnamed `[dingtalk]` app (no [[dingtalk.apps]] tables): sources need no `app`.
+DEFAULT_APP = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class DingTalkApp:
+    """One DingTalk app, e.g. one org of a group company: its own credentials, agent (the sender of its cards),
+    access token and rate limit. DingTalk counts `qps` per app and endpoint, so each app gets its own."""
+
+    name: str
+    app_key: str
+    app_secret: Secret
+    agent_id: int
+    base_url: str = "https://oapi.dingtalk.com"
+    qps: float = 20.0
+    default: bool = False  # sources without `app` use this one (the only app is always the default)
+
+
 @dataclass(frozen=True, slots=True)
 class DingTalkConfig:
+    """[dingtalk]: DingTalk's windows and lookups for every app, and the apps. Without [[dingtalk.apps]] the
+    table's own app_key / app_secret / agent_id are the one app, named DEFAULT_APP (`all_apps`)."""
+
     base_url: str = "https://oapi.dingtalk.com"
     app_key: str = ""
     app_secret: Secret = field(default_factory=lambda: Secret(""))
@@ -90,6 +113,24 @@ class DingTalkConfig:
     recipient_ttl_s: int = 24 * 3600
     unknown_recipient_ttl_s: int = 600
     unknown_user_codes: tuple[int, ...] = (60121,)
+    apps: tuple[DingTalkApp, ...] = ()  # [[dingtalk.apps]]; empty: the single app of the fields above
+
+    @property
+    def all_apps(self) -> tuple[DingTalkApp, ...]:
+        """Every configured app; without [[dingtalk.apps]] the one app of [dingtalk] itself, named DEFAULT_APP."""
+        return self.apps or (DingTalkApp(DEFAULT_APP, self.app_key, self.app_secret, self.agent_id, self.base_url,
+                                         self.qps, default=True),)
+
+    @property
+    def default_app(self) -> str | None:
+        """The app of sources that name none: the only app, or the one marked `default`; None if there is none."""
+        apps = self.all_apps
+        if len(apps) == 1:
+            return apps[0].name
+        return next((a.name for a in apps if a.default), None)
+
+    def app(self, name: str) -> DingTalkApp | None:
+        return next((a for a in self.all_apps if a.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +183,7 @@ class SourceConfig:
     timestamp_tolerance_s: int = 300
     mapping: MappingConfig | None = None  # when format == "mapping"
     native: NativeConfig | None = None  # when format is dingtalk / feishu / wecom
+    app: str | None = None  # the [[dingtalk.apps]] name its cards go out through; None: the default app
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,3 +203,9 @@ class Config:
             if s.name == name:
                 return s
         return None
+
+    def app_of(self, source: str) -> str | None:
+        """The DingTalk app a source's cards are sent through now: its `app`, else the default app (also for a
+        source no longer configured); None when there is no default."""
+        found = self.source(source)
+        return found.app if found is not None and found.app else self.dingtalk.default_app

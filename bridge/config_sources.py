@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from bridge.config_apps import APP_NAME
 from bridge.config_model import ServerConfig, SourceConfig
 from bridge.errors import ConfigError
 from bridge.secret import Secret, resolve_secret
@@ -22,8 +23,8 @@ SIGNATURES = signatures.SCHEMES
 FORMATS = ("canonical", "mapping", "dingtalk", "feishu", "wecom")
 NATIVE_FORMATS = ("dingtalk", "feishu", "wecom")
 SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-SOURCE_KEYS = ("name", "signature", "secret", "format", "timestamp_tolerance_s", "mapping")
-NATIVE_OWN_KEYS = ("name", "format", "timestamp_tolerance_s")  # everything else goes to bridge.native
+SOURCE_KEYS = ("name", "signature", "secret", "format", "timestamp_tolerance_s", "mapping", "app")
+NATIVE_OWN_KEYS = ("name", "format", "timestamp_tolerance_s", "app")  # everything else goes to bridge.native
 
 
 def sources(data: dict[str, Any], file: str, server: ServerConfig, env: Mapping[str, str],
@@ -58,11 +59,12 @@ def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceCon
     t.label = f"{t.label} ({name!r})"
     fmt, preset = _format(t)
     tolerance = t.integer("timestamp_tolerance_s", _SOURCE_DEFAULTS.timestamp_tolerance_s)
+    app = t.text("app", pattern=APP_NAME, shape="the name of a [[dingtalk.apps]] entry") if "app" in t.data else None
     if fmt in NATIVE_FORMATS:
         rest = {k: v for k, v in t.data.items() if k not in NATIVE_OWN_KEYS}
         parsed = native.parse_config(fmt, rest, f"{t.file}: {t.key}", env)
         return SourceConfig(name=name, signature="native", format=fmt, timestamp_tolerance_s=tolerance,
-                            native=parsed)
+                            native=parsed, app=app)
     t.only(SOURCE_KEYS if fmt == "mapping" else tuple(k for k in SOURCE_KEYS if k != "mapping"))
     scheme = t.text("signature", _SOURCE_DEFAULTS.signature, choices=SIGNATURES)
     secrets = _source_secrets(t, scheme, env)
@@ -77,7 +79,7 @@ def _source(t: Table, server: ServerConfig, env: Mapping[str, str]) -> SourceCon
             table = {"preset": preset, **table}
         mapping = mapping_module.parse_config(table, f"{t.file}: {t.path('mapping')}")
     return SourceConfig(name=name, signature=scheme, secrets=secrets, format=fmt, timestamp_tolerance_s=tolerance,
-                        mapping=mapping)
+                        mapping=mapping, app=app)
 
 
 def _format(t: Table) -> tuple[str, str | None]:

@@ -36,7 +36,7 @@ import structlog
 
 from bridge import errors
 from bridge.clock import Clock
-from bridge.config import DingTalkConfig, WorkerConfig
+from bridge.config import DEFAULT_APP, DingTalkConfig, WorkerConfig
 from bridge.decide import lock_key
 from bridge.dingtalk.wire import DUPLICATE_CONTENT_CODES, RECALL_REFUSED, SendProgress, SendResult
 from bridge.records import Job, JobKind, NewJob, NewJournal, Notice, NoticeChange, NoticeState, OrphanPolicy
@@ -91,6 +91,7 @@ class JobContext:
     worker: WorkerConfig
     observer: NotReachedHook
     resolver: Resolver | None = None  # turns mobile:/unionid: recipients into userids (None: sends them as given)
+    app: str = DEFAULT_APP  # the DingTalk app `client` belongs to: stored on the notice at its send
 
 
 Handler = Callable[[JobContext, Job, Notice], Awaitable[Finish]]
@@ -128,7 +129,7 @@ async def send(cx: JobContext, job: Job, notice: Notice) -> Finish:
     )
     return Finish(
         notice=NoticeChange(notice_id=notice.id, state=NoticeState.SENT, task_id=task_id, sent_at=now,
-                            delivery=record),
+                            delivery=record, app=cx.app),
         new_jobs=(check,),
         journal=(*lines, journal(job, "dingtalk.sent", f"card sent to {','.join(userids)} "
                                  f"({notice.status_value}), task_id {task_id}", task_id=task_id)),
@@ -356,7 +357,7 @@ async def _resend_distinct(cx: JobContext, job: Job, notice: Notice, value: str,
     return Finish(
         outcome="resent",
         notice=NoticeChange(notice_id=notice.id, task_id=task_id, status_value=value, status_bg=bg, sent_at=now,
-                            updated_at=now, clear_orphaned=True,
+                            updated_at=now, clear_orphaned=True, app=cx.app,
                             note=f"orphaned card resent as a new card ({value}), task_id {task_id}"),
         new_jobs=(check_job,),
         journal=(journal(job, "notice.resent", f"orphaned card: sent a new, distinct card ({value}) to "

@@ -24,6 +24,8 @@ from prometheus_client import (
 )
 
 from bridge import __version__, store
+from bridge.config_model import DEFAULT_APP
+from bridge.dingtalk.apps import is_throttle_code
 from bridge.records import JobState
 
 # `_created` series double the output and nobody alerts on them.
@@ -61,13 +63,17 @@ class Metrics:
             "bridge_transitions", "Approval state transitions", ["from_state", "to_state"], registry=r
         )
         self.calls = Counter(
-            "bridge_dingtalk_calls", "DingTalk calls by call name and result code (0 = success)", ["call", "code"],
-            registry=r,
+            "bridge_dingtalk_calls", "DingTalk calls by app, call name and result code (0 = success)",
+            ["app", "call", "code"], registry=r,
         )
         self.call_seconds = Histogram(
-            "bridge_dingtalk_call_seconds", "DingTalk call latency", ["call"], buckets=_LATENCY_BUCKETS, registry=r
+            "bridge_dingtalk_call_seconds", "DingTalk call latency, by app and call", ["app", "call"],
+            buckets=_LATENCY_BUCKETS, registry=r
         )
-        self.token_refreshes = Counter("bridge_dingtalk_token_refreshes", "Access tokens fetched", registry=r)
+        self.throttled = Counter("bridge_dingtalk_throttled", "DingTalk calls refused as throttled (900xx, IP ban)",
+                                 ["app", "call"], registry=r)
+        self.token_refreshes = Counter("bridge_dingtalk_token_refreshes", "Access tokens fetched, by app", ["app"],
+                                       registry=r)
         self.retries = Counter("bridge_job_retries", "Job attempts that failed and were rescheduled", ["kind"],
                                registry=r)
         self.dead = Counter("bridge_jobs_dead", "Jobs moved to the dead letters", ["kind"], registry=r)
@@ -107,12 +113,14 @@ class Metrics:
         self.build.info({"version": __version__, "python": platform.python_version(), "store": store_kind})
 
     # --- dingtalk.CallObserver -------------------------------------------------------------------------
-    def call_finished(self, call: str, code: str, seconds: float) -> None:
-        self.calls.labels(call=call, code=code).inc()
-        self.call_seconds.labels(call=call).observe(seconds)
+    def call_finished(self, call: str, code: str, seconds: float, app: str = DEFAULT_APP) -> None:
+        self.calls.labels(app=app, call=call, code=code).inc()
+        self.call_seconds.labels(app=app, call=call).observe(seconds)
+        if is_throttle_code(code):
+            self.throttled.labels(app=app, call=call).inc()
 
-    def token_refreshed(self) -> None:
-        self.token_refreshes.inc()
+    def token_refreshed(self, app: str = DEFAULT_APP) -> None:
+        self.token_refreshes.labels(app=app).inc()
 
     # --- service.DecisionObserver ---------------------------------------------------------------------
     def event_processed(self, outcome: str) -> None:

@@ -121,6 +121,7 @@ class Notice:
     # set when DingTalk filtered this send as duplicate content (143106): the recipients hold an earlier,
     # identical card whose task_id was lost, so this task's status bar reaches nobody; cleared by a resend
     orphaned_at: datetime | None = None
+    app: str | None = None  # the DingTalk app that sent it (bridge.dingtalk.apps); None: not sent, or before apps
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +241,7 @@ class NoticeChange:
     note: str | None = None
     orphaned_at: datetime | None = None
     clear_orphaned: bool = False  # True: the notice is no longer orphaned (a distinct card was resent)
+    app: str | None = None  # the DingTalk app the send went through
 
 
 @dataclass(frozen=True, slots=True)

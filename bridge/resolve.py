@@ -4,9 +4,11 @@ Why here and not when the event arrives: the receiver answers within DingTalk-fr
 outbound call, so a slow or throttled directory lookup can never cost a webhook its 202. The send job asks the
 `Resolver`, which reads the store's shared cache first (one lookup per number per TTL across every process), asks
 DingTalk for the rest through the same client as every other call (token, rate limit, error classification),
-and stores what it learnt. A number DingTalk does not know (an errcode in `[dingtalk] unknown_user_codes`) is
-recorded against that recipient and cached for the shorter `unknown_recipient_ttl_s`; the other recipients are
-sent to. Any other error (throttling, a network fault, a missing permission) fails the send job, which retries.
+and stores what it learnt. Userids are per org, so each DingTalk app has its own resolver and its cache keys
+carry the app's name ("hr/mobile:138…"). A number DingTalk does not know (an errcode in `[dingtalk]
+unknown_user_codes`) is recorded against that recipient and cached for the shorter `unknown_recipient_ttl_s`;
+the other recipients are sent to. Any other error (throttling, a network fault, a missing permission) fails
+the send job, which retries.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import structlog
 
 from bridge import errors, recipients
 from bridge.clock import Clock
-from bridge.config import DingTalkConfig
+from bridge.config import DEFAULT_APP, DingTalkConfig
 from bridge.recipients import RecipientKind, Reference
 from bridge.records import Resolution
 
@@ -56,11 +58,17 @@ class Resolved:
 class Resolver:
     """Resolves a notice's recipients through the store's cache and DingTalk's directory."""
 
-    def __init__(self, st: ResolutionStore, directory: Directory, clock: Clock, cfg: DingTalkConfig) -> None:
+    def __init__(self, st: ResolutionStore, directory: Directory, clock: Clock, cfg: DingTalkConfig, *,
+                 app: str = DEFAULT_APP) -> None:
         self.store = st
         self.directory = directory
         self.clock = clock
         self.cfg = cfg
+        self.app = app  # userids are per org: the same number is another userid in another app's org
+
+    def key(self, ref: Reference) -> str:
+        """The cache key of a recipient in this resolver's app: "APP/mobile:138…"."""
+        return f"{self.app}/{ref.key}"
 
     @staticmethod
     def needed(given: Sequence[str]) -> bool:
@@ -69,12 +77,12 @@ class Resolver:
     async def resolve(self, given: Sequence[str]) -> Resolved:
         refs = [ref for r in given if (ref := recipients.parse(r)) is not None]
         now = self.clock.now()
-        cached = await self.store.get_resolutions([ref.key for ref in refs])
+        cached = await self.store.get_resolutions([self.key(ref) for ref in refs])
         fresh = {k: r for k, r in cached.items() if r.expires_at > now}
         learnt: list[Resolution] = []
         try:
             for ref in refs:
-                if ref.key not in fresh and all(x.key != ref.key for x in learnt):
+                if self.key(ref) not in fresh and all(x.key != self.key(ref) for x in learnt):
                     learnt.append(await self._look_up(ref))
         finally:  # what was learnt before a failed lookup is kept: the retry does not ask again
             if learnt:
@@ -84,7 +92,8 @@ class Resolver:
         resolved: dict[str, str] = {}
         unknown: dict[str, str] = {}
         for r in given:
-            entry = known.get(r)
+            ref = recipients.parse(r)
+            entry = known.get(self.key(ref)) if ref is not None else None
             if entry is None:  # a plain userid
                 userids.append(r)
             elif entry.userid is None:
@@ -107,10 +116,10 @@ class Resolver:
                 raise
             why = f"unknown to DingTalk ({exc.errcode}: {exc.errmsg or 'no such user'})"
             log.warning("dingtalk.recipient_unknown", recipient=_masked(ref), errcode=exc.errcode)
-            return Resolution(key=ref.key, userid=None, error=why, resolved_at=now,
+            return Resolution(key=self.key(ref), userid=None, error=why, resolved_at=now,
                               expires_at=now + timedelta(seconds=self.cfg.unknown_recipient_ttl_s))
         log.info("dingtalk.recipient_resolved", recipient=_masked(ref), userid=userid)
-        return Resolution(key=ref.key, userid=userid, resolved_at=now,
+        return Resolution(key=self.key(ref), userid=userid, resolved_at=now,
                           expires_at=now + timedelta(seconds=self.cfg.recipient_ttl_s))
 
 

@@ -26,6 +26,7 @@ import structlog
 from bridge import errors, service, store
 from bridge.clock import Clock
 from bridge.config import Config
+from bridge.dingtalk.apps import AppClients
 from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, journal
 from bridge.records import JobKind
 from bridge.resolve import Resolver
@@ -87,7 +88,7 @@ class Worker:
     def __init__(
         self,
         st: store.Store,
-        client: DingTalk,
+        client: DingTalk | AppClients[DingTalk],
         cfg: Config,
         clock: Clock,
         *,
@@ -97,7 +98,8 @@ class Worker:
         prune_observer: PruneObserver | None = None,
     ) -> None:
         self.store = st
-        self.client = client
+        # one client per DingTalk app; a single client given (tests) serves every configured app
+        self.clients: AppClients[DingTalk] = client if isinstance(client, AppClients) else AppClients.same(client, cfg)
         self.cfg = cfg
         self.clock = clock
         self.decider = decider or service.Decider(st, cfg, clock)
@@ -109,8 +111,10 @@ class Worker:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.running = False
         self.retention = Retention(st, clock, cfg.worker, prune_observer)
-        self.jobs = JobContext(client=client, clock=clock, dingtalk=cfg.dingtalk, worker=cfg.worker,
-                               observer=self.observer, resolver=Resolver(st, client, clock, cfg.dingtalk))
+        self.contexts = {
+            name: JobContext(client=c, clock=clock, dingtalk=cfg.dingtalk, worker=cfg.worker, observer=self.observer,
+                             resolver=Resolver(st, c, clock, cfg.dingtalk, app=name), app=name)
+            for name, c in self.clients}
 
     # --- control ---------------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -254,7 +258,7 @@ class Worker:
         except errors.StorageUnavailable as exc:
             log.error("job.storage_unavailable", error=str(exc))
         finally:
-            structlog.contextvars.unbind_contextvars(*ctx)
+            structlog.contextvars.unbind_contextvars(*ctx, "app")
 
     async def _failed(self, job: store.Job, exc: Exception, stats: RunStats) -> None:
         now = self.clock.now()
@@ -299,7 +303,14 @@ class Worker:
     async def _execute(self, job: store.Job) -> Finish:
         """Run the job's handler on its notice (an unknown kind raises, failing the job, not the loop)."""
         handler = HANDLERS[JobKind(job.kind)]
-        return await handler(self.jobs, job, await self._notice(job))
+        notice = await self._notice(job)
+        app = self.clients.app_of_notice(notice)  # a new card: its source's app; a sent one: the app that sent it
+        structlog.contextvars.bind_contextvars(app=app)
+        cx = self.contexts.get(app)
+        if cx is None:
+            raise errors.BridgeError(f"card {notice.id} was sent through DingTalk app {app!r}, which is no longer "
+                                     f"configured (apps: {', '.join(self.contexts)})")
+        return await handler(cx, job, notice)
 
 
 def _describe(exc: BaseException) -> str:

@@ -47,6 +47,7 @@ def plain(value: Any) -> Any:
 def summary(cfg: Config) -> dict[str, Any]:
     out: dict[str, Any] = plain(cfg)
     out["path"] = str(cfg.path) if cfg.path is not None else None
+    out["dingtalk"]["apps"] = plain(cfg.dingtalk.all_apps)  # the single [dingtalk] app too, named "default"
     return out
 
 
@@ -61,7 +62,9 @@ def describe(cfg: Config, colour: bool = False) -> str:
         f"configuration {cfg.path or '(built in)'} is valid",
         f"  server    http://{s.host}:{s.port}  max body {s.max_body_bytes} bytes  admin token {token}",
         f"  storage   {cfg.storage.path}  (synchronous={cfg.storage.synchronous})",
-        f"  dingtalk  {d.base_url}  app_key {d.app_key}  app_secret {d.app_secret.masked()}  agent_id {d.agent_id}",
+        *(f"  dingtalk  {a.name}{' (default)' if a.default and len(d.all_apps) > 1 else ''}  {a.base_url}  "
+          f"app_key {a.app_key}  app_secret {a.app_secret.masked()}  agent_id {a.agent_id}  qps {a.qps:g}"
+          for a in d.all_apps),
         f"  card      on_revoked={cfg.card.on_revoked}   worker concurrency={cfg.worker.concurrency}",
         "  statuses  " + "   ".join(f"{name} {style.bar(st.label, st.color)}" for name, st in _statuses(cfg)),
         f"  sources   {len(cfg.sources)}",
@@ -69,7 +72,7 @@ def describe(cfg: Config, colour: bool = False) -> str:
     for src in cfg.sources:
         secrets = ", ".join(x.masked() for x in src.secrets) or "-"
         lines.append(f"    /webhooks/{src.name:<20} format={src.format:<9} signature={src.signature:<17} "
-                     f"secrets: {secrets}")
+                     f"app={cfg.app_of(src.name)}  secrets: {secrets}")
     return "\n".join(lines)
 
 

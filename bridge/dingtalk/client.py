@@ -80,8 +80,10 @@ class Client:
         clock: Clock | None = None,
         observer: CallObserver | None = None,
         tokens: TokenRegistry | None = None,
+        app: str = "default",
     ) -> None:
         self._session = session
+        self.app = app  # the configured app's name (bridge.dingtalk.apps), for logs
         self.app_key = app_key
         self._secret = app_secret
         self.agent_id = int(agent_id)
@@ -132,7 +134,7 @@ class Client:
         if not isinstance(token, str) or not token:
             raise errors.DingTalkServerError("gettoken answered errcode 0 without an access_token", call=GETTOKEN)
         expires_in = float(as_int(payload.get("expires_in")) or 7200)
-        log.info("dingtalk.token_refreshed", app_key=self.app_key, expires_in=int(expires_in))
+        log.info("dingtalk.token_refreshed", app=self.app, app_key=self.app_key, expires_in=int(expires_in))
         if self._observer is not None:
             self._observer.token_refreshed()
         return token, expires_in
@@ -234,7 +236,7 @@ class Client:
             result = await self._exchange(call, method, url, params, body, token_call=token_call)
         except errors.DingTalkError as exc:
             self._finished(call, exc.code, started)
-            log.warning("dingtalk.call_failed", call=call, errcode=exc.errcode, sub_code=exc.sub_code,
+            log.warning("dingtalk.call_failed", app=self.app, call=call, errcode=exc.errcode, sub_code=exc.sub_code,
                         request_id=exc.request_id, http_status=exc.http_status, error=type(exc).__name__,
                         message=exc.message)
             raise

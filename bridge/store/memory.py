@@ -212,7 +212,7 @@ class MemoryStore(MemoryTokens):
             "status_bg": change.status_bg, "sent_at": _opt_utc(change.sent_at),
             "updated_at": _opt_utc(change.updated_at), "recalled_at": _opt_utc(change.recalled_at),
             "delivery": None if change.delivery is None else _plain(change.delivery), "note": change.note,
-            "orphaned_at": _opt_utc(change.orphaned_at),
+            "orphaned_at": _opt_utc(change.orphaned_at), "app": change.app,
         }
         changed = replace(n, **{k: v for k, v in fields.items() if v is not None})
         return replace(changed, orphaned_at=None) if change.clear_orphaned else changed

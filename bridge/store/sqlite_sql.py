@@ -152,7 +152,7 @@ def notice_row(row: Row) -> Notice:
         state=row["state"], status_value=row["status_value"], status_bg=row["status_bg"], task_id=row["task_id"],
         sent_at=opt_dt(row["sent_at"]), updated_at=opt_dt(row["updated_at"]),
         recalled_at=opt_dt(row["recalled_at"]), delivery=opt_loads(row["delivery"]), note=row["note"],
-        orphaned_at=opt_dt(row["orphaned_at"]),
+        orphaned_at=opt_dt(row["orphaned_at"]), app=row["app"],
     )
 
 
@@ -205,7 +205,7 @@ def notice_change_params(change: NoticeChange) -> dict[str, Any]:
         status_bg=change.status_bg, sent_at=opt_us(change.sent_at), updated_at=opt_us(change.updated_at),
         recalled_at=opt_us(change.recalled_at),
         delivery=None if change.delivery is None else dumps(dict(change.delivery)), note=change.note,
-        orphaned_at=opt_us(change.orphaned_at), clear_orphaned=int(change.clear_orphaned),
+        orphaned_at=opt_us(change.orphaned_at), clear_orphaned=int(change.clear_orphaned), app=change.app,
     )
 
 

@@ -408,7 +408,8 @@ async def test_readyz_names_the_worker_when_it_is_not_running(harness: Harness) 
     status, answer = await harness.get("/readyz", headers={})
     assert status == 503 and answer["failing"] == ["worker"]
     assert answer["checks"]["storage"]["ok"] is True
-    assert answer["checks"]["dingtalk_token"] == {"ok": True, "detail": "not needed yet"}
+    assert answer["checks"]["dingtalk_token"] == {"ok": True, "detail": "not needed yet",
+                                                  "apps": {"default": {"ok": True, "detail": "not needed yet"}}}
 
 
 async def test_readyz_is_200_with_a_running_worker_and_503_on_storage_failure() -> None:
@@ -433,7 +434,7 @@ async def test_readyz_is_200_with_a_running_worker_and_503_on_storage_failure() 
 
 async def test_readyz_names_the_token_after_a_failed_gettoken() -> None:
     async with make_harness(app_secret="not-the-secret") as h:
-        client = h.app[bridge_app.CLIENT]
+        client = h.app[bridge_app.CLIENTS].get("default")
         with pytest.raises(Exception) as info:
             await client.token()
         assert "not-the-secret" not in str(info.value)

@@ -140,7 +140,8 @@ async def test_label_values_stay_bounded(harness: Harness) -> None:
     labels = label_values(m, m)
     for needle in ("PO-", "user01", "ghost01", "msg_", "nope"):
         assert not any(needle in v for v in labels), (needle, sorted(labels))
-    allowed = {"source", "code", "outcome", "from_state", "to_state", "call", "kind", "reason", "state", "le", "check"}
+    allowed = {"source", "code", "outcome", "from_state", "to_state", "call", "kind", "reason", "state", "le", "check",
+               "app"}  # app: the configured DingTalk apps' names
     process = {"version", "python", "store", "generation", "implementation", "major", "minor", "patchlevel"}
     assert {k for name, series in m.items() for s in series for k in s.labels
             if not name.startswith(("python_", "bridge_build_info"))} <= allowed

@@ -57,7 +57,7 @@ async def test_resolve_looks_up_once_then_uses_the_shared_cache_until_the_ttl_pa
     assert found.resolved == {"mobile:13800138000": "manager01", "unionid:UN-2": "manager02",
                               "mobile:13900139000": "manager01"}
     assert found.unknown == {} and found.looked_up == 3
-    assert set(st.resolutions) == {"mobile:13800138000", "unionid:UN-2", "mobile:13900139000"}
+    assert set(st.resolutions) == {"default/mobile:13800138000", "default/unionid:UN-2", "default/mobile:13900139000"}
     again = await r.resolve(given)
     assert again.userids == found.userids and again.looked_up == 0 and len(fake.calls) == 3
     clock.advance(3601)
@@ -69,7 +69,7 @@ async def test_an_unknown_number_is_recorded_cached_briefly_and_does_not_block_t
     found = await r.resolve(["mobile:13000000000", "unionid:UN-2"])
     assert found.userids == ("manager02",)
     assert "60121" in found.unknown["mobile:13000000000"]
-    assert st.resolutions["mobile:13000000000"].userid is None
+    assert st.resolutions["default/mobile:13000000000"].userid is None
     clock.advance(30)
     assert (await r.resolve(["mobile:13000000000"])).looked_up == 0
     clock.advance(31)  # past unknown_recipient_ttl_s: someone may have joined since
@@ -165,3 +165,15 @@ def test_config_reads_the_resolution_settings() -> None:
     assert (tuned.dingtalk.recipient_ttl_s, tuned.dingtalk.unknown_user_codes) == (60, (60121, 33012))
     with pytest.raises(ConfigError, match="unknown_user_codes"):
         from_dict({**base, "dingtalk": {**base["dingtalk"], "unknown_user_codes": "60121"}}, env={})
+
+
+async def test_the_cache_is_per_app_since_userids_are_per_org(clock) -> None:
+    """One number is another userid in another org: a lookup through app hr never answers app sales."""
+    st = MemoryStore()
+    hr, sales = FakeDingTalk(directory={"mobile:13800138000": "hr-user"}), \
+        FakeDingTalk(directory={"mobile:13800138000": "sales-user"})
+    cfg = DingTalkConfig()
+    assert (await Resolver(st, hr, clock, cfg, app="hr").resolve(["mobile:13800138000"])).userids == ("hr-user",)
+    found = await Resolver(st, sales, clock, cfg, app="sales").resolve(["mobile:13800138000"])
+    assert found.userids == ("sales-user",) and found.looked_up == 1
+    assert set(st.resolutions) == {"hr/mobile:13800138000", "sales/mobile:13800138000"}

@@ -148,7 +148,8 @@ UPDATE notices SET
     recalled_at = COALESCE(:recalled_at, recalled_at),
     delivery = COALESCE(:delivery, delivery),
     note = COALESCE(:note, note),
-    orphaned_at = CASE WHEN :clear_orphaned THEN NULL ELSE COALESCE(:orphaned_at, orphaned_at) END
+    orphaned_at = CASE WHEN :clear_orphaned THEN NULL ELSE COALESCE(:orphaned_at, orphaned_at) END,
+    app = COALESCE(:app, app)
 WHERE id = :id
 
 -- ----------------------------------------------------------------------------------------------- jobs

@@ -165,3 +165,11 @@ CREATE TABLE tokens (
 );
 
 PRAGMA user_version = 4;
+
+-- migration: 5
+
+-- The DingTalk app ([[dingtalk.apps]] name) whose agent sent the card: its updates, recall and checks go back
+-- to that app. NULL: not sent yet, or sent before apps were stored (then the default app sent it).
+ALTER TABLE notices ADD COLUMN app TEXT;
+
+PRAGMA user_version = 5;

@@ -105,3 +105,19 @@ async def test_a_notice_is_marked_orphaned_counted_and_cleared(st: store.Store) 
     await st.save_notice(store.NoticeChange(notice_id=n.id, task_id=8, clear_orphaned=True))
     [n] = await st.notices_for("erp", "PO-1")
     assert n.orphaned_at is None and n.task_id == 8 and (await st.job_counts(T0)).orphaned == 0
+
+
+# --- the app that sent a notice ----------------------------------------------------------------------------
+async def test_a_notice_keeps_the_app_that_sent_it(st: store.Store) -> None:
+    """Stored at the send, kept by every later change, so updates and recalls go back to that app."""
+    await send_setup(st)
+    [n] = await st.notices_for("erp", "PO-1")
+    assert n.app is None  # not sent yet (and every notice stored before apps were)
+    [job] = await st.claim_jobs(T0, 60.0, 1)
+    await st.finish_job(job.id, T0, notice=store.NoticeChange(notice_id=n.id, state=store.NoticeState.SENT,
+                                                              task_id=7, sent_at=T0, app="hr"))
+    [n] = await st.notices_for("erp", "PO-1")
+    assert (n.app, n.task_id) == ("hr", 7)
+    await st.save_notice(store.NoticeChange(notice_id=n.id, status_value="已同意", updated_at=T0))
+    [n] = await st.notices_for("erp", "PO-1")
+    assert n.app == "hr" and n.status_value == "已同意"

@@ -152,7 +152,8 @@ UPDATE notices SET
     recalled_at = COALESCE(%(recalled_at)s, recalled_at),
     delivery = COALESCE(%(delivery)s, delivery),
     note = COALESCE(%(note)s, note),
-    orphaned_at = CASE WHEN %(clear_orphaned)s::int = 1 THEN NULL ELSE COALESCE(%(orphaned_at)s, orphaned_at) END
+    orphaned_at = CASE WHEN %(clear_orphaned)s::int = 1 THEN NULL ELSE COALESCE(%(orphaned_at)s, orphaned_at) END,
+    app = COALESCE(%(app)s, app)
 WHERE id = %(id)s
 
 -- ----------------------------------------------------------------------------------------------- jobs

@@ -164,3 +164,8 @@ CREATE TABLE rate_slots (
     next_at     BIGINT NOT NULL,
     touched_at  BIGINT NOT NULL
 );
+
+-- migration: 4
+
+-- The DingTalk app whose agent sent the card (see the SQLite schema). NULL: not sent yet, or sent before apps.
+ALTER TABLE notices ADD COLUMN app TEXT;
