@@ -23,7 +23,7 @@ from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any, TypeVar
 
-from bridge import config_apps, config_sources
+from bridge import config_apps, config_card, config_sources
 from bridge.config_model import (
     DEFAULT_APP,
     AdminConfig,
@@ -70,9 +70,6 @@ __all__ = [
 # --- loading -------------------------------------------------------------------------------------------------
 
 SYNCHRONOUS = ("normal", "full")
-ON_REVOKED = ("update", "recall")
-STATUS_COLOR = re.compile(r"0x[0-9A-Fa-f]{8}")
-HEAD_COLOR = re.compile(r"[0-9A-Fa-f]{8}")
 MIN_ADMIN_TOKEN_CHARS = 16
 MAX_BODY_BYTES = 16 * 1024 * 1024  # bodies are read into memory; no approval webhook comes near this
 SECTIONS = ("server", "admin", "storage", "dingtalk", "statuses", "card", "worker", "sources")
@@ -127,13 +124,15 @@ def _build(data: dict[str, Any], path: Path | None, env: Mapping[str, str], file
     sections = (
         attempt(lambda: _storage(top.table("storage", "[storage]"), path, env)),
         attempt(lambda: _dingtalk(top.table("dingtalk", "[dingtalk]"), env)),
-        attempt(lambda: _statuses(top.table("statuses", "[statuses]"))),
-        attempt(lambda: _card(top.table("card", "[card]"))),
+        attempt(lambda: config_card.statuses(top.table("statuses", "[statuses]"))),
+        attempt(lambda: config_card.card(top.table("card", "[card]"))),
         attempt(lambda: _worker(top.table("worker", "[worker]"))),
     )
     storage, dingtalk, statuses, card, worker = sections
     if dingtalk is not None and sources is not None:
         problems.extend(config_apps.check_sources(sources, dingtalk.all_apps, dingtalk.default_app, file))
+    if sources is not None and card is not None and statuses is not None:
+        sources = config_card.with_templates(data, file, sources, card, statuses, attempt)
     problems.extend(_unset_env(data, file, env, problems))
     if problems or server is None or admin is None or sources is None or None in sections:
         messages = list(dict.fromkeys(p.message for p in problems))
@@ -266,31 +265,6 @@ def _codes(t: Table, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     if not isinstance(raw, list) or any(isinstance(c, bool) or not isinstance(c, int) for c in raw):
         raise t.fail(name, f"must be a list of DingTalk errcodes (integers), got {raw!r}")
     return tuple(raw)
-
-
-def _statuses(t: Table) -> StatusesConfig:
-    names = [f.name for f in dataclasses.fields(StatusesConfig)]
-    t.only(names)
-    styles = {}
-    for name in names:
-        default: StatusStyle = getattr(StatusesConfig(), name)
-        s = t.table(name, f"[statuses.{name}]")
-        s.only(("label", "color"))
-        styles[name] = StatusStyle(
-            label=s.text("label", default.label),
-            color=s.text("color", default.color, pattern=STATUS_COLOR, shape="0xAARRGGBB (8 hex digits after 0x)"),
-        )
-    return StatusesConfig(**styles)
-
-
-def _card(t: Table) -> CardConfig:
-    t.only(f.name for f in dataclasses.fields(CardConfig))
-    d = CardConfig()
-    return CardConfig(
-        head_color=t.text("head_color", d.head_color, pattern=HEAD_COLOR, shape="AARRGGBB (8 hex digits, no 0x)"),
-        head_text=t.text("head_text", d.head_text),
-        on_revoked=t.text("on_revoked", d.on_revoked, choices=ON_REVOKED),
-    )
 
 
 def _worker(t: Table) -> WorkerConfig:

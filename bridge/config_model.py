@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge.cards import CardTemplate
 from bridge.secret import Secret
 from bridge.sources.mapping import MappingConfig
 from bridge.sources.native import NativeConfig
@@ -156,6 +157,7 @@ class CardConfig:
     head_color: str = "FF1E7CF7"  # oa.head.bgcolor: 8 hex digits, no 0x
     head_text: str = "审批"  # replaced by the app name in work notifications
     on_revoked: str = "update"  # "update": grey status bar; "recall": recall the cards
+    template: CardTemplate | None = None  # [card]'s template keys: every source's default (bridge.config_card)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,7 @@ class SourceConfig:
     mapping: MappingConfig | None = None  # when format == "mapping"
     native: NativeConfig | None = None  # when format is dingtalk / feishu / wecom
     app: str | None = None  # the [[dingtalk.apps]] name its cards go out through; None: the default app
+    card: CardTemplate | None = None  # [sources.card] over [card]; None: cards drawn from the event as it is
 
 
 @dataclass(frozen=True, slots=True)

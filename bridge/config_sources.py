@@ -23,8 +23,9 @@ SIGNATURES = signatures.SCHEMES
 FORMATS = ("canonical", "mapping", "dingtalk", "feishu", "wecom")
 NATIVE_FORMATS = ("dingtalk", "feishu", "wecom")
 SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-SOURCE_KEYS = ("name", "signature", "secret", "format", "timestamp_tolerance_s", "mapping", "app")
-NATIVE_OWN_KEYS = ("name", "format", "timestamp_tolerance_s", "app")  # everything else goes to bridge.native
+SOURCE_KEYS = ("name", "signature", "secret", "format", "timestamp_tolerance_s", "mapping", "app", "card")
+# everything else goes to bridge.native; card (the card template) is read by bridge.config_card
+NATIVE_OWN_KEYS = ("name", "format", "timestamp_tolerance_s", "app", "card")
 
 
 def sources(data: dict[str, Any], file: str, server: ServerConfig, env: Mapping[str, str],

@@ -11,11 +11,11 @@ this module turns that work into notices and jobs, one small helper per action (
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from bridge import errors, machine, render
+from bridge import cards, errors, machine, render
 from bridge.events import ApprovalEvent
 from bridge.records import (
     Approval,
@@ -30,21 +30,14 @@ from bridge.records import (
     NoticeState,
     Outcome,
 )
-from bridge.render import CardLook, StatusLook
+from bridge.render import CardLook, StatusLook, StatusLooks
 
-__all__ = ["Policy", "StatusLooks", "decide", "lock_key", "merge_card", "missing_for_card", "with_reference"]
+__all__ = ["Policy", "StatusLooks", "card_message", "decide", "lock_key", "merge_card", "missing_for_card",
+           "with_reference"]
 
 _CARD_FIELDS = ("title", "recipients", "applicant", "url", "pc_url", "form", "amount", "content")
 # The states a card shows a status bar for (the others, new and recalled, have no colour of their own).
 _STYLED = frozenset({ApprovalState.PENDING, ApprovalState.APPROVED, ApprovalState.REJECTED, ApprovalState.REVOKED})
-
-
-class StatusLooks(Protocol):
-    """The status bar looks per approval state (`bridge.config.StatusesConfig` is one)."""
-
-    @property
-    def revoked(self) -> StatusLook: ...
-    def style(self, status: str) -> StatusLook: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +51,28 @@ class Policy:
     card: CardLook
     on_revoked: str = "update"  # "update": grey status bar; "recall": recall the cards
     max_userids: int = 5  # DingTalk shows the OA status bar only on sends to at most this many userids
+    templates: Mapping[str, cards.CardTemplate] = field(default_factory=dict)  # by source name ([sources.card])
+
+    def statuses_for(self, source: str) -> StatusLooks:
+        """The status bar looks of `source`'s cards: its template's, else the global [statuses]."""
+        tpl = self.templates.get(source)
+        return tpl.statuses if tpl is not None else self.statuses
+
+
+def card_message(
+    policy: Policy, card: Mapping[str, Any], event: ApprovalEvent, status: str, generation: int
+) -> render.Rendered:
+    """The card an approval's `card` data makes when `event` brings it to `status`: the source's template
+    applied (if it has one), the approval reference added, rendered to fit. The decision and `bridge render`
+    both call this, so the command shows exactly what would be sent. Raises MessageInvalid like render."""
+    tpl = policy.templates.get(event.source)
+    look: CardLook = policy.card
+    if tpl is not None:
+        ctx = cards.context(card, event, status=status, generation=generation)
+        card, look = cards.apply(tpl, card, ctx), cards.look(tpl, ctx)
+    style = policy.statuses_for(event.source).style(status)
+    return render.render(with_reference(card, event.approval_id), style, look, generation=generation,
+                         approval_id=event.approval_id)
 
 
 def lock_key(source: str, approval_id: str) -> str:
@@ -166,43 +181,55 @@ def decide(
         return cx.unchanged(Outcome.UNCHANGED, verdict.reason, keep_card=True)
 
     generation = (approval.generation if approval else 0) + (1 if verdict.resubmission or not approval else 0)
-    style = policy.statuses.style(verdict.to_state) if verdict.to_state in _STYLED else None
+    looks = policy.statuses_for(ev.source)
+    style = looks.style(verdict.to_state) if verdict.to_state in _STYLED else None
     new_notices: list[NewNotice] = []
     jobs: list[NewJob] = []
+    cut: tuple[str, ...] = ()
     for action in verdict.actions:
         if action is machine.Action.SEND:
             assert style is not None
-            sent = _send(cx, style, generation)
+            sent = _send(cx, verdict.to_state, style, generation)
             if isinstance(sent, Decision):
                 return sent
-            new_notices.extend(sent)
-            jobs.extend(_send_jobs(cx, len(sent)))
+            made, cut = sent
+            new_notices.extend(made)
+            jobs.extend(_send_jobs(cx, len(made)))
         elif action is machine.Action.UPDATE:
             assert style is not None
             jobs.extend(_update_jobs(cx, verdict.to_state, style, generation))
         elif action is machine.Action.RECALL:
             jobs.extend(_recall_jobs(cx, verdict.to_state, generation))
-    return _applied(cx, verdict, generation, new_notices, jobs)
+    decision = _applied(cx, verdict, generation, new_notices, jobs)
+    if cut:  # the service logs this journal line as card.truncated
+        line = NewJournal(kind=CARD_TRUNCATED, source=ev.source, approval_id=ev.approval_id, event_id=ev.event_id,
+                          message=f"the card was too long for DingTalk and was shortened: {', '.join(cut)}",
+                          data={"cut": list(cut)})
+        decision = replace(decision, journal=[*decision.journal, line])
+    return decision
 
 
-def _send(cx: _Context, style: StatusLook, generation: int) -> list[NewNotice] | Decision:
-    """The new notices of a send (one per group of recipients a status bar can show), or the
-    `unresolved` Decision when the card cannot be made: fields missing or the card does not render."""
+CARD_TRUNCATED = "card.truncated"  # the journal kind (and log event) of a card shortened to fit
+
+
+def _send(
+    cx: _Context, to_state: str, style: StatusLook, generation: int
+) -> tuple[list[NewNotice], tuple[str, ...]] | Decision:
+    """The new notices of a send (one per group of recipients a status bar can show) and what was cut to fit
+    the card, or the `unresolved` Decision when the card cannot be made: fields missing or it does not render."""
     missing = missing_for_card(cx.card)
     if missing:
         reason = cx.ev.unresolved or (
             f"cannot create a card: no {', '.join(missing)} known for this approval (send them on the first event)"
         )
         return cx.unchanged(Outcome.UNRESOLVED, reason)
-    approval_id = cx.ev.approval_id
     try:
-        msg = render.render_card(
-            with_reference(cx.card, approval_id), style, cx.policy.card, generation=generation, approval_id=approval_id
-        )
+        rendered = card_message(cx.policy, cx.card, cx.ev, to_state, generation)
     except errors.MessageInvalid as exc:
         return cx.unchanged(Outcome.UNRESOLVED, f"cannot render the card: {exc}")
+    msg = rendered.msg
     groups = render.chunk(cx.card["recipients"], cx.policy.max_userids)
-    return [
+    return ([
         NewNotice(
             generation=generation,
             group_index=i,
@@ -212,7 +239,7 @@ def _send(cx: _Context, style: StatusLook, generation: int) -> list[NewNotice] |
             status_bg=style.color,
         )
         for i, userids in enumerate(groups)
-    ]
+    ], rendered.cut)
 
 
 def _send_jobs(cx: _Context, count: int) -> list[NewJob]:
@@ -238,7 +265,7 @@ def _recall_jobs(cx: _Context, to_state: str, generation: int) -> list[NewJob]:
     """Recall the current generation's cards, or every card ever sent when the approval was deleted. The
     payload carries the revoked style for the worker's fallback when the recall window has passed."""
     key = lock_key(cx.ev.source, cx.ev.approval_id)
-    revoked = cx.policy.statuses.revoked
+    revoked = cx.policy.statuses_for(cx.ev.source).revoked
     payload = {"fallback_status_value": revoked.label, "fallback_status_bg": revoked.color}
     whole_history = to_state == ApprovalState.RECALLED
     return [

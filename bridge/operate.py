@@ -43,7 +43,9 @@ _STYLED = (ApprovalState.PENDING, ApprovalState.APPROVED, ApprovalState.REJECTED
 def resync_jobs(cfg: Config, approval: store.Approval, notices: list[store.Notice]) -> list[store.NewJob]:
     """The jobs that put every remaining card of an approval back in its current status."""
     key = lock_key(approval.source, approval.approval_id)
-    revoked = cfg.statuses.revoked
+    source = cfg.source(approval.source)
+    looks = source.card.statuses if source is not None and source.card is not None else cfg.statuses
+    revoked = looks.revoked
     jobs: list[store.NewJob] = []
     for n in notices:
         if n.state == NoticeState.RECALLED or n.task_id is None:
@@ -53,7 +55,7 @@ def resync_jobs(cfg: Config, approval: store.Approval, notices: list[store.Notic
                                      payload={"fallback_status_value": revoked.label,
                                               "fallback_status_bg": revoked.color}))
         elif n.generation == approval.generation and approval.status in _STYLED:
-            style = cfg.statuses.style(approval.status)
+            style = looks.style(approval.status)
             jobs.append(store.NewJob(kind=JobKind.UPDATE, lock_key=key, notice_id=n.id,
                                      payload={"status": approval.status, "status_value": style.label,
                                               "status_bg": style.color}))

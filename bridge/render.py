@@ -8,7 +8,9 @@ one place: the worker sends what this module built, byte for byte. Two DingTalk 
   the title are cut with "…", each as little as possible: first down to a readable floor each, then, in a
   second round in the same order, further; only if that is still not enough are the form keys cut and
   pc_message_url, the author, the figure and the form dropped. Cuts are made on characters (after lone
-  surrogates are replaced), so the result is always valid UTF-8;
+  surrogates are replaced), so the result is always valid UTF-8. A card that had to be shortened says so
+  on its last content line ("（内容过长，已截断）", never cut itself), and `render()` reports what was cut
+  so the caller can log it: nobody should read a cut card as the whole story;
 * DingTalk delivers the same content to the same person once a day, so a resubmitted approval's card
   (generation > 1) carries a "（第 N 次提交）" line that makes it differ from the earlier card.
 
@@ -25,10 +27,12 @@ from typing import Any, Protocol
 from bridge.dingtalk import messages
 from bridge.errors import MessageInvalid
 
-__all__ = ["ELLIPSIS", "CardLook", "StatusLook", "chunk", "render_card", "resubmission_note", "shorten"]
+__all__ = ["ELLIPSIS", "TRUNCATED_NOTE", "CardLook", "Rendered", "StatusLook", "StatusLooks", "chunk", "render",
+           "render_card", "resubmission_note", "shorten"]
 
 ELLIPSIS = "…"
 AUTHOR_PREFIX = "申请人："
+TRUNCATED_NOTE = "（内容过长，已截断）"
 # How far the first shortening round cuts each part (characters, "…" included) before the second round
 # cuts further: DingTalk shows about 3 lines of content, and recommends titles of at most 50 characters.
 CONTENT_FLOOR = 60
@@ -43,6 +47,14 @@ class StatusLook(Protocol):
     def label(self) -> str: ...
     @property
     def color(self) -> str: ...  # "0xAARRGGBB"
+
+
+class StatusLooks(Protocol):
+    """The status bar looks per approval state (`bridge.config.StatusesConfig` is one)."""
+
+    @property
+    def revoked(self) -> StatusLook: ...
+    def style(self, status: str) -> StatusLook: ...
 
 
 class CardLook(Protocol):
@@ -89,9 +101,18 @@ class _Parts:
     content: str  # the approval's own content; the resubmission note is kept apart so it is never cut
     note: str
     author: str | None
+    image: str | None = None
 
     def full_content(self) -> str | None:
         return "\n".join(part for part in (self.content, self.note) if part) or None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rendered:
+    """A rendered card and what had to be cut to fit it (empty when nothing was): "title", "content", ..."""
+
+    msg: dict[str, Any]
+    cut: tuple[str, ...] = ()
 
 
 def render_card(
@@ -102,18 +123,33 @@ def render_card(
     generation: int = 1,
     approval_id: str,
 ) -> dict[str, Any]:
+    """The OA `msg` of `render()`."""
+    return render(card, style, card_cfg, generation=generation, approval_id=approval_id).msg
+
+
+def render(
+    card: Mapping[str, Any],
+    style: StatusLook,
+    card_cfg: CardLook,
+    *,
+    generation: int = 1,
+    approval_id: str,
+) -> Rendered:
     """The OA `msg` for an approval's merged card data, with the status bar in `style`.
 
     `card` keys (all optional but url): title, url, pc_url, applicant, form [{key, value}], amount
-    {num, unit}, content; recipients are ignored here (see `chunk`). The result always passes
-    `messages.validate`. Raises MessageInvalid only when the card cannot fit at all (no url, or a
-    message_url too long for 2048 bytes on its own) or the configured colours are malformed.
+    {num, unit}, content, and from a card template author (shown as is, instead of "申请人：" + applicant)
+    and image; recipients are ignored here (see `chunk`). The result always passes `messages.validate`.
+    Raises MessageInvalid only when the card cannot fit at all (no url, or a message_url too long for 2048
+    bytes on its own) or the configured colours are malformed.
     """
     url = _clean(card.get("url"))
     if not url:
         raise MessageInvalid(f"approval {approval_id}: card data has no url (oa.message_url is required)")
     amount = raw if isinstance(raw := card.get("amount"), Mapping) else {}
     applicant = _clean(card.get("applicant"))
+    author = _clean(card.get("author")) if "author" in card else (AUTHOR_PREFIX + applicant if applicant else "")
+    head_text = _clean(card_cfg.head_text)
     parts = _Parts(
         url=url,
         pc_url=_clean(card.get("pc_url")) or None,
@@ -127,15 +163,19 @@ def render_card(
         unit=_clean(amount.get("unit")) or None,
         content=_clean(card.get("content")),
         note=resubmission_note(generation) if generation > 1 else "",
-        author=AUTHOR_PREFIX + applicant if applicant else None,
+        author=author or None,
+        image=_clean(card.get("image")) or None,
     )
+    # work notifications show the app's name instead of head.text, so an over-long one is cut silently
+    cut_head = len(head_text) > messages.OA_HEAD_TEXT_MAX
+    head_text = head_text[: messages.OA_HEAD_TEXT_MAX]
 
     def build(p: _Parts) -> dict[str, Any]:
         return messages.oa(
             message_url=p.url,
             pc_message_url=p.pc_url,
             head_bgcolor=card_cfg.head_color,
-            head_text=card_cfg.head_text[: messages.OA_HEAD_TEXT_MAX],
+            head_text=head_text,
             status_value=style.label,
             status_bg=style.color,
             title=p.title or None,
@@ -143,10 +183,16 @@ def render_card(
             rich_num=p.num,
             rich_unit=p.unit if p.num else None,
             content=p.full_content(),
+            image=p.image,
             author=p.author,
         )
 
-    parts = _fit(parts, build)
+    whole = parts
+    if not _fits(build(parts)) and len(parts.form) > messages.OA_FORM_VISIBLE:
+        # rows DingTalk would hide anyway go first, and without the note: nobody would have seen them
+        parts = dataclasses.replace(parts, form=parts.form[: messages.OA_FORM_VISIBLE])
+    if not _fits(build(parts)):
+        parts = _fit(dataclasses.replace(parts, note=parts.note + TRUNCATED_NOTE), build)
     msg = build(parts)
     if messages.encoded_size(msg) > messages.MAX_MSG_BYTES:
         raise MessageInvalid(
@@ -154,7 +200,25 @@ def render_card(
             f"optional part removed (message_url is {len(parts.url)} characters)"
         )
     messages.validate(msg)
-    return msg
+    return Rendered(msg, (("head.text",) if cut_head else ()) + _what_was_cut(whole, parts))
+
+
+def _what_was_cut(whole: _Parts, fitted: _Parts) -> tuple[str, ...]:
+    """The parts `_fit` shortened or dropped, named as in the card (for the caller's log line)."""
+    cut = []
+    if len(fitted.form) < len(whole.form):
+        cut.append("form rows" if len(fitted.form) < messages.OA_FORM_VISIBLE else "hidden form rows")
+    kept = whole.form[: len(fitted.form)]
+    if any(k != fk for (k, _), (fk, _) in zip(kept, fitted.form, strict=True)):
+        cut.append("form keys")
+    if any(v != fv for (_, v), (_, fv) in zip(kept, fitted.form, strict=True)):
+        cut.append("form values")
+    for name, before, after in (("title", whole.title, fitted.title), ("content", whole.content, fitted.content),
+                                ("pc_message_url", whole.pc_url, fitted.pc_url), ("author", whole.author,
+                                fitted.author), ("rich", whole.num, fitted.num)):
+        if before != after:
+            cut.append(name)
+    return tuple(cut)
 
 
 def _fits(msg: Mapping[str, Any]) -> bool:
@@ -165,11 +229,6 @@ def _fit(parts: _Parts, build: Callable[[_Parts], dict[str, Any]]) -> _Parts:
     """Shorten `parts` step by step until the built message fits; each step cuts as little as it can."""
     if _fits(build(parts)):
         return parts
-    visible = messages.OA_FORM_VISIBLE
-    if len(parts.form) > visible:
-        parts = dataclasses.replace(parts, form=parts.form[:visible])
-        if _fits(build(parts)):
-            return parts
     longest_value = max((len(v) for _, v in parts.form), default=0)
     longest_key = max((len(k) for k, _ in parts.form), default=0)
     # Two rounds in the same order: first down to a readable floor each, then further (to nothing).

@@ -18,7 +18,7 @@ import structlog
 from bridge import errors, store
 from bridge.clock import Clock
 from bridge.config import Config
-from bridge.decide import Policy, decide
+from bridge.decide import CARD_TRUNCATED, Policy, decide
 from bridge.records import Outcome
 
 __all__ = ["Decider", "DecisionObserver", "Processed", "policy_for"]
@@ -47,7 +47,8 @@ class _IgnoreDecisions:
 def policy_for(cfg: Config) -> Policy:
     """The settings the pure decision reads, taken from the loaded configuration."""
     return Policy(statuses=cfg.statuses, card=cfg.card, on_revoked=cfg.card.on_revoked,
-                  max_userids=cfg.dingtalk.status_bar_max_userids)
+                  max_userids=cfg.dingtalk.status_bar_max_userids,
+                  templates={s.name: s.card for s in cfg.sources if s.card is not None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,9 @@ class Decider:
             self.observer.event_processed(decision.outcome)
             if decision.outcome == Outcome.APPLIED and decision.from_status != decision.to_status:
                 self.observer.transition(decision.from_status, decision.to_status)
+            for line in decision.journal:
+                if line.kind == CARD_TRUNCATED:
+                    log.warning("card.truncated", cut=line.data.get("cut"))
             level = "info" if decision.outcome in (Outcome.APPLIED, Outcome.UNCHANGED, Outcome.IGNORED) else "warning"
             getattr(log, level)(
                 f"event.{decision.outcome}",

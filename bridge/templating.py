@@ -5,7 +5,9 @@ payload (`"{requestname} ({requestid})"`), and card templates over the event and
 str.format or jinja2: str.format reaches attributes (`{x.__class__}`) and jinja2 is a language of its own;
 JMESPath is data lookup only (no calls into Python, no attribute access, no loops), it is already the path
 language of mapped sources, and its built-in functions (`join`, `length`, `to_string`, `||` for defaults)
-cover what a title or a url needs.
+cover what a title or a url needs. One function is added: `url_encode(x)` percent-encodes a value for a query
+string (every reserved character, `/` included), for links such as
+`dingtalk://dingtalkclient/page/link?url={url_encode(approval.url)}&pc_slide=true`.
 
     {path}      the value of a JMESPath expression over the context dict
     {{  }}      a literal brace
@@ -13,24 +15,39 @@ cover what a title or a url needs.
 A template is parsed once (`Template.parse`, at config load): a syntax error names the template and the
 character position. Rendering is pure and never raises on data, except `MissingValue` when asked to be
 strict: a hole whose value is null, "", or an empty list (a projection that matched nothing) is "missing";
-by default it renders as "". Values render as text: strings as they are, numbers without a trailing `.0`,
-booleans as true/false, lists as their items joined with ", ", objects as compact JSON.
+by default it renders as "". A function given the wrong type of value (`length(null)`) makes its hole missing
+too; an unknown function name is a TemplateError at parse time. Values render as text: strings as they are,
+numbers without a trailing `.0`, booleans as true/false, lists as their items joined with ", ", objects as compact JSON.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import jmespath
 from jmespath import exceptions as jmespath_errors
+from jmespath import functions as jmespath_functions
 from jmespath.parser import ParsedResult
 
 LIST_SEPARATOR = ", "
 _COMPILED: dict[str, ParsedResult] = {}
 _QUOTES = "'\"`"  # JMESPath raw strings, quoted identifiers, JSON literals: braces inside do not count
+
+
+class _Functions(jmespath_functions.Functions):
+    """JMESPath's built-in functions plus `url_encode`."""
+
+    @jmespath_functions.signature({"types": []})
+    def _func_url_encode(self, value: object) -> str:
+        return "" if is_missing(value) else quote(to_text(value), safe="")
+
+
+OPTIONS = jmespath.Options(custom_functions=_Functions())
+FUNCTIONS = frozenset(_Functions().FUNCTION_TABLE)
 
 
 class TemplateError(ValueError):
@@ -57,7 +74,11 @@ class Hole:
     position: int
 
     def search(self, context: object) -> object:
-        return compiled(self.text).search(context)
+        """The hole's value; None when a function was given the wrong type of value (the hole is missing)."""
+        try:
+            return compiled(self.text).search(context, options=OPTIONS)
+        except jmespath_errors.JMESPathError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +175,22 @@ def compile_expression(text: str, name: str, position: int = 0) -> ParsedResult:
     if not text.strip():
         raise TemplateError(name, position, "empty expression {}")
     try:
-        return compile_jmespath(text)
+        result = compile_jmespath(text)
     except JMESPathSyntax as exc:
         raise TemplateError(name, position + exc.offset, str(exc)) from None
+    for function in function_names(result.parsed):
+        if function not in FUNCTIONS:
+            raise TemplateError(name, position, f"unknown function {function}() (JMESPath's functions and url_encode)")
+    return result
+
+
+def function_names(node: Mapping[str, Any]) -> Iterator[str]:
+    """Every function a compiled expression's tree calls."""
+    if node.get("type") == "function_expression":
+        yield str(node.get("value"))
+    for child in node.get("children") or ():
+        if isinstance(child, Mapping):
+            yield from function_names(child)
 
 
 def _reason(exc: Exception) -> str:

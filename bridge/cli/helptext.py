@@ -22,6 +22,7 @@ SUMMARIES: dict[str, str] = {
     "completion": "print a shell completion script for bash or zsh",
     "migrate": "create or upgrade the storage schema now (serve also does it on start)",
     "map": "show the canonical event a payload becomes through a source's mapping (or every problem with it)",
+    "render": "print the card a source's event would send, as JSON (and drawn as text on a terminal)",
 }
 
 EXAMPLES: dict[str, str] = {
@@ -73,6 +74,9 @@ EXAMPLES: dict[str, str] = {
     "map": """\
   bridge map --config bridge.toml --source oa-dingtalk payload.json
   bridge map --source github --header X-GitHub-Delivery:72d3162e - < push.json""",
+    "render": """\
+  bridge render --config bridge.toml --source erp event.json
+  bridge render --source erp --status approved --generation 2 event.json   # the resubmitted card, approved""",
     "completion": """\
   bridge completion bash > ~/.local/share/bash-completion/completions/bridge
   bridge completion zsh --prog dingbridge > ~/.zfunc/_dingbridge      # needs: pip install 'bridge[completion]'""",

@@ -17,6 +17,7 @@ from typing import NoReturn
 from bridge import __version__
 from bridge.cli import commands, common
 from bridge.cli import map as map_command
+from bridge.cli import render as render_command
 from bridge.cli.helptext import EXAMPLES, SUMMARIES
 from bridge.records import JobState
 
@@ -205,6 +206,8 @@ def build_parser(prog: str = "bridge") -> argparse.ArgumentParser:
 
     map_command.add_parser(sub, _config_args)
     _describe(sub.choices["map"], "map")
+    render_command.add_parser(sub, _config_args)
+    _describe(sub.choices["render"], "render")
 
     p = _command(sub, "demo", commands.cmd_demo)
     p.add_argument("--log-level", choices=LOG_LEVELS, default="warning",

@@ -21,7 +21,7 @@ BRIDGE = Path(__file__).resolve().parents[2] / "bridge"
 # The pure core: no I/O, no clock, no logging; only its own modules and the shared vocabulary.
 PURE_CORE = frozenset({
     "bridge.events", "bridge.machine", "bridge.decide", "bridge.render", "bridge.sources.signatures",
-    "bridge.records", "bridge.decoding", "bridge.recipients",
+    "bridge.records", "bridge.decoding", "bridge.recipients", "bridge.cards", "bridge.templating",
 })
 VOCABULARY = frozenset({
     "bridge.errors", "bridge.records", "bridge.secret", "bridge.events", "bridge.dingtalk.messages",

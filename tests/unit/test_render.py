@@ -145,9 +145,15 @@ def test_resubmission_without_content_makes_the_note_the_content() -> None:
     assert _render(MINIMAL, generation=2)["oa"]["body"] == {"content": "（第 2 次提交）"}
 
 
+def _own(content: str) -> str:
+    """A cut card's content without its "（内容过长，已截断）" note."""
+    assert content.endswith(render.TRUNCATED_NOTE), content
+    return content.removesuffix(render.TRUNCATED_NOTE).removesuffix("\n")
+
+
 def test_resubmission_note_survives_shortening() -> None:
     msg = _render(OVERSIZED, generation=7)
-    assert msg["oa"]["body"]["content"].endswith("\n（第 7 次提交）")
+    assert msg["oa"]["body"]["content"].endswith("\n（第 7 次提交）" + render.TRUNCATED_NOTE)
     assert messages.encoded_size(msg) <= messages.MAX_MSG_BYTES
 
 
@@ -161,7 +167,7 @@ def test_oversized_card_fits_and_keeps_its_shape() -> None:
     assert messages.MAX_MSG_BYTES - 50 < size <= messages.MAX_MSG_BYTES  # cut as little as possible
     oa = msg["oa"]
     assert oa["message_url"] == URL and oa["pc_message_url"] == OVERSIZED["pc_url"]
-    assert oa["body"]["content"].endswith(render.ELLIPSIS)
+    assert _own(oa["body"]["content"]).endswith(render.ELLIPSIS)
     assert len(oa["body"]["form"]) == messages.OA_FORM_VISIBLE  # hidden rows dropped
     assert [row["key"] for row in oa["body"]["form"]] == [f"字段{i}" for i in range(6)]
     assert oa["body"]["author"] == "申请人：李四" and oa["body"]["rich"] == {"num": "1.00", "unit": "元"}
@@ -182,9 +188,10 @@ def test_content_is_cut_first_and_only_as_far_as_needed() -> None:
     msg = _render(card)
     body = msg["oa"]["body"]
     assert body["title"] == FULL["title"] and body["form"] == FULL["form"]
-    assert body["content"].endswith(render.ELLIPSIS) and len(body["content"]) > 400
+    own = _own(body["content"])
+    assert own.endswith(render.ELLIPSIS) and len(own) > 400
     # one more character would not fit: the cut is the largest that does
-    one_more = render.shorten(card["content"], len(body["content"]) + 1)
+    one_more = render.shorten(card["content"], len(own) + 1) + "\n" + render.TRUNCATED_NOTE
     assert messages.encoded_size(_with_content(msg, one_more)) > messages.MAX_MSG_BYTES
 
 
@@ -200,7 +207,7 @@ def test_form_values_are_cut_after_content_and_before_title() -> None:
     body = _render(card)["oa"]["body"]
     assert body["title"] == "标" * 50
     assert all(row["value"].endswith(render.ELLIPSIS) for row in body["form"])
-    assert len(body["content"]) == render.CONTENT_FLOOR  # first round stops at the floor
+    assert len(_own(body["content"])) == render.CONTENT_FLOOR  # first round stops at the floor
     assert all(len(row["value"]) >= render.FORM_VALUE_FLOOR for row in body["form"])
 
 
@@ -312,3 +319,25 @@ def _write_goldens() -> None:
 
 if __name__ == "__main__":
     _write_goldens()
+
+
+def test_a_card_that_fits_reports_nothing_cut_and_has_no_note() -> None:
+    rendered = render.render(FULL, STATUSES.pending, CFG, approval_id="PO-2026-0042")
+    assert rendered.cut == () and render.TRUNCATED_NOTE not in rendered.msg["oa"]["body"]["content"]
+
+
+def test_what_was_cut_is_reported_and_the_card_says_so() -> None:
+    rendered = render.render(OVERSIZED, STATUSES.pending, CFG, approval_id="PO-2026-0042")
+    assert set(rendered.cut) >= {"hidden form rows", "content"}
+    assert rendered.msg["oa"]["body"]["content"].endswith(render.TRUNCATED_NOTE)
+
+
+def test_dropping_only_rows_dingtalk_would_hide_adds_no_note() -> None:
+    rows = [{"key": f"k{i}", "value": "值" * 80} for i in range(10)]
+    rendered = render.render({**MINIMAL, "form": rows, "content": "说明"}, STATUSES.pending, CFG, approval_id="x")
+    assert rendered.cut == ("hidden form rows",) and rendered.msg["oa"]["body"]["content"] == "说明"
+
+
+def test_templated_author_and_image_are_shown_as_given() -> None:
+    body = _render({**FULL, "author": "ERP · 张三", "image": "@lADOmedia"})["oa"]["body"]
+    assert body["author"] == "ERP · 张三" and body["image"] == "@lADOmedia"
