@@ -33,6 +33,8 @@ def plain(value: Any) -> Any:
         names = [f.name for f in dataclasses.fields(value)]
         if names == ["text", "steps"]:  # bridge.mapping.Path: its text is what the user wrote
             return value.text  # type: ignore[attr-defined]
+        if names == ["name", "source", "parts"]:  # bridge.templating.Template: as the user wrote it
+            return value.source  # type: ignore[attr-defined]
         return {n: plain(getattr(value, n)) for n in names}
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
@@ -72,7 +74,7 @@ def describe(cfg: Config, colour: bool = False) -> str:
     for src in cfg.sources:
         secrets = ", ".join(x.masked() for x in src.secrets) or "-"
         lines.append(f"    /webhooks/{src.name:<20} format={src.format:<9} signature={src.signature:<17} "
-                     f"app={cfg.app_of(src.name)}  secrets: {secrets}")
+                     f"app={cfg.app_of(src.name)}  card={'template' if src.card else 'as sent'}  secrets: {secrets}")
     return "\n".join(lines)
 
 
