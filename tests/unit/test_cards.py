@@ -16,13 +16,14 @@ from urllib.parse import quote
 
 import pytest
 
-from bridge import config, decide, render, service
+from bridge import cards, config, decide, render, service
 from bridge.cli.present import Style
 from bridge.cli.render import draw
 from bridge.dingtalk import messages
 from bridge.errors import ConfigError
 from bridge.events import Amount, ApprovalEvent, FormField, Status
 from bridge.records import Approval, InboxEvent, JobKind, Notice, NoticeState, Outcome
+from bridge.templating import Template, TemplateError
 from tests.unit.helpers import T0, event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cards.md"
@@ -250,3 +251,23 @@ def test_a_resync_puts_back_the_sources_own_label() -> None:
     notice = Notice(7, "erp", "PO-1", 1, 0, ("user01",), {}, NoticeState.SENT, task_id=11)
     [job] = operate.resync_jobs(cfg, row, [notice])
     assert job.payload["status_value"] == "采购已批准"
+
+
+@pytest.mark.parametrize("text", [
+    "{join(', ', approval.form[*].value)}", "{approval.form[?key=='金额'].value | [0]}", "{event.extra.erp_id}",
+    "{form.\"金额\" || approval.amount.num}", "{approval.recipients[0]}", "{length(approval.form)} 行",
+    "{event.form[*].{k: key}}", "{{literal}}",
+])
+def test_names_inside_projections_filters_and_functions_are_checked_only_at_the_root(text: str) -> None:
+    cards.check_names(Template.parse(text, "t"))
+
+
+@pytest.mark.parametrize(("text", "bad"), [
+    ("{join(', ', approvals.form[*].value)}", "unknown name 'approvals'"),
+    ("{approval.form[?key=='x'].value || event.titl}", "event has no field 'titl'"),
+    ("{approval.amont.num}", "approval has no field 'amont'"),
+    ("{not_a_root[0]}", "unknown name 'not_a_root'"),
+])
+def test_a_wrong_name_anywhere_at_the_root_is_refused(text: str, bad: str) -> None:
+    with pytest.raises(TemplateError, match=re.escape(bad)):
+        cards.check_names(Template.parse(text, "t"))

@@ -81,3 +81,22 @@ def test_to_text() -> None:
     assert [to_text(v) for v in ("s", 1, 1.5, 2.0, False, [1, None, "x"], {"k": "值"})] == [
         "s", "1", "1.5", "2", "false", "1, x", '{"k":"值"}',
     ]  # fmt: skip
+
+
+def test_url_encode_percent_encodes_a_link_for_a_query_string() -> None:
+    t = Template.parse("dingtalk://dingtalkclient/page/link?url={url_encode(u)}&pc_slide=true", "t")
+    assert t.render({"u": "https://erp.example.com/po/1?a=1&b=两 个"}) == (
+        "dingtalk://dingtalkclient/page/link?url=https%3A%2F%2Ferp.example.com%2Fpo%2F1%3Fa%3D1%26b%3D"
+        "%E4%B8%A4%20%E4%B8%AA&pc_slide=true")
+    assert Template.parse("{url_encode(n)}", "t").render({"n": 12.0}) == "12"
+    with pytest.raises(MissingValue):
+        Template.parse("x={url_encode(missing)}", "t").render({}, strict=True)
+
+
+def test_an_unknown_function_is_a_parse_error_and_a_wrong_type_renders_nothing() -> None:
+    with pytest.raises(TemplateError, match=r"t: unknown function shell\(\) .*\(at character 5\)"):
+        Template.parse("ab {shell(x)}", "t")
+    with pytest.raises(TemplateError, match=r"unknown function nope\(\)"):
+        Template.parse("{join(', ', nope(x))}", "t")
+    assert Template.parse("[{length(x)}]", "t").render({"x": None}) == "[]"
+    assert Template.parse("{length(x)}", "t").render({"x": [1, 2]}) == "2"
