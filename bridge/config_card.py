@@ -129,6 +129,7 @@ def with_templates(data: Mapping[str, Any], file: str, sources: list[SourceConfi
     source failed (its problems went to `attempt`'s list)."""
     raw_sources = data.get("sources") or []
     out: list[SourceConfig] = []
+    failed = False
     for i, source in enumerate(sources):
         raw = raw_sources[i] if i < len(raw_sources) and isinstance(raw_sources[i], dict) else {}
 
@@ -139,10 +140,9 @@ def with_templates(data: Mapping[str, Any], file: str, sources: list[SourceConfi
             return dataclasses.replace(source, card=tpl)
 
         checked = attempt(check)
-        if checked is None:
-            return None
-        out.append(checked)
-    return out
+        failed = failed or checked is None
+        out.append(checked or source)
+    return None if failed else out
 
 
 def _source_template(raw: Mapping[str, Any], key: str, file: str, name: str, card_cfg: CardConfig,

@@ -209,12 +209,14 @@ def test_global_card_errors_name_the_global_key() -> None:
 
 
 def test_a_template_error_in_one_source_is_reported_with_the_others() -> None:
-    data = {**BASE, "sources": [{"name": "erp", "signature": "none", "card": {"title": "{x}"}}],
+    seven = {"rows": [{"label": "r", "value": "x"}] * 7}
+    data = {**BASE, "sources": [{"name": "erp", "signature": "none", "card": {"title": "{x}"}},
+                                {"name": "oa", "signature": "none", "card": seven}],
             "worker": {"concurency": 1}}
     with pytest.raises(ConfigError) as info:
         config.from_dict(data, env={})
     text = "\n".join(info.value.messages)
-    assert "sources[0].card.title" in text and "concurency" in text
+    assert "sources[0].card.title" in text and "sources[1].card.rows: 7 rows" in text and "concurency" in text
 
 
 # --- the documentation's example ------------------------------------------------------------------------------
