@@ -1,11 +1,13 @@
 """`bridge render --source NAME event.json`: the card a source's event would send, offline.
 
 Why it exists: writing a card template (`[sources.card]`, docs/cards.md) by sending webhooks and looking at a
-phone is slow. This decodes the file exactly as the receiver would (canonical or mapped, `bridge map`'s
-decoder), makes the card with the decision's own function (bridge.decide.card_message: the source's template,
-the approval reference row, the 2048-byte fit) and prints the OA `msg` as JSON, byte for byte what would be
-sent. On a terminal it first draws the card as text: head, title, form rows, figure, content, author, status
-bar and links. Nothing is stored or sent. Every problem is one `error:` line and exit code 2.
+phone is slow. This decodes the file exactly as the receiver would (canonical or mapped: `bridge map`'s
+decoder; for a native DingTalk or Feishu source the callback's decrypted JSON, through the platform's own
+normaliser, the one HTTP push and Stream mode use), makes the card with the decision's own function
+(bridge.decide.card_message: the source's template, the approval reference row, the 2048-byte fit) and
+prints the OA `msg` as JSON, byte for byte what would be sent. On a terminal it first draws the card as
+text: head, title, form rows, figure, content, author, status bar and links. Nothing is stored or sent.
+Every problem is one `error:` line and exit code 2.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bridge import errors, events
 from bridge.cli import common, present
 from bridge.cli import map as map_command
+from bridge.clock import SystemClock
+
+if TYPE_CHECKING:
+    from bridge.config import SourceConfig
 
 P = TypeVar("P", bound=argparse.ArgumentParser)  # bridge.cli.main's parser class
 STATES = ("pending", "approved", "rejected", "revoked")
+NATIVE_JSON = ("dingtalk", "feishu")  # native formats whose decrypted callback is JSON
 
 
 def add_parser(sub: argparse._SubParsersAction[P], config_args: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -44,9 +51,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     cfg = common.load_config(args)
     source = common.source(cfg, args.source)
-    if source.format not in ("mapping", "canonical"):
-        raise common.UsageError(f"source {source.name!r} is a native {source.format} callback (encrypted); "
-                                "bridge render reads canonical and mapped events")
+    if source.format not in ("mapping", "canonical", *NATIVE_JSON):
+        raise common.UsageError(f"source {source.name!r} is a native {source.format} callback (XML); bridge render "
+                                f"reads canonical and mapped events and decrypted {' / '.join(NATIVE_JSON)} JSON")
     if args.generation < 1:
         raise common.UsageError(f"--generation must be at least 1, got {args.generation}")
     try:
@@ -55,7 +62,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise common.UsageError(str(exc)) from None
     raw = common.read_input(args.file)
     try:
-        event, _ = map_command.map_payload(source, raw, headers)
+        event = _native(source, raw) if source.format in NATIVE_JSON else map_command.map_payload(source, raw,
+                                                                                                  headers)[0]
     except errors.InputError as exc:
         first = f": {exc.problems[0].field}: {exc.problems[0].message}" if exc.problems else ""
         extra = len(exc.problems) - 1
@@ -75,6 +83,19 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(f"warning: the card was too long for DingTalk and was shortened: {', '.join(rendered.cut)}",
               file=sys.stderr)
     return 0
+
+
+def _native(source: SourceConfig, raw: bytes) -> events.ApprovalEvent:
+    """A decrypted DingTalk or Feishu callback (its JSON, as the platform's log or Stream frame shows it)."""
+    from bridge.sources.native import dingtalk, feishu
+
+    payload = events.parse_json(raw)
+    if not isinstance(payload, dict) or source.native is None:
+        raise errors.MalformedPayload("expected the decrypted callback: a JSON object")
+    now = SystemClock().now()  # only when the callback carries no time of its own
+    if source.format == "dingtalk":
+        return dingtalk.normalise(source.native, source.name, payload, raw, now)
+    return feishu.normalise(source.native, source.name, payload, now)
 
 
 def draw(msg: dict[str, Any], style: present.Style) -> str:

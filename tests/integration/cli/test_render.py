@@ -114,9 +114,19 @@ def test_a_mapped_source_renders_its_payload(tmp_path: Path, capsys: pytest.Capt
     assert json.loads(out)["oa"]["status_bar"]["status_value"] == "待审批"
 
 
+def test_a_native_dingtalk_source_renders_its_decrypted_callback(tmp_path: Path, cfg_path: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    callback = (FIXTURES / "dingtalk-bpms_instance_change-start.json").read_text(encoding="utf-8")
+    code, out, err = run(capsys, "--config", cfg_path, "--source", "dt", write(tmp_path, json.loads(callback)))
+    assert code == 0, err
+    oa = json.loads(out)["oa"]
+    assert oa["body"]["title"] == "报销-测试" and oa["status_bar"]["status_value"] == "待审批"
+    assert oa["message_url"] == "https://aflow.dingtalk.com/dingtalk/mobile/homepage.htm"
+
+
 @pytest.mark.parametrize(("args", "body", "expected"), [
     (["--source", "nope"], EVENT, "error: no source named 'nope' in the configuration (configured: erp, dt)"),
-    (["--source", "dt"], EVENT, "error: source 'dt' is a native dingtalk callback"),
+    (["--source", "dt"], "[1]", "expected the decrypted callback: a JSON object"),
     (["--source", "erp"], {**EVENT, "status": "done"}, "event.json: invalid event: status:"),
     (["--source", "erp"], "not json", "event.json: "),
     (["--source", "erp", "--generation", "0"], EVENT, "error: --generation must be at least 1, got 0"),
