@@ -238,7 +238,7 @@ format = "canonical"
 """
 
 
-def start_bridge(setup: BridgeSetup, timeout: float = 20.0) -> Proc:
+def start_bridge(setup: BridgeSetup, timeout: float = 20.0, role: str = "all", log_level: str = "warning") -> Proc:
     cfg = setup.workdir / f"bridge-{setup.port}.toml"
     cfg.write_text(setup.toml())
     log = setup.workdir / f"bridge-{setup.port}.log"
@@ -246,7 +246,8 @@ def start_bridge(setup: BridgeSetup, timeout: float = 20.0) -> Proc:
     if switch := os.environ.get("BENCH_SWITCHINTERVAL"):  # experiment: the GIL switch interval of bridge
         argv = [sys.executable, "-c", f"import sys; sys.setswitchinterval({float(switch)}); "
                 "from bridge.cli.main import main; sys.argv[0] = 'bridge'; sys.exit(main())"]
-    p = _spawn([*argv, "serve", "--config", str(cfg), "--log-format", "json", "--log-level", "warning"],
+    p = _spawn([*argv, "serve", "--config", str(cfg), "--role", role, "--log-format", "json",
+                "--log-level", log_level],
                log, setup.url + "/readyz", timeout)
     return Proc(p, setup.url, log)
 
