@@ -278,7 +278,7 @@ class Worker:
                 job.id, now, run_at, message,
                 journal=[journal(job, "job.retry_scheduled",
                                  f"{job.kind} attempt {job.attempts} failed: {message}; retry in {delay:.1f}s",
-                                 attempt=job.attempts, delay_s=round(delay, 3))],
+                                 attempt=job.attempts, delay_s=round(delay, 3), **_error_data(exc))],
             )
             stats.retried += 1
             self.observer.job_retried(job.kind)
@@ -288,7 +288,7 @@ class Worker:
         await self.store.bury_job(
             job.id, now, message,
             journal=[journal(job, "job.dead", f"{job.kind} dead after {job.attempts} attempts ({reason}): "
-                             f"{message}", attempt=job.attempts)],
+                             f"{message}", attempt=job.attempts, **_error_data(exc))],
         )
         stats.dead += 1
         self.observer.job_dead(job.kind)
@@ -315,6 +315,14 @@ class Worker:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _error_data(exc: Exception) -> dict[str, Any]:
+    """What a journal line keeps about a failure, so the console can count DingTalk errors by code from the
+    store (right for a fleet of workers): the most specific code and the exception's class."""
+    if isinstance(exc, errors.DingTalkError):
+        return {"code": exc.code, "error": type(exc).__name__}
+    return {"error": type(exc).__name__}
 
 
 def _log_fields(fields: dict[str, Any]) -> dict[str, Any]:

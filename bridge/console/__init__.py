@@ -13,8 +13,9 @@ from importlib import resources
 
 from aiohttp import web
 
-from bridge.console import actions, auth, pages
+from bridge.console import actions, auth, overview, pages
 from bridge.console.auth import ADMIN_MARK, protected
+from bridge.console.throttle import LoginThrottle
 
 __all__ = ["add_routes"]
 
@@ -74,6 +75,7 @@ def _mark(handler: auth.Handler) -> auth.Handler:
 def add_routes(app: web.Application) -> None:
     """Mount the console on `app` (before it starts): routes, the per-process session key, headers."""
     app[auth.KEY] = auth.new_key()
+    app[auth.THROTTLE] = LoginThrottle()
     app.middlewares.append(_headers)
     r = app.router
     for name, ctype in STATIC.items():
@@ -81,10 +83,11 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/console/login", _mark(actions.login_form))
     r.add_post("/console/login", _mark(actions.login))
     r.add_post("/console/logout", protected(actions.logout))
-    r.add_get("/console", protected(pages.overview))
-    r.add_get("/console/", protected(pages.overview))
+    r.add_get("/console", protected(overview.overview))
+    r.add_get("/console/", protected(overview.overview))
     r.add_get("/console/approvals", protected(pages.approvals))
     r.add_get("/console/approvals/{source}/{approval_id}", protected(pages.approval))
+    r.add_get("/console/approvals/{source}/{approval_id}/live", protected(pages.approval_live))
     r.add_post("/console/approvals/{source}/{approval_id}/recall", protected(actions.recall))
     r.add_post("/console/approvals/{source}/{approval_id}/resync", protected(actions.resync))
     r.add_post("/console/jobs/{job_id}/retry", protected(actions.retry_job))

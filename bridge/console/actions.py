@@ -7,6 +7,7 @@ page it came from (303), carrying only a fixed result key for the flash line.
 
 from __future__ import annotations
 
+import math
 from urllib.parse import quote
 
 import structlog
@@ -60,14 +61,40 @@ async def login(request: web.Request) -> web.StreamResponse:
         return closed or auth.refuse(request, 403, "console_disabled", "set [server] admin_token")
     form = await request.post()
     next_path = _safe_next(str(form.get("next", "/console")))
+    throttle, now = request.app[auth.THROTTLE], request.app[CLOCK].monotonic()
+    device = auth.device_of(request, token.reveal())
+    if (wait := throttle.wait(device, now)) > 0:  # refused before the token is compared: no oracle
+        return _too_many(next_path, wait)
     if not auth.token_matches(str(form.get("token", "")), token.reveal()):
-        log.warning("console.login_failed")
-        return web.Response(status=401, content_type="text/html",
-                            text=_login_page(next_path, "令牌错误 Wrong token"))
+        verdict = throttle.failed(device, now)
+        if verdict.burst_started:
+            log.warning("console.login_throttled", failures=verdict.failures,
+                        retry_after_s=verdict.retry_after_s, bucket="device" if device else "shared")
+        elif not verdict.in_burst:
+            log.warning("console.login_failed", failures=verdict.failures)
+        error = "令牌错误 Wrong token"
+        headers = {}
+        if verdict.retry_after_s:
+            seconds = math.ceil(verdict.retry_after_s)
+            error += f" · 请 {seconds} 秒后再试 try again in {seconds} s"
+            headers["Retry-After"] = str(seconds)
+        return web.Response(status=401, content_type="text/html", headers=headers,
+                            text=_login_page(next_path, error))
+    throttle.succeeded(device)
     log.info("console.login")
     resp = web.HTTPSeeOther(next_path)
     auth.set_session(request, resp, token.reveal())
+    auth.set_device(request, resp, token.reveal())
     raise resp
+
+
+def _too_many(next_path: str, wait: float) -> web.Response:
+    """429 while the throttle is closed to this client: how long to wait, in the page and in Retry-After."""
+    seconds = math.ceil(wait)
+    text = (f"登录失败次数过多，请 {seconds} 秒后再试 · Too many failed logins: try again in {seconds} s. "
+            "已登录过的浏览器不受影响 a browser that logged in here before is not held up by others' failures.")
+    return web.Response(status=429, content_type="text/html", headers={"Retry-After": str(seconds)},
+                        text=_login_page(next_path, text))
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

@@ -26,14 +26,18 @@ from aiohttp import web
 from bridge.admin import host_allowed
 from bridge.appkeys import CLOCK, CONFIG
 from bridge.console.html import esc, page
+from bridge.console.throttle import DEVICE_TTL_S, LoginThrottle
 
 log = structlog.get_logger("bridge.console")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 COOKIE = "bridge_console"
+DEVICE_COOKIE = "bridge_console_device"  # "this browser logged in before": its own login throttle bucket
 SESSION_TTL_S = 12 * 3600
 KEY = web.AppKey("bridge.console.key", bytes)
+THROTTLE = web.AppKey("bridge.console.throttle", LoginThrottle)
+_DEVICE_KEY = b"bridge.console.device"  # device cookies are signed with the admin token, so they outlive restarts
 ADMIN_MARK = "bridge_admin_route"  # bridge.admin's marker: routes served only on the admin listener
 _CSRF = web.RequestKey("bridge.console.csrf", str)
 
@@ -60,6 +64,22 @@ def session_valid(key: bytes, token: str, value: str, now_s: int) -> bool:
     if not issued.isdigit() or not 0 <= now_s - int(issued) <= SESSION_TTL_S:
         return False
     return hmac.compare_digest(mac.encode(), _mac(key, token, "session", issued).encode())
+
+
+def new_device(token: str, now_s: int) -> str:
+    nonce = secrets.token_hex(8)
+    return f"{nonce}.{now_s}.{_mac(_DEVICE_KEY, token, 'device', nonce, str(now_s))}"
+
+
+def device_of(request: web.Request, token: str) -> str | None:
+    """The id of the browser's device cookie when it verifies and has not expired, else None (shared bucket)."""
+    nonce, _, rest = request.cookies.get(DEVICE_COOKIE, "").partition(".")
+    issued, _, mac = rest.partition(".")
+    if not nonce or not issued.isdigit() or not 0 <= _now_s(request) - int(issued) <= DEVICE_TTL_S:
+        return None
+    if not hmac.compare_digest(mac.encode(), _mac(_DEVICE_KEY, token, "device", nonce, issued).encode()):
+        return None
+    return nonce
 
 
 def csrf_for(key: bytes, token: str, session: str) -> str:
@@ -91,7 +111,9 @@ def csrf_token(request: web.Request) -> str:
 
 
 def _wants_json(request: web.Request) -> bool:
-    return request.path.endswith(".json") or "application/json" in request.headers.get("Accept", "")
+    """Scripts' requests (the JSON routes, the live fragments, Accept: JSON): refused, never redirected."""
+    return (request.path.endswith((".json", "/live"))
+            or "application/json" in request.headers.get("Accept", ""))
 
 
 def refuse(request: web.Request, status: int, code: str, message: str) -> web.Response:
@@ -138,6 +160,11 @@ def protected(handler: Handler) -> Handler:
 def set_session(request: web.Request, resp: web.StreamResponse, token: str) -> None:
     resp.set_cookie(COOKIE, new_session(request.app[KEY], token, _now_s(request)), max_age=SESSION_TTL_S,
                     path="/console", httponly=True, samesite="Strict", secure=request.secure)
+
+
+def set_device(request: web.Request, resp: web.StreamResponse, token: str) -> None:
+    resp.set_cookie(DEVICE_COOKIE, new_device(token, _now_s(request)), max_age=DEVICE_TTL_S,
+                    path="/console/login", httponly=True, samesite="Strict", secure=request.secure)
 
 
 def clear_session(resp: web.StreamResponse) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from bridge import store
 from bridge.console.card import oa_card
 from bridge.console.html import STATUS_LABELS, action_form, approval_path, esc, job_badge, status_badge, table
+from bridge.console.times import time_tag
 from bridge.records import ApprovalState, NoticeState
 
 # Results of the POST actions, shown after the redirect back (fixed texts: nothing from the request is echoed).
@@ -31,11 +32,6 @@ OUTCOME_LABELS: Mapping[str, str] = {
     "ignored": "忽略 ignored",
     "unresolved": "无法解析 unresolved",
 }
-
-
-def _t(value: object) -> str:
-    text = str(value or "")
-    return f'<time datetime="{esc(text)}">{esc(text[:19].replace("T", " "))} UTC</time>' if text else ""
 
 
 def _outcome(outcome: object) -> str:
@@ -73,7 +69,7 @@ def _notice(n: store.Notice) -> str:
         f'<div><dt>状态 State</dt><dd>{esc(n.state)}{" · 第 " + esc(n.generation) + " 版 gen." if n.generation else ""}'
         '</dd></div>'
         + (f'<div><dt>备注 Note</dt><dd>{esc(n.note)}</dd></div>' if n.note else "")
-        + (f'<div><dt>孤立 Orphaned</dt><dd>{_t(n.orphaned_at.isoformat())}</dd></div>' if n.orphaned_at else "")
+        + (f'<div><dt>孤立 Orphaned</dt><dd>{time_tag(n.orphaned_at)}</dd></div>' if n.orphaned_at else "")
         + '</dl>'
     )
     card = oa_card(n.msg, status_value=n.status_value, status_bg=n.status_bg, recalled=recalled)
@@ -91,7 +87,7 @@ def _jobs(jobs: Mapping[str, Sequence[Mapping[str, Any]]], csrf: str) -> str:
                                      confirm=f"重试任务 {j['id']}（{j['kind']}）？ Retry job {j['id']}?")
             rows.append([esc(j["id"]), esc(j["kind"]), job_badge(str(j["state"])), esc(j["attempts"]),
                          esc(j.get("outcome") or ""), f'<code>{esc(j.get("last_error") or "")}</code>',
-                         _t(j.get("updated_at")), action])
+                         time_tag(j.get("updated_at")), action])
     return table(["任务 Job", "类型 Kind", "状态 State", "尝试 Attempts", "结果 Outcome", "最后错误 Last error",
                   "更新 Updated", ""], rows, empty="没有任务 no jobs", cls="jobs")
 
@@ -105,10 +101,11 @@ def _timeline(history: Sequence[Mapping[str, Any]], transitions: Sequence[Mappin
         dup = f' <span class="muted">重复 ×{esc(e["duplicates"])} duplicates</span>' if e.get("duplicates") else ""
         items.append(
             f'<li class="ev out-{esc(e.get("outcome") or "waiting")}">'
-            f'<div class="when">{_t(e.get("occurred_at"))}</div>'
+            f'<div class="when">{time_tag(e.get("occurred_at"))}</div>'
             f'<div class="what"><strong>{esc(STATUS_LABELS.get(str(e.get("status")), e.get("status") or "—"))}'
             f'</strong> {_outcome(e.get("outcome"))} {move}{dup}'
-            f'<div class="muted"><code>{esc(e["event_id"])}</code> · 收到 received {_t(e.get("received_at"))}</div>'
+            f'<div class="muted"><code>{esc(e["event_id"])}</code> · 收到 received '
+            f'{time_tag(e.get("received_at"))}</div>'
             + (f'<div class="reason">{esc(e["reason"])}</div>' if e.get("reason") else "")
             + '</div></li>'
         )

@@ -6,14 +6,13 @@ console shows what `GET /approvals/...` answers, drawn for people. Lists are bou
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import UTC, datetime
+import hashlib
 from typing import Any
 
 from aiohttp import web
 
 from bridge import views
-from bridge.appkeys import CLOCK, CONFIG, STORE
+from bridge.appkeys import CONFIG, STORE
 from bridge.console import detail
 from bridge.console.auth import csrf_token
 from bridge.console.html import (
@@ -26,81 +25,29 @@ from bridge.console.html import (
     page,
     status_badge,
     table,
-    url,
 )
+from bridge.console.overview import SCAN_LIMIT
+from bridge.console.times import SINCE_FORMATS, BadTime, parse_since, time_tag
 from bridge.records import ApprovalState, JobState
 
 LIST_LIMIT = 200
-SCAN_LIMIT = 1000  # the overview counts over at most this many approvals, jobs and waiting events
 
 
 def html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 
-def _since(raw: str | None) -> datetime | None:
-    """An RFC 3339 time or date from a filter box; anything else is ignored (the box shows it back)."""
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def _bad_since(field: str, raw: str) -> str:
+    """The 400 explanation for a "since" box that does not hold a time: the field and what it takes."""
+    examples = ", ".join(f"<code>{esc(e)}</code>" for e in SINCE_FORMATS)
+    return (f'<div class="flash error" role="alert" id="bad-since"><strong>{esc(field)}</strong> (<code>since</code>) '
+            f'不是时间 is not a time: <code>{esc(raw)}</code>. 可用格式 Accepted: ISO 8601 / RFC 3339, e.g. '
+            f'{examples}; 无时区则为 UTC without an offset it is UTC.</div>')
 
 
-def _time(value: datetime | str | None) -> str:
-    if value is None:
-        return ""
-    text = value.isoformat() if isinstance(value, datetime) else value
-    return f'<time datetime="{esc(text)}">{esc(text[:19].replace("T", " "))} UTC</time>'
-
-
-def _card(label: str, value: object, href: str = "", cls: str = "") -> str:
-    inner = f'<span class="n">{esc(value)}</span><span class="l">{esc(label)}</span>'
-    body = f'<a href="{esc(href)}">{inner}</a>' if href else inner
-    return f'<div class="stat {esc(cls)}">{body}</div>'
-
-
-async def overview(request: web.Request) -> web.Response:
-    st, now = request.app[STORE], request.app[CLOCK].now()
-    approvals = await st.list_approvals(limit=SCAN_LIMIT)
-    counts = await st.job_counts(now)
-    waiting = await st.pending_events(limit=SCAN_LIMIT)
-    dead = await st.list_jobs(JobState.DEAD, SCAN_LIMIT)
-    by_status = Counter(a.status for a in approvals)
-    stats = "".join(
-        _card(STATUS_LABELS[s], by_status.get(s, 0), url("/console/approvals", status=s), f"st-{s}")
-        for s in ApprovalState if s != ApprovalState.NEW
-    )
-    backlog = "".join([
-        _card("待处理事件 Events waiting", len(waiting)),
-        _card("待执行任务 Jobs waiting", counts.pending + counts.running),
-        _card("死信 Dead jobs", counts.dead, "/console/dead", "warn" if counts.dead else ""),
-        _card("孤立通知 Orphaned notices", counts.orphaned, "", "warn" if counts.orphaned else ""),
-    ])
-    sources = sorted({a.source for a in approvals} | {s.name for s in request.app[CONFIG].sources})
-    per_source = Counter((a.source, a.status) for a in approvals)
-    dead_per_source = Counter(j.source for j in dead)
-    waiting_per_source = Counter(e.event.source for e in waiting)
-    shown = [s for s in ApprovalState if s != ApprovalState.NEW]
-    rows = [
-        [link(url("/console/approvals", source=src), src)]
-        + [str(per_source.get((src, s), 0)) for s in shown]
-        + [str(waiting_per_source.get(src, 0)),
-           link(url("/console/dead", source=src), dead_per_source.get(src, 0)) if dead_per_source.get(src) else "0"]
-        for src in sources
-    ]
-    body = (
-        '<h1>概览 Overview</h1>'
-        f'<h2>审批 Approvals</h2><div class="stats">{stats}</div>'
-        f'<h2>积压 Backlog</h2><div class="stats">{backlog}</div>'
-        '<h2>按来源 Per source</h2>'
-        + table(["来源 Source", *(STATUS_LABELS[s] for s in shown), "待处理事件 Events", "死信 Dead"], rows)
-        + f'<p class="muted">统计最近 {SCAN_LIMIT} 条审批 · counted over the last {SCAN_LIMIT} approvals · '
-        f'{_time(now)}</p>'
-    )
-    return html(page("概览 Overview", body, csrf=csrf_token(request), active="/console"))
+def _since_box(raw: str, bad: bool) -> str:
+    invalid = ' aria-invalid="true" aria-describedby="bad-since" class="invalid"' if bad else ""
+    return f'<input name="since" value="{esc(raw)}" placeholder="2026-11-29T08:00+08:00"{invalid}>'
 
 
 def _select(name: str, options: list[tuple[str, str]], chosen: str) -> str:
@@ -114,8 +61,15 @@ async def approvals(request: web.Request) -> web.Response:
     source, status, since_raw, needle = q.get("source", ""), q.get("status", ""), q.get("since", ""), q.get("q", "")
     st = request.app[STORE]
     status_ok = status if status in tuple(ApprovalState) else None
-    rows = await st.list_approvals(status=status_ok, source=source or None, since=_since(since_raw), limit=LIST_LIMIT)
-    if needle:
+    try:
+        since = parse_since(since_raw)
+    except BadTime:
+        since, problem = None, _bad_since("更新于之后 Updated since", since_raw)
+    else:
+        problem = ""
+    rows = [] if problem else await st.list_approvals(status=status_ok, source=source or None, since=since,
+                                                      limit=LIST_LIMIT)
+    if needle and not problem:
         n = needle.strip().casefold()
         rows = [a for a in rows if n in a.approval_id.casefold() or n in str(a.card.get("title", "")).casefold()]
         for src in [source] if source else [s.name for s in request.app[CONFIG].sources]:
@@ -127,21 +81,21 @@ async def approvals(request: web.Request) -> web.Response:
     form = (
         '<form method="get" class="filters">'
         f'{_select("source", sources, source)}{_select("status", statuses, status)}'
-        f'<label>更新于之后 Updated since <input name="since" value="{esc(since_raw)}" '
-        'placeholder="2026-11-29T00:00+08:00"></label>'
+        f'<label>更新于之后 Updated since {_since_box(since_raw, bool(problem))}</label>'
         f'<input name="q" value="{esc(needle)}" placeholder="审批号或标题 id or title" type="search">'
         '<button class="btn" type="submit">筛选 Filter</button></form>'
     )
     lines = [
         [link(approval_path(a.source, a.approval_id), a.approval_id), esc(a.card.get("title", "")), esc(a.source),
-         status_badge(a.status), esc(a.generation), _time(a.updated_at)]
+         status_badge(a.status), esc(a.generation), time_tag(a.updated_at)]
         for a in rows
     ]
-    body = (f'<h1>审批 Approvals</h1>{form}'
+    body = (f'<h1>审批 Approvals</h1>{form}{problem}'
             + table(["审批号 Approval", "标题 Title", "来源 Source", "状态 Status", "版本 Gen.", "更新 Updated"],
                     lines, empty="没有匹配的审批 no approval matches")
             + f'<p class="muted">{len(rows)} 条 shown (最多 at most {LIST_LIMIT})</p>')
-    return html(page("审批 Approvals", body, csrf=csrf_token(request), active="/console/approvals"))
+    return html(page("审批 Approvals", body, csrf=csrf_token(request), active="/console/approvals"),
+                status=400 if problem else 200)
 
 
 async def approval(request: web.Request) -> web.Response:
@@ -154,15 +108,42 @@ async def approval(request: web.Request) -> web.Response:
         return html(page("未找到 Not found", body, csrf=csrf), status=404)
     notices = await request.app[STORE].notices_for(source, approval_id)
     flash = detail.FLASH.get(request.query.get("done", ""), "")
-    body = detail.render(found, notices, csrf)
+    inner = detail.render(found, notices, csrf)
+    live = approval_path(source, approval_id) + "/live"
+    body = (f'<div id="live" data-live="{esc(live)}" data-etag="{esc(_etag(inner))}">{inner}</div>'
+            '<p class="muted" id="live-state">每 2 秒自动更新 updates itself every 2 s</p>')
     return html(page(f"{approval_id} · 审批", body, csrf=csrf, active="/console/approvals", flash=flash))
+
+
+def _etag(text: str) -> str:
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:24] + '"'
+
+
+async def approval_live(request: web.Request) -> web.Response:
+    """The approval page's body alone, for console.js to swap in; 304 while it has not changed."""
+    source, approval_id = request.match_info["source"], request.match_info["approval_id"]
+    found: dict[str, Any] | None = await views.approval_detail(request.app[STORE], source, approval_id)
+    if found is None:
+        return web.json_response({"error": "not_found", "message": f"no approval {approval_id} from {source}"},
+                                 status=404)
+    notices = await request.app[STORE].notices_for(source, approval_id)
+    inner = detail.render(found, notices, csrf_token(request))
+    etag = _etag(inner)
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(text=inner, content_type="text/html", charset="utf-8", headers={"ETag": etag})
 
 
 async def dead_letters(request: web.Request) -> web.Response:
     q = request.query
     source, code, since_raw = q.get("source", ""), q.get("code", ""), q.get("since", "")
-    since = _since(since_raw)
-    jobs = await request.app[STORE].list_jobs(JobState.DEAD, SCAN_LIMIT)
+    try:
+        since = parse_since(since_raw)
+    except BadTime:
+        since, problem = None, _bad_since("之后 Since", since_raw)
+    else:
+        problem = ""
+    jobs = [] if problem else await request.app[STORE].list_jobs(JobState.DEAD, SCAN_LIMIT)
     jobs = [j for j in jobs if (not source or j.source == source) and (not code or code in (j.last_error or ""))
             and (since is None or j.updated_at >= since)][:LIST_LIMIT]
     csrf = csrf_token(request)
@@ -171,13 +152,13 @@ async def dead_letters(request: web.Request) -> web.Response:
         '<form method="get" class="filters">'
         f'{_select("source", sources, source)}'
         f'<input name="code" value="{esc(code)}" placeholder="错误码 error code, e.g. 40035">'
-        f'<label>之后 since <input name="since" value="{esc(since_raw)}" placeholder="2026-11-29T00:00+08:00"></label>'
+        f'<label>之后 Since {_since_box(since_raw, bool(problem))}</label>'
         '<button class="btn" type="submit">筛选 Filter</button></form>'
     )
     rows = [
         [f'<input type="checkbox" name="job_id" value="{j.id}" aria-label="job {j.id}">', esc(j.id), esc(j.kind),
          link(approval_path(j.source, j.approval_id), f"{j.source}/{j.approval_id}"), esc(j.attempts),
-         f'<code>{esc(j.last_error)}</code>', _time(j.updated_at), job_badge(j.state)]
+         f'<code>{esc(j.last_error)}</code>', time_tag(j.updated_at), job_badge(j.state)]
         for j in jobs
     ]
     retry = (f'<form method="post" action="/console/dead/retry" data-confirm="重试所选死信任务？ Retry the selected '
@@ -186,8 +167,9 @@ async def dead_letters(request: web.Request) -> web.Response:
                       "时间 Time", "状态 State"], rows, empty="没有死信 no dead jobs")
              + '<button class="btn danger" type="submit">重试所选 Retry selected</button></form>')
     flash = detail.FLASH.get(q.get("done", ""), "")
-    body = f'<h1>死信 Dead letters</h1>{form}{retry}'
-    return html(page("死信 Dead letters", body, csrf=csrf, active="/console/dead", flash=flash))
+    body = f'<h1>死信 Dead letters</h1>{form}{problem}{retry}'
+    return html(page("死信 Dead letters", body, csrf=csrf, active="/console/dead", flash=flash),
+                status=400 if problem else 200)
 
 
 async def journal(request: web.Request) -> web.Response:

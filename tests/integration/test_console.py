@@ -262,3 +262,21 @@ async def test_console_keeps_the_admin_host_allow_list() -> None:
             assert resp.status == 403 and "allowed_hosts" in await resp.text(), path
         resp = await h.http.get("/console", headers={**AUTH, "Host": "bridge.internal:8080"})
         assert resp.status == 200
+
+
+# --- filters, throttling, overview ------------------------------------------------------------------------
+
+async def test_a_bad_since_value_is_a_400_naming_the_field(harness: Harness) -> None:
+    await pending_approval(harness)
+    assert await login(harness) == 303
+    for path, field in (("/console/approvals?since=yesterday", "Updated since"), ("/console/dead?since=1.5", "Since")):
+        status, text = await page(harness, path)
+        assert status == 400, path
+        assert field in text and "<code>since</code>" in text and "2026-11-29T08:00+08:00" in text
+        assert 'aria-invalid="true"' in text
+    status, text = await page(harness, "/console/approvals?since=2026-11-29")
+    assert status == 200 and "/console/approvals/erp/PO-1" in text
+    status, text = await page(harness, "/console/approvals?since=2099-01-01T00:00:00Z")
+    assert status == 200 and "/console/approvals/erp/PO-1" not in text
+    resp = await harness.http.get("/approvals?since=yesterday", headers=AUTH)  # the JSON API: its own rule
+    assert resp.status == 400 and "RFC 3339" in (await resp.json())["message"]

@@ -1,16 +1,61 @@
-// bridge console: confirmations for actions and the live journal. No framework, no build step.
+// bridge console: confirmations for actions, times in the browser's zone, the live approval page and journal.
+// No framework, no build step. Without this script every page still works: times read in UTC, nothing refreshes.
 "use strict";
+
+const POLL_MS = 2000;
+
 document.addEventListener("submit", (ev) => {
   const form = ev.target.closest("form[data-confirm]");
   if (form && !window.confirm(form.dataset.confirm)) ev.preventDefault();
 });
 
+// --- times: <time datetime="ISO"> as written by the server (UTC), shown in the browser's own time zone ---
+const pad = (n) => String(n).padStart(2, "0");
+
+function zoneLabel(d) {
+  const off = -d.getTimezoneOffset();
+  const sign = off < 0 ? "-" : "+";
+  const abs = Math.abs(off);
+  let name = "";
+  try { name = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (_) { /* no Intl zone */ }
+  return `${name ? name + " " : ""}UTC${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+function localText(d) {
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} `
+    + `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function utcText(d) {
+  return `${d.toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+
+function localise(root) {
+  root.querySelectorAll("time[datetime]:not([data-local])").forEach((el) => {
+    const d = new Date(el.getAttribute("datetime"));
+    if (Number.isNaN(d.getTime())) return;
+    el.textContent = localText(d);
+    el.title = `${utcText(d)} · 本地 local ${zoneLabel(d)}`;
+    el.dataset.local = "1";
+  });
+}
+
+function timeElement(iso) {
+  const el = document.createElement("time");
+  el.setAttribute("datetime", iso);
+  el.textContent = iso;
+  return el;
+}
+
+// --- the live journal: lines after the last id this page has, every POLL_MS ---
 function journalRow(line) {
   const tr = document.createElement("tr");
-  const cells = [String(line.id), line.at.slice(0, 19).replace("T", " "), line.kind, "", line.message || ""];
+  const cells = [String(line.id), null, line.kind, null, line.message || ""];
   cells.forEach((text, i) => {
     const td = document.createElement("td");
-    if (i === 3 && line.href) {
+    if (i === 1) {
+      td.appendChild(timeElement(line.at));
+    } else if (i === 3 && line.href) {
       const a = document.createElement("a");
       a.href = line.href;
       a.textContent = `${line.source}/${line.approval_id}`;
@@ -36,17 +81,47 @@ function startJournal(table) {
       const data = await resp.json();
       data.lines.forEach((line) => body.prepend(journalRow(line)));
       while (body.rows.length > 500) body.deleteRow(body.rows.length - 1);
+      localise(body);
       last = data.last;
-      state.textContent = `已更新 updated ${new Date().toLocaleTimeString()} · ${body.rows.length} 行 lines`;
+      state.textContent = `已更新 updated ${localText(new Date())} · ${body.rows.length} 行 lines`;
     } catch (err) {
       state.textContent = `更新失败 update failed: ${err.message}`;
     }
-    window.setTimeout(poll, 2000);
+    window.setTimeout(poll, POLL_MS);
   }
   poll();
 }
 
+// --- one approval's page: its body again whenever it changed (ETag), so a card turns green by itself ---
+function startLive(box) {
+  const state = document.getElementById("live-state");
+  let etag = box.dataset.etag || "";
+  async function poll() {
+    if (!document.hidden) {
+      try {
+        const resp = await fetch(box.dataset.live, {credentials: "same-origin",
+          headers: etag ? {"If-None-Match": etag} : {}});
+        if (resp.status === 200) {
+          box.innerHTML = await resp.text();
+          etag = resp.headers.get("ETag") || "";
+          localise(box);
+        } else if (resp.status !== 304) {
+          throw new Error(`HTTP ${resp.status}`);
+        }
+        if (state) state.textContent = `自动更新 live · ${localText(new Date())}`;
+      } catch (err) {
+        if (state) state.textContent = `更新失败 update failed: ${err.message}`;
+      }
+    }
+    window.setTimeout(poll, POLL_MS);
+  }
+  window.setTimeout(poll, POLL_MS);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  localise(document);
   const table = document.getElementById("journal");
   if (table) startJournal(table);
+  const live = document.querySelector("[data-live]");
+  if (live) startLive(live);
 });
