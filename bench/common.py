@@ -190,6 +190,7 @@ class BridgeSetup:
     max_attempts: int = 30
     lease_s: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
+    admin_token: str | None = None
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -209,6 +210,7 @@ host = "127.0.0.1"
 port = {self.port}
 max_body_bytes = {self.max_body_bytes}
 shutdown_timeout_s = 2.0
+{f'admin_token = "{self.admin_token}"' if self.admin_token else ""}
 
 [storage]
 path = "{self.db_path}"

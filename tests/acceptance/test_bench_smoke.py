@@ -24,6 +24,7 @@ CASES = {
     "e2e": ([], {"e2e": ["events_per_s", "idle_latency_ms", "approvals", "calls"]}),
     "drain": ([], {"drain": ["achieved_qps", "configured_qps", "ratio", "throttled"]}),
     "backlog": ([], {"backlog": ["runs", "ratio", "load"]}),
+    "operator_reads": ([], {"operator_reads": ["reads_ms", "target_ms", "approvals", "journal"]}),
     "memory": (["--events", "1000"], {"memory": ["samples", "peak_ingest_mib", "peak_drain_mib", "rss_last_mib"]}),
     "drills": ([], {"drills-crash": ["figures", "targets"], "drills-faults": ["figures", "targets"],
                     "drills-badinput": ["figures", "targets"], "drills-storage": ["figures", "targets"]}),
