@@ -114,6 +114,7 @@ def main() -> int:
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--pool", type=int, default=8)
     ap.add_argument("--only-postgres", action="store_true", help="skip SQLite and 2/4 processes (quick look)")
+    ap.add_argument("--idle-only", action="store_true", help="only the idle latency, on both stores")
     a = ap.parse_args()
     POOL = a.pool
     name = f"bridge_bench_{uuid.uuid4().hex[:8]}"
@@ -126,9 +127,9 @@ def main() -> int:
             work = Path(tmp)
             sim = common.start_simulator(work, qps=0)
             try:
-                if not a.only_postgres:
+                if not a.only_postgres and not a.idle_only:
                     results["sqlite x1"] = run_one(work, sim, None, 1, a.approvals, "s1")
-                for procs in (1,) if a.only_postgres else (1, 2, 4):
+                for procs in () if a.idle_only else (1,) if a.only_postgres else (1, 2, 4):
                     results[f"postgres x{procs}"] = run_one(work, sim, url, procs, a.approvals, f"p{procs}")
                 lat = idle_latency(work, sim, url, a.idle_samples)
                 lat_sqlite = [0.0] if a.only_postgres else idle_latency(work, sim, None, a.idle_samples)
@@ -137,9 +138,10 @@ def main() -> int:
     finally:
         with psycopg.connect(a.url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
-    base = results.get("sqlite x1", results["postgres x1"])
-    print(f"{a.approvals} approvals x 3 recipients, pending then approved ({2 * a.approvals} events), "
-          "simulator unlimited, 32 connections")
+    base = results.get("sqlite x1") or results.get("postgres x1") or {}
+    if results:
+        print(f"{a.approvals} approvals x 3 recipients, pending then approved ({2 * a.approvals} events), "
+              "simulator unlimited, 32 connections")
     for label, r in results.items():
         print(f"  {label:<12} ingest {r['ingest_rps']:>7,.0f} req/s (x{r['ingest_rps'] / base['ingest_rps']:.2f})"
               f"   end to end {r['e2e_eps']:>6,.0f} events/s (x{r['e2e_eps'] / base['e2e_eps']:.2f})"

@@ -41,6 +41,8 @@ from bridge.store import postgres_sql as pq
 from bridge.store import recipients_sql as rs
 from bridge.store import sqlite_sql as sq
 from bridge.store.postgres_shared import PostgresShared
+from bridge.store.sql_reads import SqlReads
+from bridge.store.sql_reads import of_approval as _of
 
 __all__ = ["PostgresStore"]
 
@@ -50,9 +52,6 @@ DECIDE_LEASE_S = 10.0  # a batch of decisions takes well under this; a killed de
 _LISTEN_RETRY_S = 1.0
 
 
-def _of(source: str, approval_id: str) -> dict[str, str]:
-    return {"source": source, "approval_id": approval_id}
-
 
 def _safe_url(url: str) -> str:
     """The URL without any password, for logs and errors."""
@@ -61,7 +60,7 @@ def _safe_url(url: str) -> str:
     return f"postgresql://{user}@{host}:{port or 5432}/{name}"
 
 
-class PostgresStore(PostgresShared):
+class PostgresStore(SqlReads, PostgresShared):
     """The Store protocol on PostgreSQL. See the module docstring for the design.
 
     `owner` names this process in deciding leases (host:pid:random). `migrations` is for tests.
@@ -82,6 +81,10 @@ class PostgresStore(PostgresShared):
         self.migrations = tuple(migrations if migrations is not None else pq.MIGRATIONS)
         self.decide_lease_s = decide_lease_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # every connection's application_name: NOTIFY payloads start with it, so the listener skips this
+        # process's own notifications (its writers wake its worker directly; see bridge.app)
+        self.wake_id = f"bridge:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._conninfo = psycopg.conninfo.make_conninfo(self._conninfo, application_name=self.wake_id)
         self._pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._listeners: list[Callable[[], None]] = []
         self._listen_task: asyncio.Task[None] | None = None
@@ -97,8 +100,8 @@ class PostgresStore(PostgresShared):
             if self._pool is not None:
                 return
             await self.migrate()
-            pool = psycopg_pool.AsyncConnectionPool(
-                self._conninfo, min_size=1, max_size=self.pool_size, open=False, timeout=10.0,
+            pool = psycopg_pool.AsyncConnectionPool(  # min_size: a burst after idling finds connections open
+                self._conninfo, min_size=min(4, self.pool_size), max_size=self.pool_size, open=False, timeout=10.0,
                 connection_class=psycopg.AsyncConnection[DictRow],
                 kwargs={"row_factory": dict_row, "autocommit": True},
             )
@@ -176,8 +179,9 @@ class PostgresStore(PostgresShared):
                 try:
                     await pq.execute(conn, "listen")
                     self._wake_all()  # anything committed while not listening
-                    async for _note in conn.notifies():
-                        self._wake_all()
+                    async for note in conn.notifies():
+                        if not note.payload.startswith(self.wake_id + " "):
+                            self._wake_all()
                 finally:
                     with contextlib.suppress(Exception):
                         await conn.close()
@@ -195,12 +199,19 @@ class PostgresStore(PostgresShared):
             raise StorageUnavailable("storage unavailable: the store is not open")
         return self._pool
 
-    async def _write(self, body: pq.Body) -> Any:
-        """Run `body` in one transaction on a pooled connection."""
+    async def _write(self, body: pq.Body | pq.Work) -> Any:
+        """Run `body` on a pooled connection: in one transaction, pipelined, or alone in autocommit (`pq.Work`)."""
+        work = body if isinstance(body, pq.Work) else pq.Work(body)
         pool = self._ready()
         try:
-            async with pool.connection() as conn, conn.transaction():
-                return await body(conn)
+            async with pool.connection() as conn:
+                if work.mode is pq.Mode.ALONE:
+                    return await work.run(conn)
+                if work.mode is pq.Mode.PIPELINED:
+                    async with conn.pipeline(), conn.transaction():
+                        return await work.run(conn)
+                async with conn.transaction():
+                    return await work.run(conn)
         except psycopg.IntegrityError as exc:
             raise ValueError(f"the database refused the write: {exc}") from None
         except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
@@ -242,13 +253,6 @@ class PostgresStore(PostgresShared):
         events: list[store.InboxEvent] = await self._write(
             pq.pending_body(self.owner, datetime.now(UTC), self.decide_lease_s, limit))
         return events
-
-    async def get_approval(self, source: str, approval_id: str) -> store.Approval | None:
-        rows = await self._read("get_approval", _of(source, approval_id))
-        return sq.approval_row(rows[0]) if rows else None
-
-    async def notices_for(self, source: str, approval_id: str) -> list[store.Notice]:
-        return [sq.notice_row(r) for r in await self._read("notices_for", _of(source, approval_id))]
 
     async def apply_decision(self, decision: store.Decision, now: datetime) -> list[int]:
         ids: list[int] = await self._write(pq.decision_body(decision, now, self.owner))
@@ -316,57 +320,6 @@ class PostgresStore(PostgresShared):
         return changed
 
     # --- reading -------------------------------------------------------------------------------------------
-    async def get_job(self, job_id: int) -> store.Job | None:
-        rows = await self._read("get_job", {"id": job_id})
-        return sq.job_row(rows[0]) if rows else None
-
-    async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[store.Job]:
-        if state is None:
-            return [sq.job_row(r) for r in await self._read("list_jobs", {"limit": limit})]
-        return [sq.job_row(r) for r in await self._read("list_jobs_in_state", {"state": state, "limit": limit})]
-
-    async def jobs_for(self, source: str, approval_id: str) -> list[store.Job]:
-        return [sq.job_row(r) for r in await self._read("jobs_for", _of(source, approval_id))]
-
-    async def list_approvals(
-        self,
-        *,
-        status: str | None = None,
-        source: str | None = None,
-        since: datetime | None = None,
-        limit: int = 100,
-    ) -> list[store.Approval]:
-        params = {"status": status, "source": source, "since": sq.opt_us(since), "limit": limit}
-        return [sq.approval_row(r) for r in await self._read("list_approvals", params)]
-
-    async def events_for(self, source: str, approval_id: str) -> list[store.InboxEvent]:
-        return [sq.inbox_row(r) for r in await self._read("events_for", _of(source, approval_id))]
-
-    async def audit_for(self, source: str, approval_id: str) -> list[store.AuditEntry]:
-        return [sq.audit_row(r) for r in await self._read("audit_for", _of(source, approval_id))]
-
-    async def get_event(self, source: str, event_id: str) -> store.InboxEvent | None:
-        rows = await self._read("get_event", {"source": source, "event_id": event_id})
-        return sq.inbox_row(rows[0]) if rows else None
-
-    async def journal(
-        self, after_id: int = 0, *, source: str | None = None, limit: int = 500
-    ) -> list[store.JournalEntry]:
-        if source is None:
-            rows = await self._read("journal", {"after_id": after_id, "limit": limit})
-        else:
-            rows = await self._read("journal_for_source", {"after_id": after_id, "source": source, "limit": limit})
-        return [sq.journal_row(r) for r in rows]
-
-    async def journal_tail(self, n: int, *, source: str | None = None) -> list[store.JournalEntry]:
-        if n <= 0:
-            return []
-        if source is None:
-            rows = await self._read("journal_tail", {"limit": n})
-        else:
-            rows = await self._read("journal_tail_for_source", {"limit": n, "source": source})
-        return [sq.journal_row(r) for r in rows]
-
     async def prune(self, before: datetime, limit: int) -> store.Pruned:
         pruned: store.Pruned = await self._write(pq.prune_body(before, limit))
         return pruned

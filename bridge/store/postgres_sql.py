@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from importlib import resources
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow
 
 from bridge.errors import AlreadyDecided
@@ -51,13 +53,38 @@ SCHEMA_VERSION = MIGRATIONS[-1].version
 Q = load_queries(_sql_text("queries.sql"))
 
 
+class Mode(StrEnum):
+    """How the store runs a body (see `Work`)."""
+
+    TRANSACTION = "transaction"  # one transaction; each statement waits for its answer
+    PIPELINED = "pipelined"  # one transaction in pipeline mode: statements go out without waiting for answers
+    ALONE = "alone"  # one statement in autocommit: no BEGIN, no COMMIT, one round trip
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A body and how to run it. Round trips, not commits, are what a PostgreSQL write costs on the idle path
+    (docs/performance.md), so each write says how few it needs. In PIPELINED bodies only a fetched row says
+    what happened (a row count is not there until the results are read): the statements they test RETURN a
+    row, and everything that does not depend on an answer is queued before the one fetch that waits."""
+
+    run: Body
+    mode: Mode = Mode.TRANSACTION
+
+
 async def fetch(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> list[DictRow]:
+    """Run a named statement that returns rows and wait for them."""
     cur = await conn.execute(Q[name], params or {})
-    return await cur.fetchall() if cur.description is not None else []
+    return await cur.fetchall()
+
+
+async def send(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> AsyncCursor[DictRow]:
+    """Queue a named statement (in pipeline mode nothing is waited for); its cursor, to fetch from later."""
+    return await conn.execute(Q[name], params or {})
 
 
 async def execute(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> int:
-    """Run a named statement; how many rows it changed."""
+    """Run a named statement; how many rows it changed (outside pipeline mode)."""
     cur = await conn.execute(Q[name], params or {})
     return cur.rowcount
 
@@ -69,27 +96,44 @@ async def execute_many(conn: Conn, name: str, rows: Sequence[Mapping[str, Any]])
 
 
 async def notify(conn: Conn, what: str) -> None:
-    """Wake the listening workers when this transaction commits."""
-    await fetch(conn, "notify", {"what": what})
+    """Wake the listening workers when this transaction commits (queued, nothing waited for)."""
+    await send(conn, "notify", {"what": what})
 
 
-async def _insert_jobs(conn: Conn, prepared: Sequence[Mapping[str, Any]]) -> list[int]:
-    ids = [int((await fetch(conn, "insert_job", p))[0]["id"]) for p in prepared]
-    if ids:
+async def _ids(cursors: Sequence[AsyncCursor[DictRow]]) -> list[int]:
+    return [int(row["id"]) for cur in cursors for row in await cur.fetchall()]
+
+
+async def _send_jobs(conn: Conn, prepared: Sequence[Mapping[str, Any]]) -> list[AsyncCursor[DictRow]]:
+    """Queue the job inserts (in order: ids keep each approval's order) and, if any, the NOTIFY."""
+    cursors = [await send(conn, "insert_job", p) for p in prepared]
+    if cursors:
         await notify(conn, "job")
-    return ids
+    return cursors
 
 
-def decision_body(decision: Decision, now: datetime, owner: str) -> Body:
-    """apply_decision: nothing is written and AlreadyDecided raised when the event is already processed or
-    another live process holds the approval's deciding lease (it will decide the event itself), so an event is
-    decided by exactly one process. The inbox row is locked first, so two such transactions run one after
-    the other and the second sees the first's mark."""
+async def _refused(conn: Conn, inbox_id: int, owner: str, now_us: int) -> Exception:
+    """Why claim_decision marked nothing: LookupError for no such event, else AlreadyDecided."""
+    found = await fetch(conn, "decision_refused", {"id": inbox_id})
+    if not found:
+        return LookupError(f"no inbox event {inbox_id}")
+    row = found[0]
+    if not row["processed"] and row["owner"] not in (None, owner) and row["lease_until"] > now_us:
+        return AlreadyDecided(f"inbox event {inbox_id} is being decided by {row['owner']}")
+    return AlreadyDecided(f"inbox event {inbox_id} was decided already")
+
+
+def decision_body(decision: Decision, now: datetime, owner: str) -> Work:
+    """apply_decision in two round trips (pipelined): (1) the claim, the approval upsert and the notices,
+    then (2) the jobs, NOTIFY, audit, journal and COMMIT. Nothing is written and AlreadyDecided raised when
+    the event is already processed or another live process holds the approval's deciding lease (it will
+    decide the event itself), so an event is decided by exactly one process (see claim_decision)."""
     at = sq.to_us(now)
     upsert = None if decision.approval is None else sq.approval_params(decision.approval)
     notices = [
-        dict(generation=n.generation, group_index=n.group_index, userids=sq.dumps(list(n.userids)),
-             msg=sq.dumps(dict(n.msg)), status_value=n.status_value, status_bg=n.status_bg)
+        dict(inbox_id=decision.inbox_id, generation=n.generation, group_index=n.group_index,
+             userids=sq.dumps(list(n.userids)), msg=sq.dumps(dict(n.msg)), status_value=n.status_value,
+             status_bg=n.status_bg)
         for n in decision.new_notices
     ]
     jobs = []
@@ -98,66 +142,68 @@ def decision_body(decision: Decision, now: datetime, owner: str) -> Body:
             raise ValueError(f"new_notice_index {job.new_notice_index} is outside the decision's new notices")
         jobs.append((job.new_notice_index, sq.job_params(job, now)))
     lines = sq.journal_params(decision.journal, now)
-    mark = {"id": decision.inbox_id, "outcome": decision.outcome, "reason": decision.reason, "now": at}
+    mark = {"id": decision.inbox_id, "outcome": decision.outcome, "reason": decision.reason, "now": at,
+            "owner": owner}
 
     async def run(conn: Conn) -> list[int]:
-        found = await fetch(conn, "inbox_owner", {"id": decision.inbox_id})
-        if not found:
-            raise LookupError(f"no inbox event {decision.inbox_id}")
-        row = found[0]
-        owner_of = {"source": row["source"], "approval_id": row["approval_id"]}
-        lease = await fetch(conn, "deciding_owner", owner_of)
-        if row["processed"]:
-            raise AlreadyDecided(f"inbox event {decision.inbox_id} was decided already")
-        if lease and lease[0]["owner"] != owner and lease[0]["lease_until"] > sq.to_us(now):
-            raise AlreadyDecided(f"inbox event {decision.inbox_id} is being decided by {lease[0]['owner']}")
-        await execute(conn, "mark_processed", mark)
+        claim = await send(conn, "claim_decision", mark)
         if upsert is not None:
-            await execute(conn, "upsert_approval", upsert)
-        notice_ids = [int((await fetch(conn, "insert_notice", {**n, **owner_of}))[0]["id"]) for n in notices]
+            await send(conn, "upsert_approval", upsert)
+        notice_cursors = [await send(conn, "insert_notice", n) for n in notices]
+        claimed = await claim.fetchall()  # round trip 1
+        if not claimed:
+            raise await _refused(conn, decision.inbox_id, owner, at)
+        row = claimed[0]
+        owner_of = {"source": row["source"], "approval_id": row["approval_id"]}
+        notice_ids = await _ids(notice_cursors)
         prepared = []
         for index, params in jobs:
             notice_id = notice_ids[index] if index is not None else params["notice_id"]
             prepared.append({**params, **owner_of, "notice_id": notice_id,
                              "event_id": params["event_id"] or row["event_id"]})
-        job_ids = await _insert_jobs(conn, prepared)
-        await execute(conn, "insert_audit", dict(
+        job_cursors = await _send_jobs(conn, prepared)
+        await send(conn, "insert_audit", dict(
             inbox_id=decision.inbox_id, **owner_of, event_id=row["event_id"], from_status=decision.from_status,
             to_status=decision.to_status, outcome=decision.outcome, reason=decision.reason, at=at,
         ))
         await execute_many(conn, "insert_journal", lines)
-        return job_ids
+        return await _ids(job_cursors)  # round trip 2 (the COMMIT follows with the pipeline's sync)
 
-    return run
+    return Work(run, Mode.PIPELINED)
 
 
 def finish_body(
     job_id: int, now: datetime, outcome: str, notice: NoticeChange | None, new_jobs: Sequence[NewJob],
     journal: Sequence[NewJournal],
-) -> Body:
+) -> Work:
+    """finish_job, pipelined: the finish, the notice change, NOTIFY and journal lines go out together; new jobs
+    (which need the finished job's approval) follow its answer."""
     finish = {"id": job_id, "outcome": outcome, "now": sq.to_us(now)}
     change = None if notice is None else sq.notice_change_params(notice)
     jobs = [sq.job_params(job, now) for job in sq.no_new_notices(new_jobs)]
     lines = sq.journal_params(journal, now)
 
     async def run(conn: Conn) -> list[int]:
-        finished = await fetch(conn, "finish_job", finish)
-        if not finished:
-            raise LookupError(f"no job {job_id}")
-        parent = finished[0]
-        if change is not None and await execute(conn, "update_notice", change) == 0:
-            raise LookupError(f"no notice {change['id']}")
-        owner = {"source": parent["source"], "approval_id": parent["approval_id"]}
-        job_ids = await _insert_jobs(conn, [{**p, **owner, "event_id": p["event_id"] or parent["event_id"]}
-                                            for p in jobs])
+        finished = await send(conn, "finish_job", finish)
+        changed = None if change is None else await send(conn, "update_notice", change)
         await notify(conn, "done")  # the job's successor in its key may be claimable now
         await execute_many(conn, "insert_journal", lines)
-        return job_ids
+        parents = await finished.fetchall()
+        if not parents:
+            raise LookupError(f"no job {job_id}")
+        if changed is not None and change is not None and not await changed.fetchall():
+            raise LookupError(f"no notice {change['id']}")
+        if not jobs:
+            return []
+        parent = parents[0]
+        owner = {"source": parent["source"], "approval_id": parent["approval_id"]}
+        return await _ids(await _send_jobs(conn, [
+            {**p, **owner, "event_id": p["event_id"] or parent["event_id"]} for p in jobs]))
 
-    return run
+    return Work(run, Mode.PIPELINED)
 
 
-def add_jobs_body(new_jobs: Sequence[NewJob], now: datetime, journal: Sequence[NewJournal]) -> Body:
+def add_jobs_body(new_jobs: Sequence[NewJob], now: datetime, journal: Sequence[NewJournal]) -> Work:
     jobs = []
     for job in sq.no_new_notices(new_jobs):
         if job.notice_id is None:
@@ -166,84 +212,92 @@ def add_jobs_body(new_jobs: Sequence[NewJob], now: datetime, journal: Sequence[N
     lines = sq.journal_params(journal, now)
 
     async def run(conn: Conn) -> list[int]:
+        owners = [await send(conn, "notice_owner", {"id": params["notice_id"]}) for params in jobs]
         prepared = []
-        for params in jobs:
-            owner = await fetch(conn, "notice_owner", {"id": params["notice_id"]})
-            if not owner:
+        for params, cur in zip(jobs, owners, strict=True):
+            found = await cur.fetchall()
+            if not found:
                 raise LookupError(f"no notice {params['notice_id']}")
-            prepared.append({**params, "source": owner[0]["source"], "approval_id": owner[0]["approval_id"]})
-        job_ids = await _insert_jobs(conn, prepared)
+            prepared.append({**params, "source": found[0]["source"], "approval_id": found[0]["approval_id"]})
+        job_cursors = await _send_jobs(conn, prepared)
         await execute_many(conn, "insert_journal", lines)
-        return job_ids
+        return await _ids(job_cursors)
 
-    return run
+    return Work(run, Mode.PIPELINED)
 
 
 def statement_body(
     name: str, params: Mapping[str, Any], journal: Sequence[Mapping[str, Any]] = (), *, missing: str | None = None,
     wake: bool = False,
-) -> Body:
-    """One named statement plus journal lines; how many rows it changed. With `missing`, changing no row
-    raises LookupError(missing) and the transaction rolls back. `wake`: the change makes work due now."""
+) -> Work:
+    """One named statement plus journal lines; how many rows it changed. With `missing` (the statement must
+    RETURN the rows it changes), changing no row raises LookupError(missing) and the transaction rolls back.
+    `wake`: the change makes work due now. A lone statement runs in autocommit (one round trip)."""
+    if missing is not None:
+        async def checked(conn: Conn) -> int:
+            cur = await send(conn, name, params)
+            await execute_many(conn, "insert_journal", journal)
+            rows = await cur.fetchall()
+            if not rows:
+                raise LookupError(missing)
+            return len(rows)
+
+        return Work(checked, Mode.PIPELINED)
 
     async def run(conn: Conn) -> int:
         changed = await execute(conn, name, params)
-        if missing is not None and changed == 0:
-            raise LookupError(missing)
         await execute_many(conn, "insert_journal", journal)
         if wake and changed:
             await notify(conn, "job")
         return changed
 
-    return run
+    return Work(run, Mode.ALONE if not journal and not wake else Mode.TRANSACTION)
 
 
-def many_body(name: str, rows: Sequence[Mapping[str, Any]]) -> Body:
+def many_body(name: str, rows: Sequence[Mapping[str, Any]]) -> Work:
     """One named statement for each of `rows`, in one transaction."""
     async def run(conn: Conn) -> None:
         await execute_many(conn, name, rows)
 
-    return run
+    return Work(run)
 
 
-def claim_body(now: datetime, lease_s: float, limit: int) -> Body:
+def claim_body(now: datetime, lease_s: float, limit: int) -> Work:
+    """claim_jobs: one statement, so one round trip in autocommit."""
     params = {"now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)), "limit": limit}
 
     async def run(conn: Conn) -> list[Job]:
         claimed = [sq.job_row(r) for r in await fetch(conn, "claim_jobs", params)]
         return sorted(claimed, key=lambda j: (j.run_at, j.id))
 
-    return run
+    return Work(run, Mode.ALONE)
 
 
-def pending_body(owner: str, now: datetime, lease_s: float, limit: int) -> Body:
+def pending_body(owner: str, now: datetime, lease_s: float, limit: int) -> Work:
     """pending_events: give back this owner's previous approvals, take the next ones nobody live is deciding,
-    and return their unprocessed events."""
+    and return their unprocessed events, in one statement (take_pending)."""
     params = {"owner": owner, "now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)),
               "limit": limit}
 
     async def run(conn: Conn) -> list[Any]:
-        await execute(conn, "release_deciding", {"owner": owner})
-        if not await fetch(conn, "claim_deciding", params):
-            return []
-        return [sq.inbox_row(r) for r in await fetch(conn, "pending_events_of_owner", params)]
+        return [sq.inbox_row(r) for r in await fetch(conn, "take_pending", params)]
 
-    return run
+    return Work(run, Mode.ALONE)
 
 
-def insert_event_body(params: Mapping[str, Any]) -> Body:
+def insert_event_body(params: Mapping[str, Any]) -> Work:
+    """add_event: one statement (insert and NOTIFY) in autocommit; a duplicate takes a second one."""
     async def run(conn: Conn) -> tuple[bool, int]:
         inserted = await fetch(conn, "insert_event", params)
         if inserted:
-            await notify(conn, "event")
             return True, int(inserted[0]["id"])
         [row] = await fetch(conn, "count_duplicate", {"source": params["source"], "event_id": params["event_id"]})
         return False, int(row["id"])
 
-    return run
+    return Work(run, Mode.ALONE)
 
 
-def prune_body(before: datetime, limit: int) -> Body:
+def prune_body(before: datetime, limit: int) -> Work:
     """prune: one small batch of each kind (audit rows go with their inbox rows)."""
     params = {"before": sq.to_us(before), "limit": limit}
 
@@ -255,4 +309,4 @@ def prune_body(before: datetime, limit: int) -> Body:
         jobs = await execute(conn, "prune_jobs", params)
         return Pruned(journal=journal, inbox=inbox, audit=audit, jobs=jobs)
 
-    return run
+    return Work(run)

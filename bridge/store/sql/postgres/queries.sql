@@ -2,6 +2,10 @@
 -- Parameters are psycopg's named %(name)s; times are BIGINT microseconds since the epoch; JSON columns are TEXT.
 -- Work that another process should act on now ends its transaction with a NOTIFY on bridge_work (delivered at
 -- commit, repeats inside one transaction collapse into one): LISTEN wakes the workers, polling is the fallback.
+-- The payload starts with the sender's application_name (the store's wake id), so a process ignores its own
+-- notifications: it has woken its worker directly already.
+-- The idle path is a few round trips: each step is one statement (a CTE where it needs several) or one
+-- pipelined transaction; see bridge/store/postgres_sql.py.
 
 -- name: schema_version_table
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -22,7 +26,7 @@ SELECT pg_advisory_lock(%(key)s)
 SELECT pg_advisory_unlock(%(key)s)
 
 -- name: notify
-SELECT pg_notify('bridge_work', %(what)s)
+SELECT pg_notify('bridge_work', current_setting('application_name') || ' ' || %(what)s)
 
 -- name: listen
 LISTEN bridge_work
@@ -34,11 +38,15 @@ ON CONFLICT (id) DO UPDATE SET at = excluded.at
 -- ---------------------------------------------------------------------------------------------- inbox
 
 -- name: insert_event
-INSERT INTO inbox (source, event_id, approval_id, occurred_at, received_at, event, raw, card_data)
-VALUES (%(source)s, %(event_id)s, %(approval_id)s, %(occurred_at)s, %(received_at)s, %(event)s, %(raw)s,
-        %(card_data)s)
-ON CONFLICT (source, event_id) DO NOTHING
-RETURNING id
+-- One statement in autocommit (one round trip): the insert and, when it inserted, the NOTIFY.
+WITH inserted AS (
+    INSERT INTO inbox (source, event_id, approval_id, occurred_at, received_at, event, raw, card_data)
+    VALUES (%(source)s, %(event_id)s, %(approval_id)s, %(occurred_at)s, %(received_at)s, %(event)s, %(raw)s,
+            %(card_data)s)
+    ON CONFLICT (source, event_id) DO NOTHING
+    RETURNING id
+)
+SELECT id, pg_notify('bridge_work', current_setting('application_name') || ' event')::text AS woke FROM inserted
 
 -- name: count_duplicate
 UPDATE inbox SET duplicates = duplicates + 1
@@ -53,11 +61,13 @@ SELECT EXISTS (SELECT 1 FROM approvals WHERE source = %(source)s AND approval_id
 -- name: release_deciding
 DELETE FROM deciding WHERE owner = %(owner)s
 
--- name: claim_deciding
--- The approvals of the first :limit pending events that no other live owner is deciding, taken by this owner.
--- A concurrent claimer of the same approval waits on the row's lock, then finds another owner's live lease and
--- takes nothing (the ON CONFLICT ... WHERE is re-checked against the committed row).
-WITH candidates AS (
+-- name: take_pending
+-- pending_events in one statement: take the approvals of the first :limit pending events that no other live
+-- owner is deciding, give back this owner's other approvals, and return the taken approvals' unprocessed events.
+-- The DELETE and the INSERT touch disjoint rows (the released ones are not candidates). A concurrent claimer of
+-- the same approval waits on the row's lock, then finds another owner's live lease and takes nothing (the
+-- ON CONFLICT ... WHERE is re-checked against the committed row).
+WITH candidates AS MATERIALIZED (
     SELECT DISTINCT i.source, i.approval_id FROM (
         SELECT source, approval_id FROM inbox AS p
         WHERE NOT p.processed
@@ -67,23 +77,44 @@ WITH candidates AS (
         ORDER BY source, approval_id, occurred_at, id
         LIMIT %(limit)s
     ) AS i
+), released AS (
+    DELETE FROM deciding AS r
+    WHERE r.owner = %(owner)s
+      AND NOT EXISTS (SELECT 1 FROM candidates AS c WHERE c.source = r.source AND c.approval_id = r.approval_id)
+), taken AS (
+    INSERT INTO deciding (source, approval_id, owner, lease_until)
+    SELECT source, approval_id, %(owner)s, %(lease_until)s FROM candidates
+    ON CONFLICT (source, approval_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+    WHERE deciding.owner = excluded.owner OR deciding.lease_until <= %(now)s
+    RETURNING source, approval_id
 )
-INSERT INTO deciding (source, approval_id, owner, lease_until)
-SELECT source, approval_id, %(owner)s, %(lease_until)s FROM candidates
-ON CONFLICT (source, approval_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
-WHERE deciding.owner = excluded.owner OR deciding.lease_until <= %(now)s
-RETURNING source, approval_id
-
--- name: pending_events_of_owner
 SELECT i.id, i.event, i.received_at, i.processed, i.outcome, i.reason, i.duplicates, i.processed_at
-FROM inbox AS i JOIN deciding AS d ON d.source = i.source AND d.approval_id = i.approval_id
-WHERE NOT i.processed AND d.owner = %(owner)s
+FROM inbox AS i JOIN taken AS t ON t.source = i.source AND t.approval_id = i.approval_id
+WHERE NOT i.processed
 ORDER BY i.source, i.approval_id, i.occurred_at, i.id
 LIMIT %(limit)s
 
--- name: deciding_owner
--- Who decides this approval now, locking the lease row so it cannot change hands before this transaction ends.
-SELECT owner, lease_until FROM deciding WHERE source = %(source)s AND approval_id = %(approval_id)s FOR UPDATE
+-- name: claim_decision
+-- apply_decision's claim, one statement: lock the approval's deciding lease (so it cannot change hands before
+-- the transaction ends), then mark the event processed unless it is processed already or another live owner
+-- holds the lease. Concurrent claims of one event lock the lease row first and then the inbox row, in that
+-- order every time; the second sees the first's mark (re-checked on the committed row) and changes nothing.
+WITH lease AS MATERIALIZED (
+    SELECT d.owner, d.lease_until
+    FROM deciding AS d JOIN inbox AS e ON d.source = e.source AND d.approval_id = e.approval_id
+    WHERE e.id = %(id)s
+    FOR UPDATE OF d
+)
+UPDATE inbox SET processed = TRUE, outcome = %(outcome)s, reason = %(reason)s, processed_at = %(now)s
+WHERE id = %(id)s AND NOT processed
+  AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.owner <> %(owner)s AND lease.lease_until > %(now)s)
+RETURNING source, approval_id, event_id
+
+-- name: decision_refused
+-- Why claim_decision changed nothing: no such event, or who holds it.
+SELECT e.processed, d.owner, d.lease_until
+FROM inbox AS e LEFT JOIN deciding AS d ON d.source = e.source AND d.approval_id = e.approval_id
+WHERE e.id = %(id)s
 
 -- name: events_for
 SELECT id, event, received_at, processed, outcome, reason, duplicates, processed_at
@@ -95,13 +126,6 @@ ORDER BY occurred_at, id
 SELECT id, event, received_at, processed, outcome, reason, duplicates, processed_at
 FROM inbox
 WHERE source = %(source)s AND event_id = %(event_id)s
-
--- name: inbox_owner
-SELECT source, approval_id, event_id, processed FROM inbox WHERE id = %(id)s FOR UPDATE
-
--- name: mark_processed
-UPDATE inbox SET processed = TRUE, outcome = %(outcome)s, reason = %(reason)s, processed_at = %(now)s
-WHERE id = %(id)s
 
 -- ------------------------------------------------------------------------------------------ approvals
 
@@ -136,12 +160,15 @@ SELECT * FROM notices WHERE source = %(source)s AND approval_id = %(approval_id)
 SELECT source, approval_id FROM notices WHERE id = %(id)s
 
 -- name: insert_notice
+-- The approval is the inbox event's, so the insert can be pipelined behind claim_decision without waiting.
 INSERT INTO notices (source, approval_id, generation, group_index, userids, msg, status_value, status_bg)
-VALUES (%(source)s, %(approval_id)s, %(generation)s, %(group_index)s, %(userids)s, %(msg)s, %(status_value)s,
-        %(status_bg)s)
+SELECT source, approval_id, %(generation)s, %(group_index)s, %(userids)s, %(msg)s, %(status_value)s, %(status_bg)s
+FROM inbox WHERE id = %(inbox_id)s
 RETURNING id
 
 -- name: update_notice
+-- update_notice, retry_job and bury_job return the id they changed: in a pipelined transaction a fetched row,
+-- not a row count, says whether the row existed.
 UPDATE notices SET
     state = COALESCE(%(state)s, state),
     task_id = COALESCE(%(task_id)s, task_id),
@@ -155,6 +182,7 @@ UPDATE notices SET
     orphaned_at = CASE WHEN %(clear_orphaned)s::int = 1 THEN NULL ELSE COALESCE(%(orphaned_at)s, orphaned_at) END,
     app = COALESCE(%(app)s, app)
 WHERE id = %(id)s
+RETURNING id
 
 -- ----------------------------------------------------------------------------------------------- jobs
 
@@ -201,10 +229,12 @@ RETURNING source, approval_id, event_id
 UPDATE jobs SET state = 'pending', run_at = %(run_at)s, last_error = %(error)s, lease_until = NULL,
                 updated_at = %(now)s
 WHERE id = %(id)s
+RETURNING id
 
 -- name: bury_job
 UPDATE jobs SET state = 'dead', last_error = %(error)s, lease_until = NULL, updated_at = %(now)s
 WHERE id = %(id)s
+RETURNING id
 
 -- name: release_job
 UPDATE jobs SET state = 'pending', run_at = %(now)s, attempts = GREATEST(attempts - 1, 0), lease_until = NULL,
