@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 
 from bridge.secret import Secret
+from bridge.simulator import router as sim_router
 from bridge.simulator import stream as sim_stream
 from bridge.simulator import ui
 from bridge.simulator import wire as sim_wire
@@ -71,6 +72,16 @@ async def _oapi(request: web.Request) -> web.Response:
     state = request.app[SIM_STATE]
     body, body_error = await _read_body(request)
     answer = sim_wire.handle(state, request.method, request.path, dict(request.query), body, body_error=body_error)
+    if answer.delay_s > 0:
+        await asyncio.sleep(answer.delay_s)
+    return _respond(answer)
+
+
+async def _router(request: web.Request) -> web.Response:
+    """The TOP router: parameters from the query string and/or a form body (bridge.simulator.router)."""
+    body, body_error = await _read_body(request)
+    params: dict[str, Any] = {**(body or {}), **dict(request.query)}
+    answer = sim_router.handle(request.app[SIM_STATE], request.method, params, body_error=body_error)
     if answer.delay_s > 0:
         await asyncio.sleep(answer.delay_s)
     return _respond(answer)
@@ -235,6 +246,7 @@ def create_app(state: SimState | None = None, gateway: sim_stream.StreamGateway 
     sim_stream.add_routes(app, gateway or sim_stream.StreamGateway(app[SIM_STATE].settings.apps))
     app.router.add_route("*", "/gettoken", _oapi)
     app.router.add_route("*", "/topapi/{tail:.*}", _oapi)
+    app.router.add_route("*", sim_router.ROUTER_PATH, _router)
     app.router.add_get("/_sim/calls", _calls)
     app.router.add_get("/_sim/inbox/{userid}", _inbox)
     app.router.add_get("/_sim/tasks", _tasks)

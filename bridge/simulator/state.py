@@ -168,11 +168,18 @@ class SimState:
         }
 
     # --- tokens and limits -----------------------------------------------------------------------------
-    def gettoken(self, appkey: str | None, appsecret: str | None) -> tuple[str, int]:
-        if not appkey or not appsecret:
+    def gettoken(self, appkey: str | None, appsecret: str | None, *, legacy: bool = False) -> tuple[str, int]:
+        """An app's token from appkey/appsecret, or (`legacy`) from the older corpid/corpsecret names, which
+        carry the same app key and secret (ali-sdk/node-dingtalk #31: "appkey 等价于 corpid"); a bad legacy
+        pair answers 40089 instead of 40096, a legacy corpid without its secret 41004."""
+        if not appkey or (not appsecret and not legacy):
             raise SimError(40035, "缺少参数 corpid or appkey")
+        if not appsecret:
+            raise SimError(41004, "缺少参数 corpsecret")
         app = self._apps.get(appkey)
         if app is None or app.app_secret != appsecret:
+            if legacy:
+                raise SimError(40089, "不合法的corpId或corpSecret")
             raise SimError(40096, "不合法的appKey或appSecret")
         now = self.clock.now()
         ttl = timedelta(seconds=self.settings.token_ttl_s)

@@ -31,7 +31,7 @@ CALL_NAMES = {
     "status_bar/update": "status_bar_update",
     "recall": "recall",
 }
-_MASKED_KEYS = ("access_token", "appsecret", "corpsecret")
+_MASKED_KEYS = ("access_token", "appsecret", "corpsecret", "session")
 _BAN_PAGE = (
     "<!DOCTYPE html><html><head><title>访问被拒绝</title></head><body><h1>Access denied</h1>"
     "<p>punish: deny, source: x5. Your IP sent too many requests; try again in 5 minutes.</p></body></html>"
@@ -78,13 +78,16 @@ def handle(
     body: Mapping[str, Any] | None = None,
     *,
     body_error: str | None = None,
+    via: str | None = None,
 ) -> SimAnswer:
-    """Answer one request as DingTalk would, and log it."""
+    """Answer one request as DingTalk would, and log it (`via` names the TOP method a router call came as)."""
     body = dict(body or {})
     entry: dict[str, Any] = {
         "at": state.clock.now().isoformat(), "method": method, "path": path, "call": None,
         "query": _mask(query), "body": _mask(body), "fault": None,
     }
+    if via is not None:
+        entry["via"] = via
     state.record_call(entry)
     if path == "/gettoken":
         call = "gettoken"
@@ -112,7 +115,10 @@ def _gettoken(state: SimState, method: str, query: Mapping[str, str], entry: dic
         entry["fault"] = fault
         return _fault_answer(state, fault, None, topapi=False)
     try:
-        token, expires_in = state.gettoken(query.get("appkey"), query.get("appsecret"))
+        if query.get("appkey") or not query.get("corpid"):
+            token, expires_in = state.gettoken(query.get("appkey"), query.get("appsecret"))
+        else:  # the legacy pair (dingtalk-sdk's SecretClient sends corpid / corpsecret)
+            token, expires_in = state.gettoken(query.get("corpid"), query.get("corpsecret"), legacy=True)
     except SimError as exc:
         return SimAnswer(body=_envelope(state, exc, topapi=False))
     return SimAnswer(body={"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in})
