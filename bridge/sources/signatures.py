@@ -6,7 +6,9 @@ parsing. Three schemes are supported, each accepting several secrets at once so 
 - ``standard-webhooks`` (https://www.standardwebhooks.com): headers ``webhook-id``, ``webhook-timestamp``,
   ``webhook-signature``; HMAC-SHA256 over ``{id}.{timestamp}.{body}`` keyed by the base64 part of a
   ``whsec_...`` secret; the header may carry several space-separated ``v1,<base64>`` signatures; the timestamp
-  must be within the tolerance in either direction (replay protection).
+  must be within the tolerance in either direction (replay protection). Svix's ``svix-id`` /
+  ``svix-timestamp`` / ``svix-signature`` are accepted as aliases (the scheme is the same), and a secret
+  whose base64 lost its ``=`` padding is re-padded, as the reference library does.
 - ``hmac-sha256``: ``X-Hub-Signature-256: sha256=<hex>``, HMAC-SHA256 of the body (GitHub style).
 - ``token``: ``X-Bridge-Token`` equal to one of the secrets (for senders that cannot compute an HMAC).
 
@@ -50,14 +52,18 @@ WHSEC_PREFIX = "whsec_"
 MIN_WHSEC_KEY_BYTES = 16
 HMAC_HEADER = "X-Hub-Signature-256"
 TOKEN_HEADER = "X-Bridge-Token"
+STANDARD_PREFIX = "webhook-"
+SVIX_PREFIX = "svix-"  # svix-id / svix-timestamp / svix-signature: aliases of the webhook-* headers
 
 
 def decode_whsec(secret: str) -> bytes:
     """The HMAC key inside a ``whsec_<base64>`` secret. ValueError (without the secret) if it is not one."""
     if not secret.startswith(WHSEC_PREFIX):
         raise ValueError("a standard-webhooks secret must look like whsec_<base64>")
+    encoded = secret[len(WHSEC_PREFIX) :]
+    encoded += "=" * (-len(encoded) % 4)  # padding left off is put back, as the reference library does
     try:
-        key = base64.b64decode(secret[len(WHSEC_PREFIX) :], validate=True)
+        key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("the part after whsec_ is not valid base64") from None
     if len(key) < MIN_WHSEC_KEY_BYTES:
@@ -72,6 +78,8 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
 
 def _required(headers: dict[str, str], name: str) -> str:
     value = headers.get(name.lower(), "").strip()
+    if not value and name.startswith(STANDARD_PREFIX):  # Svix sends the same scheme under svix-* names
+        value = headers.get(SVIX_PREFIX + name.removeprefix(STANDARD_PREFIX), "").strip()
     if not value:
         raise SignatureInvalid(f"missing {name} header")
     return value

@@ -4,6 +4,7 @@ file, the sandbox configuration and `check-config`."""
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import dataclasses
 import json
@@ -569,3 +570,10 @@ def test_a_single_problem_is_one_message() -> None:
     with pytest.raises(ConfigError) as exc:
         build(minimal(server={"port": "eighty"}))
     assert exc.value.messages == (str(exc.value),) and "server.port" in str(exc.value)
+
+
+def test_a_whsec_secret_without_its_base64_padding_is_accepted() -> None:
+    key = b"a-key-of-22-bytes-long"  # 22 bytes: base64 ends in "==", left off here
+    unpadded = "whsec_" + base64.b64encode(key).decode().rstrip("=")
+    cfg = build(with_source(secret="env:ERP_SECRET"), {"ERP_SECRET": unpadded})
+    assert signatures.decode_whsec(cfg.sources[0].secrets[0].reveal()) == key

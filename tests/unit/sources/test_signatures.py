@@ -225,3 +225,38 @@ def test_native_scheme_is_not_handled_here() -> None:
         signatures.verify(src, {}, b"", SPEC_NOW)
     with pytest.raises(ValueError, match="not signed here"):
         signatures.sign_headers(src, b"", SPEC_NOW)
+
+
+# --- compatibility: unpadded secrets and Svix header names (issue 14 part 4) -------------------------------
+
+
+def _independent_signature(key: bytes, msg_id: str, ts: int, body: bytes) -> str:
+    """Computed here from the spec's definition, not with bridge's signer."""
+    import hashlib
+    import hmac
+
+    return "v1," + base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+
+
+def test_a_secret_without_base64_padding_verifies() -> None:
+    key = b"twenty-three-byte-key!!"  # base64 ends in "="
+    padded = "whsec_" + base64.b64encode(key).decode()
+    assert padded.endswith("=")
+    unpadded = padded.rstrip("=")
+    headers = spec_headers(_independent_signature(key, SPEC_ID, SPEC_TS, SPEC_BODY))
+    assert signatures.verify_standard_webhooks([unpadded], headers, SPEC_BODY, SPEC_NOW, 300) == SPEC_ID
+    assert signatures.decode_whsec(unpadded) == signatures.decode_whsec(padded) == key
+
+
+def test_svix_header_names_are_aliases_of_the_webhook_ones() -> None:
+    key = base64.b64decode(SPEC_SECRET.removeprefix("whsec_"))
+    headers = CIMultiDict({"svix-id": "msg_svix1", "svix-timestamp": str(SPEC_TS),
+                           "svix-signature": _independent_signature(key, "msg_svix1", SPEC_TS, SPEC_BODY)})
+    assert signatures.verify_standard_webhooks([SPEC_SECRET], headers, SPEC_BODY, SPEC_NOW, 300) == "msg_svix1"
+    tampered = CIMultiDict(headers)
+    tampered["svix-id"] = "msg_other"
+    with pytest.raises(SignatureInvalid):
+        signatures.verify_standard_webhooks([SPEC_SECRET], tampered, SPEC_BODY, SPEC_NOW, 300)
+    del tampered["svix-signature"]
+    with pytest.raises(SignatureInvalid, match="missing webhook-signature"):
+        signatures.verify_standard_webhooks([SPEC_SECRET], tampered, SPEC_BODY, SPEC_NOW, 300)
