@@ -238,7 +238,8 @@ SELECT * FROM jobs WHERE state = :state ORDER BY id DESC LIMIT :limit
 SELECT * FROM jobs WHERE source = :source AND approval_id = :approval_id ORDER BY id
 
 -- name: job_counts
-SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
+-- Kept by the job_totals triggers (migration 6): no scan of the jobs table however many are done.
+SELECT state, n FROM job_totals
 
 -- name: oldest_pending
 SELECT MIN(run_at) FROM jobs WHERE state = 'pending'
@@ -277,10 +278,17 @@ SELECT * FROM (SELECT * FROM journal WHERE source = :source ORDER BY id DESC LIM
 -- Each deletes at most :limit of the oldest rows older than :before, walking ids upwards (old rows first).
 
 -- name: prune_journal
-DELETE FROM journal WHERE id IN (SELECT id FROM journal WHERE at < :before ORDER BY id LIMIT :limit)
+-- Only the oldest :limit lines are looked at: lines are written in time order, so when the oldest are not old
+-- enough no later one is (a filter over the whole table scanned 1,000,000 rows per look: 134 ms).
+DELETE FROM journal WHERE id IN (
+    SELECT id FROM (SELECT id, at FROM journal ORDER BY id LIMIT :limit) WHERE at < :before)
 
 -- name: prune_inbox_ids
-SELECT id FROM inbox WHERE processed = 1 AND processed_at < :before ORDER BY id LIMIT :limit
+-- The oldest :limit processed events, those among them processed before :before (events arrive in id order
+-- and are processed after they arrive; one processed late waits for a later look, it blocks nobody). Walking
+-- every processed row instead cost 415 ms per look at 500,000.
+SELECT id FROM (SELECT id, processed_at FROM inbox WHERE processed = 1 ORDER BY id LIMIT :limit)
+WHERE processed_at < :before
 
 -- name: prune_audit_of
 DELETE FROM audit WHERE inbox_id IN (SELECT value FROM json_each(:ids))
@@ -289,8 +297,12 @@ DELETE FROM audit WHERE inbox_id IN (SELECT value FROM json_each(:ids))
 DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: prune_jobs
-DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'done' AND updated_at < :before ORDER BY id
-                              LIMIT :limit)
+-- The oldest :limit done jobs, those among them finished before :before (as prune_inbox_ids). INDEXED BY:
+-- left to itself the planner takes jobs_due and sorts every done job.
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM (SELECT id, updated_at FROM jobs INDEXED BY jobs_done WHERE state = 'done' ORDER BY id
+                    LIMIT :limit)
+    WHERE updated_at < :before)
 
 -- ----------------------------------------------------------------------------------------- recipients
 

@@ -173,3 +173,27 @@ PRAGMA user_version = 4;
 ALTER TABLE notices ADD COLUMN app TEXT;
 
 PRAGMA user_version = 5;
+
+-- migration: 6
+
+-- Jobs per state, kept by triggers in the same transaction as every job write, so `job_counts` (/metrics, the
+-- console's overview) reads four rows instead of counting every done job (500,000 done jobs: 76 ms a read).
+CREATE TABLE job_totals (
+    state  TEXT    PRIMARY KEY,
+    n      INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO job_totals (state, n)
+SELECT s.state, (SELECT COUNT(*) FROM jobs WHERE jobs.state = s.state)
+FROM (SELECT 'pending' AS state UNION ALL SELECT 'running' UNION ALL SELECT 'done' UNION ALL SELECT 'dead') AS s;
+CREATE TRIGGER job_totals_insert AFTER INSERT ON jobs BEGIN
+    UPDATE job_totals SET n = n + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER job_totals_update AFTER UPDATE OF state ON jobs WHEN OLD.state != NEW.state BEGIN
+    UPDATE job_totals SET n = n - 1 WHERE state = OLD.state;
+    UPDATE job_totals SET n = n + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER job_totals_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_totals SET n = n - 1 WHERE state = OLD.state;
+END;
+
+PRAGMA user_version = 6;
