@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from structlog.testing import capture_logs
 
-from bridge.console import auth
+from bridge.console import auth, throttle
 from bridge.records import JobState
 from bridge.simulator import ui
 from bridge.simulator.model import FaultPlan
@@ -280,3 +281,84 @@ async def test_a_bad_since_value_is_a_400_naming_the_field(harness: Harness) -> 
     assert status == 200 and "/console/approvals/erp/PO-1" not in text
     resp = await harness.http.get("/approvals?since=yesterday", headers=AUTH)  # the JSON API: its own rule
     assert resp.status == 400 and "RFC 3339" in (await resp.json())["message"]
+
+
+async def test_overview_counts_dingtalk_errors_and_throttling_of_the_last_hour(harness: Harness) -> None:
+    h = harness
+    h.sim.set_faults(FaultPlan(rate=1.0, kinds=("errcode_-1",), calls=("asyncsend_v2",)))
+    assert await h.post(body("PO-7", "pending", 0)) == 202
+    await h.settle()
+    h.sim.set_faults(FaultPlan(rate=1.0, kinds=("throttle",), calls=("asyncsend_v2",)))
+    assert await h.post(body("PO-8", "pending", 0)) == 202
+    await h.settle()
+    h.sim.clear_faults()
+    lines = [e for e in await h.store.journal_tail(500) if e.kind in ("job.retry_scheduled", "job.dead")]
+    assert {e.data.get("code") for e in lines} == {"-1", "90018"}
+    assert await login(h) == 303
+    _, text = await page(h, "/console")
+    hour = text[text.index('id="dingtalk-hour"'):text.index("按来源 Per source")]
+    errors = sum(1 for e in lines if e.data["code"] == "-1")
+    throttled = len(lines) - errors
+    assert f'<span class="n">{errors}</span><span class="l">钉钉错误 DingTalk errors' in hour
+    assert f'<span class="n">{throttled}</span><span class="l">限流 Throttled' in hour
+    assert "<code>-1</code></td><td>错误 error</td>" in hour
+    assert "<code>90018</code></td><td>限流 throttled</td>" in hour
+    per_source = text[text.index('class="per-source"'):]
+    assert f"<td>{errors}</td><td>{throttled}</td><td>0</td></tr>" in per_source.split("</tr>", 2)[1] + "</tr>"
+    h.clock.advance(3601)
+    _, text = await page(h, "/console")
+    assert "最近一小时没有钉钉错误 no DingTalk errors in the last hour" in text
+
+
+
+async def test_failed_logins_are_throttled_but_a_known_browser_gets_in(harness: Harness) -> None:
+    h = harness
+    assert await login(h) == 303  # this client logged in before: it holds a device cookie
+    device = h.http.session.cookie_jar.filter_cookies(h.http.make_url("/console/login"))[auth.DEVICE_COOKIE].value
+    h.http.session.cookie_jar.clear()
+    statuses = []
+    with capture_logs() as logs:
+        for _ in range(throttle.FREE_FAILURES + 1):
+            resp = await h.http.post("/console/login", data={"token": "wrong-token-000000"}, allow_redirects=False)
+            statuses.append(resp.status)
+        assert statuses == [401] * (throttle.FREE_FAILURES + 1) and resp.headers["Retry-After"] == "1"
+        for _ in range(20):  # a flood while the form is closed: 429s, not one log line each
+            resp = await h.http.post("/console/login", data={"token": "wrong-token-000000"}, allow_redirects=False)
+            assert resp.status == 429
+    events = [e["event"] for e in logs if e["event"].startswith("console.login")]
+    assert events == ["console.login_failed"] * throttle.FREE_FAILURES + ["console.login_throttled"]
+    resp = await h.http.post("/console/login", data={"token": ADMIN_TOKEN}, allow_redirects=False)
+    text = await resp.text()
+    assert resp.status == 429 and resp.headers["Retry-After"] == "1" and "Too many failed logins" in text
+    assert auth.COOKIE not in resp.cookies  # refused before the token was even compared
+    resp = await h.http.post("/console/login", data={"token": ADMIN_TOKEN}, allow_redirects=False,
+                             headers={"Cookie": f"{auth.DEVICE_COOKIE}={device}"})
+    assert resp.status == 303  # the operator's own browser is not held up by the others' failures
+    h.clock.advance(1)
+    h.http.session.cookie_jar.clear()
+    assert await login(h) == 303  # and the shared form opens again once the delay has passed
+    resp = await h.http.get("/console/approvals", headers=AUTH)  # bearer access is never throttled
+    assert resp.status == 200
+
+
+async def test_the_approval_page_has_a_live_fragment_with_an_etag(harness: Harness) -> None:
+    await pending_approval(harness)
+    assert await login(harness) == 303
+    _, text = await page(harness, "/console/approvals/erp/PO-1")
+    assert 'data-live="/console/approvals/erp/PO-1/live"' in text
+    etag = re.search(r'data-etag="([^"]+)"', text)
+    assert etag is not None
+    resp = await harness.http.get("/console/approvals/erp/PO-1/live")
+    assert resp.status == 200 and 'data-status="待审批"' in await resp.text()
+    assert resp.headers["ETag"] == etag.group(1).replace("&quot;", '"')
+    resp = await harness.http.get("/console/approvals/erp/PO-1/live", headers={"If-None-Match": resp.headers["ETag"]})
+    assert resp.status == 304
+    assert await harness.post(body("PO-1", "approved", 5, card=False)) == 202
+    await harness.settle()
+    resp = await harness.http.get("/console/approvals/erp/PO-1/live", headers={"If-None-Match": etag.group(1)})
+    assert resp.status == 200 and 'data-status="已同意"' in await resp.text()
+    harness.http.session.cookie_jar.clear()
+    resp = await harness.http.get("/console/approvals/erp/PO-1/live", allow_redirects=False)
+    assert resp.status == 401  # a script's request: refused, not redirected to the login form
+    resp = await harness.http.get("/console/approvals/erp/PO-404/live", headers=AUTH)
+    assert resp.status == 404
