@@ -270,6 +270,14 @@ def _token_check(app: web.Application) -> dict[str, Any]:
     return {"ok": True, "detail": "token obtained" if obtained else "not needed yet", "apps": apps}
 
 
+async def list_apps(request: web.Request) -> web.Response:
+    """Each DingTalk app with this process's figures (token, calls, errors, throttled): `bridge status`."""
+    app = request.app
+    clients = app.get(CLIENTS)
+    apps = clients.figures(app[CLOCK]) if clients is not None else []
+    return json_response({"apps": apps, "role": str(app.get(ROLE, Role.ALL)), "count": len(apps)})
+
+
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
     m = app[METRICS]
@@ -293,6 +301,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/readyz", readyz)
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
+    r.add_get("/apps", admin_only(list_apps))
     r.add_get("/approvals", admin_only(list_approvals))
     r.add_get("/approvals/{source}/{approval_id}", admin_only(get_approval))
     r.add_post("/approvals/{source}/{approval_id}/recall", admin_only(recall_approval))

@@ -78,6 +78,9 @@ def document() -> dict[str, Any]:
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
                 "description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _answer("OpenAPI")}}},
+            "/apps": {"get": {"summary": "Each DingTalk app with this process's token state, calls, errors and "
+                                         "throttled calls", "security": admin,
+                              "responses": {"200": _answer("the apps"), **_errors(401, 403)}}},
             "/approvals": {"get": {
                 "summary": "List approvals, most recently updated first", "security": admin,
                 "parameters": [_query("status", approval_status, "only this status"),

@@ -32,6 +32,7 @@ def notice(n: store.Notice) -> dict[str, Any]:
         "delivery": dict(n.delivery) if n.delivery is not None else None,
         "note": n.note,
         "orphaned_at": ts(n.orphaned_at),
+        "app": n.app,  # the DingTalk app that sent it (None: not sent yet, or sent before apps were stored)
     }
 
 

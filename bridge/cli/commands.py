@@ -11,10 +11,13 @@ import asyncio
 import faulthandler
 import json
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from bridge.cli import common
 from bridge.records import JobState
+
+if TYPE_CHECKING:
+    from bridge.config import Config
 
 SANDBOX_DB = common.SANDBOX_DB
 DEFAULT_SIM_PORT = common.DEFAULT_SIM_PORT
@@ -132,6 +135,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from bridge.cli import present
 
     cfg = _load_config(args)
+    if args.source is None or args.approval_id is None:
+        return _apps_status(args, cfg)
 
     async def main() -> dict[str, Any] | None:
         st = _open_store(cfg)
@@ -148,6 +153,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(detail)
     else:
         print(present.approval(detail, _style(args)))
+    return 0
+
+
+def _apps_status(args: argparse.Namespace, cfg: Config) -> int:
+    """`bridge status` alone: each DingTalk app's figures from the running bridge."""
+    from bridge.cli import apps_status
+
+    if args.source is not None:
+        raise UsageError("give both SOURCE and APPROVAL_ID (or neither, for each DingTalk app's figures)")
+    try:
+        body = apps_status.fetch(cfg, args.url)
+    except RuntimeError as exc:
+        raise Failed(str(exc)) from None
+    if args.json:
+        _print_json(body)
+    else:
+        print(apps_status.render(body))
     return 0
 
 

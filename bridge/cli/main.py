@@ -153,8 +153,13 @@ def build_parser(prog: str = "bridge") -> argparse.ArgumentParser:
 
     p = _command(sub, "status", commands.cmd_status)
     _config_args(p)
-    p.add_argument("source", metavar="SOURCE", help="the source the approval came from")
-    p.add_argument("approval_id", metavar="APPROVAL_ID", help="the approval's id in that source")
+    p.add_argument("source", metavar="SOURCE", nargs="?", default=None,
+                   help="the source the approval came from (without SOURCE and APPROVAL_ID: each DingTalk app's "
+                        "figures, from the running bridge's admin API)")
+    p.add_argument("approval_id", metavar="APPROVAL_ID", nargs="?", default=None,
+                   help="the approval's id in that source")
+    p.add_argument("--url", default=None, help="the running bridge's admin API base URL, for the per-app figures "
+                                               "(default: from this configuration)")
     _json_arg(p, "the approval")
     _utc_arg(p)
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bridge import errors
 from bridge.config_model import DEFAULT_APP, Config
@@ -124,6 +125,30 @@ class AppClients(Generic[C]):
         except KeyError:
             raise errors.BridgeError(f"no DingTalk app {name!r} is configured (apps: {', '.join(self._clients)})"
                                      ) from None
+
+    def figures(self, clock: Clock) -> list[dict[str, Any]]:
+        """Each app as GET /apps and `bridge status` show it: who it is (no secret), its token's last success and
+        failure (UTC), and this process's calls, errors and throttled calls through it since start."""
+        now, mono = clock.now(), clock.monotonic()
+
+        def at(value: object) -> str | None:
+            return (now - timedelta(seconds=mono - value)).isoformat() if isinstance(value, int | float) else None
+
+        out = []
+        for name, client in self._clients.items():
+            app = self.cfg.dingtalk.app(name)
+            stats = self.stats[name]
+            ok_at, failed_at = getattr(client, "last_token_ok_at", None), getattr(client, "last_token_error_at", None)
+            out.append({
+                "name": name, "default": name == self.cfg.dingtalk.default_app,
+                "app_key": app.app_key if app else None, "agent_id": app.agent_id if app else None,
+                "base_url": app.base_url if app else None, "qps": app.qps if app else None,
+                "sources": [s.name for s in self.cfg.sources if self.cfg.app_of(s.name) == name],
+                "token": {"ok": not (failed_at is not None and (ok_at is None or failed_at > ok_at)),
+                          "last_ok_at": at(ok_at), "last_error_at": at(failed_at)},
+                "calls": stats.calls, "errors": stats.errors, "throttled": stats.throttled, "tokens": stats.tokens,
+            })
+        return out
 
     def app_of_source(self, source: str) -> str:
         """The app a source's new cards go out through (config: its `app`, else the default app)."""

@@ -188,3 +188,43 @@ async def test_a_card_sent_before_apps_were_stored_goes_to_the_default_app(env: 
     clients = AppClients.same(object(), cfg)
     assert clients.app_of_notice(dataclasses.replace(n, app=None)) == "sales"  # an old row: the default app
     assert clients.app_of_notice(dataclasses.replace(n, app=None, task_id=None)) == "hr"  # unsent: its source's
+
+
+ADMIN = "adm-apps-0123456789abcdef"
+
+
+async def test_get_apps_readyz_and_bridge_status_show_each_app(env: Env) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bridge import app as bridge_app
+    from bridge.cli import apps_status
+    from bridge.store.memory import MemoryStore
+
+    cfg = two_app_config(env.base_url)
+    cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, admin_token=config.Secret(ADMIN)))
+    wrong = dataclasses.replace(cfg.dingtalk.apps[1], app_secret=config.Secret("not-the-sales-secret"))
+    cfg = dataclasses.replace(cfg, dingtalk=dataclasses.replace(cfg.dingtalk, apps=(cfg.dingtalk.apps[0], wrong)))
+    clients = AppClients.from_config(env.session, cfg, clock=env.clock, observer=env.metrics, tokens=TokenRegistry())
+    await clients.get("hr").token()
+    with pytest.raises(Exception, match="gettoken"):
+        await clients.get("sales").token()
+    app = bridge_app.create_app(cfg, store=MemoryStore(), clock=env.clock, client=clients, metrics=env.metrics,
+                                run_worker=False)
+    async with TestClient(TestServer(app)) as http:
+        assert (await http.get("/apps")).status == 401
+        resp = await http.get("/apps", headers={"Authorization": f"Bearer {ADMIN}"})
+        text = await resp.text()
+        body = await resp.json()
+        ready = await (await http.get("/readyz")).json()
+    assert resp.status == 200 and "not-the-sales-secret" not in text and HR.app_secret not in text
+    hr, sales = body["apps"]
+    assert (hr["name"], hr["agent_id"], hr["sources"], hr["token"]["ok"], hr["calls"], hr["errors"]) == \
+        ("hr", HR.agent_id, ["erp"], True, 1, 0)
+    assert hr["token"]["last_ok_at"] == env.clock.now().isoformat()
+    assert (sales["sources"], sales["token"]["ok"], sales["calls"], sales["errors"]) == (["crm"], False, 1, 1)
+    assert sales["token"]["last_error_at"] is not None and sales["token"]["last_ok_at"] is None
+    check = ready["checks"]["dingtalk_token"]
+    assert ready["status"] == "unavailable" and check["error"].endswith("for app sales")
+    assert check["apps"]["hr"]["ok"] is True and check["apps"]["sales"]["ok"] is False
+    shown = apps_status.render(body)
+    assert "app hr" in shown and "token     FAILING" in shown and "calls     1  errors 1  throttled 0" in shown

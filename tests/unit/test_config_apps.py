@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,3 +98,15 @@ def test_config_show_masks_every_apps_secret() -> None:
 def test_the_sandbox_is_one_default_app() -> None:
     cfg = config.sandbox("http://127.0.0.1:9", "/tmp/x.db")
     assert [a.name for a in cfg.dingtalk.all_apps] == [DEFAULT_APP]
+
+
+def test_the_documented_two_app_example_loads() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = page.split("## Several DingTalk apps", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, flags=re.S)
+    assert block is not None
+    env = {"DINGTALK_HR_SECRET": HR_SECRET, "DINGTALK_SALES_SECRET": SALES_SECRET, "OA_WEBHOOK_SECRET": WHSEC,
+           "CRM_WEBHOOK_SECRET": WHSEC}
+    cfg = config.from_dict(tomllib.loads(block.group(1)), env=env)
+    assert [(a.name, a.qps) for a in cfg.dingtalk.all_apps] == [("hr", 20.0), ("sales", 10.0)]
+    assert (cfg.app_of("oa"), cfg.app_of("crm")) == ("hr", "sales")

@@ -221,3 +221,18 @@ def test_status_is_coloured_on_a_terminal_only(world: World, capsys: pytest.Capt
     assert "\033[48;2;120;192;110m" in out and " 已同意 " in out  # the status bar on its own colour
     code, out, _ = world.run(capsys, "status", "erp", "PO-2", "--json")
     assert "\033[" not in out and json.loads(out)["status"] == "approved"
+
+
+def test_status_alone_needs_the_admin_api_and_says_why(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bridge status` without an approval reads the running bridge's GET /apps; without a token it cannot."""
+    code, _out, err = world.run(capsys, "status")
+    assert code == 1 and "admin_token is not set" in err
+    code, _out, err = world.run(capsys, "status", "erp")
+    assert code == 2 and "give both SOURCE and APPROVAL_ID" in err
+
+
+def test_status_alone_names_the_address_it_could_not_reach(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.cfg_path.write_text(CONFIG.replace("[storage]", '[server]\nadmin_token = "adm-0123456789abcdef"\n'
+                                             "port = 1\n[storage]"), encoding="utf-8")
+    code, _out, err = world.run(capsys, "status")
+    assert code == 1 and "cannot reach the running bridge at http://127.0.0.1:1/apps" in err
