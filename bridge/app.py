@@ -43,6 +43,7 @@ from bridge.dingtalk.tokens import TokenRegistry
 from bridge.errors import BridgeError
 from bridge.metrics import Metrics
 from bridge.sources import stream
+from bridge.sources.native import native_keys
 from bridge.store import Store, open_store
 
 log = structlog.get_logger("bridge.app")
@@ -149,6 +150,20 @@ class ListenError(BridgeError):
     """bridge could not listen on an address (in use, not permitted, not local): `bridge serve` exits 2."""
 
 
+def secret_values(cfg: Config) -> list[str]:
+    """Every secret the configuration holds, revealed for the log scrubber: webhook secrets, app secrets, the
+    admin token, the database password, and each native source's keys (DingTalk / WeCom token and aes_key,
+    Feishu verification token and encrypt key, the Stream client secret)."""
+    values = [s.reveal() for src in cfg.sources for s in src.secrets]
+    values += [a.app_secret.reveal() for a in cfg.dingtalk.all_apps]
+    values += [k.reveal() for src in cfg.sources if src.native is not None for k in native_keys(src.native)]
+    if cfg.server.admin_token is not None:
+        values.append(cfg.server.admin_token.reveal())
+    if cfg.storage.password is not None:
+        values.append(cfg.storage.password.reveal())
+    return [v for v in values if v]
+
+
 async def serve(
     cfg: Config, *, sandbox_sim: object | None = None, ready: asyncio.Event | None = None, role: Role = Role.ALL
 ) -> None:
@@ -158,13 +173,7 @@ async def serve(
 
     Whatever fails during start-up (a port in use, the store), everything opened so far is closed again
     before the error propagates, so the process exits instead of hanging on the store's writer thread."""
-    secrets = [s.reveal() for src in cfg.sources for s in src.secrets]
-    secrets += [a.app_secret.reveal() for a in cfg.dingtalk.all_apps if a.app_secret.reveal()]
-    if cfg.server.admin_token is not None:
-        secrets.append(cfg.server.admin_token.reveal())
-    if cfg.storage.password is not None:
-        secrets.append(cfg.storage.password.reveal())
-    logs.register_secrets(secrets)
+    logs.register_secrets(secret_values(cfg))
     storage_path = cfg.storage.url or _absolute(cfg.storage.path)
     st = open_store(cfg.storage, exclusive=True)  # one server per SQLite database
     structlog.contextvars.bind_contextvars(role=str(role), pid=os.getpid())  # every line names process and role

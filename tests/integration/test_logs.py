@@ -197,3 +197,34 @@ def test_the_scrubber_masks_registered_secrets_and_secret_looking_keys(log_strea
 
 def parse_all(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def test_native_keys_and_the_stream_client_secret_are_scrubbed(log_stream: io.StringIO) -> None:
+    """What `bridge serve` registers (app.secret_values) covers every native credential: a log line that
+    carries one by mistake shows **** instead."""
+    from bridge import config
+    from bridge.app import secret_values
+
+    env = {"APP": "app-secret-0001", "DT_TOKEN": "dt-callback-token-0002", "FS_TOKEN": "fs-verify-token-0003",
+           "FS_KEY": "fs-encrypt-key-0004", "STREAM": "stream-client-secret-0005",
+           "AES": "abcdefghij" * 4 + "xyz"}
+    cfg = config.from_dict({
+        "dingtalk": {"app_key": "k", "app_secret": "env:APP", "agent_id": 1},
+        "sources": [
+            {"name": "dt", "format": "dingtalk", "token": "env:DT_TOKEN", "aes_key": "env:AES",
+             "app_key": "dingsnotzck6pm5veliw", "notify": "applicant"},
+            {"name": "fs", "format": "feishu", "verification_token": "env:FS_TOKEN", "encrypt_key": "env:FS_KEY",
+             "notify": "fixed", "recipients": ["manager01"], "url_template": "https://x/{instance_code}"},
+            {"name": "st", "format": "dingtalk", "transport": "stream", "client_id": "dingapp",
+             "client_secret": "env:STREAM", "notify": "applicant"},
+        ]}, env=env)
+    registered = secret_values(cfg)
+    assert set(env.values()) <= set(registered)
+    logs.register_secrets(registered)
+    log = structlog.get_logger("bridge.test")
+    for value in env.values():
+        log.warning("test.leak", detail=f"upstream said: {value}!", url=f"wss://gw/connect?x={value}")
+    text = log_stream.getvalue()
+    assert len(parse_all(log_stream)) == len(env)
+    for value in env.values():
+        assert value not in text, value

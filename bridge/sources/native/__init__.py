@@ -67,8 +67,19 @@ __all__ = [
     "WxKeys",
     "encode_request",
     "handle",
+    "native_keys",
     "parse_config",
 ]
+
+def native_keys(native: NativeConfig) -> tuple[Secret, ...]:
+    """A native source's secrets, whatever its platform (for the log scrubber)."""
+    keys = native.keys
+    if isinstance(keys, WxKeys):
+        return (keys.token, keys.aes_key)
+    if isinstance(keys, FeishuKeys):
+        return (keys.verification_token,) + ((keys.encrypt_key,) if keys.encrypt_key is not None else ())
+    return (keys.client_secret,)
+
 
 Rng = Callable[[int], bytes]
 Encoded = tuple[str, dict[str, str], dict[str, str], bytes]
