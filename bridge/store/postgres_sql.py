@@ -27,6 +27,7 @@ from bridge.store.sqlite_sql import Migration, load_queries
 
 Conn = AsyncConnection[DictRow]
 Body = Callable[[Conn], Awaitable[Any]]
+After = Callable[[], Awaitable[Any]]  # what a PIPELINED body answers once its transaction has committed
 WORK_CHANNEL = "bridge_work"
 MIGRATION_LOCK = 0x62726964  # "brid": the advisory lock key held while migrating
 
@@ -64,9 +65,12 @@ class Mode(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Work:
     """A body and how to run it. Round trips, not commits, are what a PostgreSQL write costs on the idle path
-    (docs/performance.md), so each write says how few it needs. In PIPELINED bodies only a fetched row says
-    what happened (a row count is not there until the results are read): the statements they test RETURN a
-    row, and everything that does not depend on an answer is queued before the one fetch that waits."""
+    (docs/performance.md), so each write says how few it needs. A PIPELINED body runs between a queued BEGIN
+    and COMMIT (the store's `_pipelined`) and answers an `After`, read once the COMMIT's sync has brought every
+    result back, so the last statements, the COMMIT and the reading of their answers share one round trip. In
+    such bodies only a fetched row says what happened (a row count is not there until the results are read):
+    the statements they test RETURN a row, and everything that does not depend on an answer is queued before
+    the one fetch that waits."""
 
     run: Body
     mode: Mode = Mode.TRANSACTION
@@ -102,6 +106,22 @@ async def notify(conn: Conn, what: str) -> None:
 
 async def _ids(cursors: Sequence[AsyncCursor[DictRow]]) -> list[int]:
     return [int(row["id"]) for cur in cursors for row in await cur.fetchall()]
+
+
+def ids_after(cursors: Sequence[AsyncCursor[DictRow]]) -> After:
+    """The ids the cursors' inserts returned, read after the commit."""
+    async def read() -> list[int]:
+        return await _ids(cursors)
+
+    return read
+
+
+def value_after(value: Any) -> After:
+    """A result known before the commit."""
+    async def read() -> Any:
+        return value
+
+    return read
 
 
 async def _send_jobs(conn: Conn, prepared: Sequence[Mapping[str, Any]]) -> list[AsyncCursor[DictRow]]:
@@ -145,7 +165,7 @@ def decision_body(decision: Decision, now: datetime, owner: str) -> Work:
     mark = {"id": decision.inbox_id, "outcome": decision.outcome, "reason": decision.reason, "now": at,
             "owner": owner}
 
-    async def run(conn: Conn) -> list[int]:
+    async def run(conn: Conn) -> After:
         claim = await send(conn, "claim_decision", mark)
         if upsert is not None:
             await send(conn, "upsert_approval", upsert)
@@ -167,7 +187,7 @@ def decision_body(decision: Decision, now: datetime, owner: str) -> Work:
             to_status=decision.to_status, outcome=decision.outcome, reason=decision.reason, at=at,
         ))
         await execute_many(conn, "insert_journal", lines)
-        return await _ids(job_cursors)  # round trip 2 (the COMMIT follows with the pipeline's sync)
+        return ids_after(job_cursors)  # round trip 2: these, the COMMIT and their answers
 
     return Work(run, Mode.PIPELINED)
 
@@ -183,7 +203,7 @@ def finish_body(
     jobs = [sq.job_params(job, now) for job in sq.no_new_notices(new_jobs)]
     lines = sq.journal_params(journal, now)
 
-    async def run(conn: Conn) -> list[int]:
+    async def run(conn: Conn) -> After:
         finished = await send(conn, "finish_job", finish)
         changed = None if change is None else await send(conn, "update_notice", change)
         await notify(conn, "done")  # the job's successor in its key may be claimable now
@@ -193,11 +213,9 @@ def finish_body(
             raise LookupError(f"no job {job_id}")
         if changed is not None and change is not None and not await changed.fetchall():
             raise LookupError(f"no notice {change['id']}")
-        if not jobs:
-            return []
         parent = parents[0]
         owner = {"source": parent["source"], "approval_id": parent["approval_id"]}
-        return await _ids(await _send_jobs(conn, [
+        return ids_after(await _send_jobs(conn, [
             {**p, **owner, "event_id": p["event_id"] or parent["event_id"]} for p in jobs]))
 
     return Work(run, Mode.PIPELINED)
@@ -211,7 +229,7 @@ def add_jobs_body(new_jobs: Sequence[NewJob], now: datetime, journal: Sequence[N
         jobs.append(sq.job_params(job, now))
     lines = sq.journal_params(journal, now)
 
-    async def run(conn: Conn) -> list[int]:
+    async def run(conn: Conn) -> After:
         owners = [await send(conn, "notice_owner", {"id": params["notice_id"]}) for params in jobs]
         prepared = []
         for params, cur in zip(jobs, owners, strict=True):
@@ -221,7 +239,7 @@ def add_jobs_body(new_jobs: Sequence[NewJob], now: datetime, journal: Sequence[N
             prepared.append({**params, "source": found[0]["source"], "approval_id": found[0]["approval_id"]})
         job_cursors = await _send_jobs(conn, prepared)
         await execute_many(conn, "insert_journal", lines)
-        return await _ids(job_cursors)
+        return ids_after(job_cursors)
 
     return Work(run, Mode.PIPELINED)
 
@@ -234,13 +252,13 @@ def statement_body(
     RETURN the rows it changes), changing no row raises LookupError(missing) and the transaction rolls back.
     `wake`: the change makes work due now. A lone statement runs in autocommit (one round trip)."""
     if missing is not None:
-        async def checked(conn: Conn) -> int:
+        async def checked(conn: Conn) -> After:
             cur = await send(conn, name, params)
             await execute_many(conn, "insert_journal", journal)
             rows = await cur.fetchall()
             if not rows:
                 raise LookupError(missing)
-            return len(rows)
+            return value_after(len(rows))
 
         return Work(checked, Mode.PIPELINED)
 
