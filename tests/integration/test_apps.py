@@ -1,9 +1,10 @@
 """Two DingTalk apps against the simulator: each source's cards come from its own app's agent, each app's rate
 limit is its own, and a card's updates go back to the app that sent it even after its source moved.
 
-Load-independent: the simulator and bridge share one FakeClock, which moves only when a rate limiter (or the
-test) sleeps, so every figure asserted here is the same on an idle and on a loaded machine. Which app a limiter
-wait belongs to is read from the sleeping task's name (the worker names each job's task `job-<id>`).
+Run on SQLite and on PostgreSQL. Load-independent: the simulator and bridge share one FakeClock, which moves
+only when a rate limiter (or the test) sleeps, so every figure asserted here is the same on an idle and on a
+loaded machine. Which app a limiter wait belongs to is read from the sleeping task's name (the worker names
+each job's task `job-<id>`).
 """
 
 from __future__ import annotations
@@ -93,12 +94,21 @@ class Env:
         raise AssertionError("jobs still pending")
 
 
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """The simulator with two apps, and bridge's store: SQLite, or PostgreSQL (skipped with a reason when it is
+    unreachable, failed under BRIDGE_REQUIRE_REAL=1)."""
+    st: store.Store
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+        from bridge.store.postgres import PostgresStore
+
+        st = PostgresStore(url)
+    else:
+        st = SQLiteStore(tmp_path / "bridge.db")
     clock = TaskClock()
     state = SimState(SimSettings(apps=(HR, SALES)), clock=clock, seed=7)
     async with simulator.running(state=state) as sim, aiohttp.ClientSession() as session:
-        st = SQLiteStore(tmp_path / "bridge.db")
         await st.open()
         try:
             yield Env(st, state, clock, session, sim.base_url, Metrics())
