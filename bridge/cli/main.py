@@ -131,6 +131,8 @@ def build_parser(prog: str = "bridge") -> argparse.ArgumentParser:
                         "answer an error (default: ignore)")
     p.add_argument("--app", action="append", metavar="KEY:SECRET:AGENT",
                    help="an app the simulator accepts (repeatable; default: the demo app)")
+    p.add_argument("--user", action="append", metavar="USERID:MOBILE[:UNIONID]",
+                   help="an employee getbymobile / getbyunionid know (repeatable; default: the demo directory)")
     _log_args(p)
 
     p = _command(sub, "check-config", commands.cmd_check_config)

@@ -29,7 +29,7 @@ from bridge.simulator import stream as sim_stream
 from bridge.simulator import ui
 from bridge.simulator import wire as sim_wire
 from bridge.simulator.directory import Directory
-from bridge.simulator.model import DEMO_APP, FAULT_KINDS, Employee, FaultPlan, SimApp, SimSettings
+from bridge.simulator.model import DEFAULT_DIRECTORY, DEMO_APP, FAULT_KINDS, Employee, FaultPlan, SimApp, SimSettings
 from bridge.simulator.state import SimState
 from bridge.simulator.wire import SimAnswer
 
@@ -320,12 +320,22 @@ def parse_app(text: str) -> SimApp:
     return SimApp(parts[0], parts[1], int(parts[2]))
 
 
+def parse_user(text: str) -> Employee:
+    """`USERID:MOBILE[:UNIONID]` (either of the last two may be empty) → a directory Employee."""
+    parts = text.split(":")
+    if not 2 <= len(parts) <= 3 or not parts[0]:
+        raise ValueError(f"--user must be USERID:MOBILE[:UNIONID], not {text!r}")
+    return Employee(parts[0], parts[1] or None, (parts[2] if len(parts) == 3 else "") or None)
+
+
 def run_cli(args: argparse.Namespace) -> int:
-    """`bridge simulator --host H --port P [--status-bar-violation ignore|error] [--app KEY:SECRET:AGENT]...`."""
+    """`bridge simulator --host H --port P [--status-bar-violation ignore|error] [--app KEY:SECRET:AGENT]...
+    [--user USERID:MOBILE[:UNIONID]]...`."""
     try:
         apps = tuple(parse_app(a) for a in (getattr(args, "app", None) or []))
+        users = tuple(parse_user(u) for u in (getattr(args, "user", None) or []))
         settings = SimSettings(status_bar_violation=getattr(args, "status_bar_violation", None) or "ignore",
-                               apps=apps or (DEMO_APP,))
+                               apps=apps or (DEMO_APP,), directory=users or DEFAULT_DIRECTORY)
     except ValueError as exc:
         print(f"error: {exc}", flush=True)
         return 2
