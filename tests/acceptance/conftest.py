@@ -93,8 +93,9 @@ class Proc:
     err: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, *args: str | int, cwd: Path) -> Proc:
-        popen = subprocess.Popen([BRIDGE, *map(str, args)], cwd=cwd, env=env(), stdin=subprocess.DEVNULL,
+    def start(cls, *args: str | int, cwd: Path, extra_env: dict[str, str] | None = None) -> Proc:
+        popen = subprocess.Popen([BRIDGE, *map(str, args)], cwd=cwd, env={**env(), **(extra_env or {})},
+                                 stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         p = cls(popen)
         for stream, sink in ((popen.stdout, p.out), (popen.stderr, p.err)):
