@@ -350,3 +350,40 @@ async def test_run_beats_every_third_of_a_lease(env) -> None:
     w.stop()
     await asyncio.wait_for(task, 5)
     assert extended is not None and extended.attempts == 1  # extended, not claimed again
+
+
+async def test_jobs_keep_being_claimed_while_the_decider_works_through_a_long_batch(env, clock: FakeClock) -> None:
+    """A backlog of undecided events must not starve delivery: while the loop waits on a slow decision batch,
+    each finished job claims the next one itself (one job at a time here, so the second send proves it)."""
+    import asyncio
+
+    from bridge import service
+
+    st, fake, _, clock, _ = env
+    cfg = make_config()
+    cfg = replace(cfg, worker=replace(cfg.worker, concurrency=1))
+    release = asyncio.Event()
+
+    class SlowBatches(service.Decider):
+        calls = 0
+
+        async def process_pending(self, limit: int = 200) -> list[service.Processed]:
+            SlowBatches.calls += 1
+            out = await super().process_pending(limit)
+            if SlowBatches.calls == 2:
+                await release.wait()  # a long batch: the loop cannot claim until it returns
+            return out
+
+    w = worker.Worker(st, fake, cfg, clock, decider=SlowBatches(st, cfg, clock))
+    await put(st, clock, event(Status.PENDING, n=1, approval_id="PO-1"), event(Status.PENDING, n=1, approval_id="PO-2"))
+    task = asyncio.create_task(w.run())
+    for _ in range(2000):  # event-loop turns, not time: the in-memory store never waits on anything
+        if len(fake.named("send")) == 2:
+            break
+        await asyncio.sleep(0)
+    sends = len(fake.named("send"))
+    blocked = not release.is_set() and SlowBatches.calls == 2
+    release.set()
+    w.stop()
+    await asyncio.wait_for(task, 5)
+    assert blocked and sends == 2
