@@ -271,11 +271,14 @@ def _token_check(app: web.Application) -> dict[str, Any]:
 
 
 async def list_apps(request: web.Request) -> web.Response:
-    """Each DingTalk app with this process's figures (token, calls, errors, throttled): `bridge status`."""
+    """Each DingTalk app with this process's figures (token, calls, errors, throttled), and this process's
+    DingTalk Stream connections (state, connected_at, counts): what `bridge status` prints."""
     app = request.app
     clients = app.get(CLIENTS)
     apps = clients.figures(app[CLOCK]) if clients is not None else []
-    return json_response({"apps": apps, "role": str(app.get(ROLE, Role.ALL)), "count": len(apps)})
+    streams = [sc.status() for sc in app.get(STREAMS, [])]
+    return json_response({"apps": apps, "role": str(app.get(ROLE, Role.ALL)), "count": len(apps),
+                          "streams": streams})
 
 
 async def metrics(request: web.Request) -> web.Response:

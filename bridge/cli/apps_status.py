@@ -3,7 +3,8 @@
 Why it asks the running process: a token's last success or failure and the calls made through each app live in
 the serving process (its clients), not in the store. So this reads the admin API's GET /apps of the bridge this
 configuration describes ([admin] port if set, else the webhook listener; the [server] admin_token), and prints
-one block per app: agent, sources, token state, calls, errors, throttled.
+one block per app: agent, sources, token state, calls, errors, throttled; then one line per DingTalk Stream
+connection the process holds (the connection lives in that process too: state, since when, counts).
 """
 
 from __future__ import annotations
@@ -63,4 +64,10 @@ def render(body: dict[str, Any]) -> str:
             f"  calls     {a['calls']}  errors {a['errors']}  throttled {a['throttled']}  tokens fetched "
             f"{a['tokens']}  (this process, role {body.get('role', 'all')}, since it started)",
         ]
+    for st in body.get("streams", []):
+        state = "connected" if st["connected"] else str(st["state"]).upper()
+        since = f" since {st['connected_at']}" if st.get("connected_at") else ""
+        error = f"  last error {st['last_error']}" if st.get("last_error") and not st["connected"] else ""
+        lines.append(f"stream {st['source']}  {state}{since}  connections {st['connections']}  events "
+                     f"{st['events']}  duplicates {st['duplicates']}  later {st['later']}  {st['gateway_url']}{error}")
     return "\n".join(lines) if lines else "no DingTalk apps"
