@@ -39,6 +39,7 @@ from bridge.appkeys import (
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config
 from bridge.dingtalk.apps import AppClients
+from bridge.dingtalk.fleetlimit import SlotSource
 from bridge.dingtalk.tokens import TokenRegistry
 from bridge.errors import BridgeError
 from bridge.metrics import Metrics
@@ -94,8 +95,9 @@ def create_app(
             yield
             return
         async with aiohttp.ClientSession() as session:
+            slots = store if isinstance(store, SlotSource) else None  # PostgreSQL: one rate limit for the fleet
             a[CLIENTS] = AppClients.from_config(session, cfg, clock=clock, observer=metrics,
-                                                tokens=TokenRegistry(store))  # one token per app for the fleet
+                                                tokens=TokenRegistry(store), slots=slots)  # one token per app
             yield
 
     async def worker_ctx(a: web.Application) -> AsyncIterator[None]:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from bridge.clock import Clock
     from bridge.dingtalk.client import Client, TokenRegistry
+    from bridge.dingtalk.fleetlimit import SlotSource
     from bridge.records import Notice
 
 __all__ = ["DEFAULT_APP", "AppCallObserver", "AppClients", "AppStats", "is_throttle_code"]
@@ -99,16 +100,18 @@ class AppClients(Generic[C]):
 
     @staticmethod
     def from_config(session: aiohttp.ClientSession, cfg: Config, *, clock: Clock | None = None,
-                    observer: AppCallObserver | None = None, tokens: TokenRegistry | None = None
-                    ) -> AppClients[Client]:
-        """One Client per configured app, each with its own token and rate limiter."""
+                    observer: AppCallObserver | None = None, tokens: TokenRegistry | None = None,
+                    slots: SlotSource | None = None) -> AppClients[Client]:
+        """One Client per configured app, each with its own token and rate limiter (with `slots`, PostgreSQL,
+        each app's limiter is shared by the whole fleet: bridge.dingtalk.fleetlimit)."""
         from bridge.dingtalk.client import Client
 
         d = cfg.dingtalk
         stats = {a.name: AppStats() for a in d.all_apps}
         clients = {a.name: Client(session, app_key=a.app_key, app_secret=a.app_secret, agent_id=a.agent_id,
                                   base_url=a.base_url, qps=a.qps, timeout_s=d.timeout_s, clock=clock,
-                                  observer=_Bound(a.name, stats[a.name], observer), tokens=tokens, app=a.name)
+                                  observer=_Bound(a.name, stats[a.name], observer), tokens=tokens, app=a.name,
+                                  slots=slots)
                    for a in d.all_apps}
         return AppClients(clients, cfg, stats)
 

@@ -8,8 +8,8 @@ Everything bridge says to DingTalk goes through `Client`, so the awkward parts l
 - The access token is shared per app (bridge.dingtalk.tokens: in this process, and through the store by every
   process of the fleet), fetched by one caller at a time while the others wait for it, refreshed 10 minutes
   before it expires, and on a token error invalidated, refreshed once and the call retried once.
-- Each endpoint has its own client-side rate limiter (DingTalk: 20 calls/s per app per endpoint), and every
-  HTTP request has a total timeout.
+- Each endpoint has its own client-side rate limiter (DingTalk: 20 calls/s per app per endpoint), shared by the
+  fleet's processes on PostgreSQL (bridge.dingtalk.fleetlimit), and every HTTP request has a total timeout.
 - The app secret and the access token are scrubbed from every error message, log line and repr.
 Wire format: dingtalk-work-notice-api.md §0–§6 (JSON bodies, token in the query, CSV id lists).
 """
@@ -27,8 +27,10 @@ from bridge import errors
 from bridge.clock import Clock, SystemClock
 from bridge.config import DingTalkConfig
 from bridge.dingtalk import messages
+from bridge.dingtalk.fleetlimit import FleetLimiters, SlotSource
 from bridge.dingtalk.ratelimit import EndpointLimiters
 from bridge.dingtalk.tokens import TokenRegistry as TokenRegistry
+from bridge.dingtalk.tokens import app_key_hash
 from bridge.dingtalk.wire import (
     GETBYMOBILE,
     GETBYUNIONID,
@@ -81,6 +83,7 @@ class Client:
         observer: CallObserver | None = None,
         tokens: TokenRegistry | None = None,
         app: str = "default",
+        slots: SlotSource | None = None,
     ) -> None:
         self._session = session
         self.app = app  # the configured app's name (bridge.dingtalk.apps), for logs
@@ -93,15 +96,20 @@ class Client:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.timeout_s = timeout_s
         # at most `qps` starts in any RATE_WINDOW_S (see there): about 19.6 calls/s for DingTalk's 20
-        self._limiters = EndpointLimiters(qps / RATE_WINDOW_S, self._clock, window_s=RATE_WINDOW_S)
+        # with `slots` (PostgreSQL) the limit holds for the whole fleet of processes (bridge.dingtalk.fleetlimit)
+        self._limiters: EndpointLimiters | FleetLimiters = (
+            EndpointLimiters(qps / RATE_WINDOW_S, self._clock, window_s=RATE_WINDOW_S) if slots is None else
+            FleetLimiters(slots, app_key_hash(self.base_url, app_key), qps / RATE_WINDOW_S, self._clock,
+                          window_s=RATE_WINDOW_S))
         self._token = (tokens or DEFAULT_TOKENS).entry(self.base_url, app_key, app_secret, self._clock)
 
     @classmethod
     def from_config(cls, session: aiohttp.ClientSession, cfg: DingTalkConfig, *, clock: Clock | None = None,
-                    observer: CallObserver | None = None, tokens: TokenRegistry | None = None) -> Client:
+                    observer: CallObserver | None = None, tokens: TokenRegistry | None = None,
+                    slots: SlotSource | None = None) -> Client:
         return cls(session, app_key=cfg.app_key, app_secret=cfg.app_secret, agent_id=cfg.agent_id,
                    base_url=cfg.base_url, qps=cfg.qps, timeout_s=cfg.timeout_s, clock=clock, observer=observer,
-                   tokens=tokens)
+                   tokens=tokens, slots=slots)
 
     def __repr__(self) -> str:
         return (f"Client(app_key={self.app_key!r}, agent_id={self.agent_id}, base_url={self.base_url!r}, "

@@ -5,7 +5,7 @@ Tokens: see bridge.dingtalk.tokens; every statement is one atomic upsert or upda
 processes racing for the refresh lease cannot both win. Rate slots: `take_rate_slots` is one autocommit
 statement, one round trip, no explicit transaction (a BEGIN/COMMIT pair would triple its cost): the row lock
 serialises the fleet's reservations for one endpoint, and the answer is a delay on the database's clock, so
-processes on machines whose clocks disagree still share one schedule.
+processes on machines whose clocks disagree still share one schedule (each maps it onto its own clock).
 """
 
 from __future__ import annotations
@@ -72,13 +72,14 @@ class PostgresShared:
 
         await self._write(run)
 
-    async def take_rate_slots(self, key: str, spacing_s: float, count: int) -> float:
+    async def take_rate_slots(self, key: str, spacing_s: float, count: int) -> tuple[float, float]:
         """Reserve `count` consecutive start slots, `spacing_s` apart, on the fleet's schedule for `key` (an app
-        and endpoint); returns the seconds from now until the first (0 when the schedule is idle)."""
+        and endpoint); returns (the first slot, the database's now), in seconds on the database's clock (the
+        first slot is now when the schedule is idle)."""
         span = max(1, round(spacing_s * 1_000_000)) * max(1, int(count))
         try:
             async with self._ready().connection() as conn:
                 rows = await (await conn.execute(_TAKE, {"key": key, "span": span})).fetchall()
         except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
             raise StorageUnavailable(f"storage unavailable: {exc}") from None
-        return max(0.0, int(rows[0]["delay_us"]) / 1_000_000)
+        return int(rows[0]["first_us"]) / 1_000_000, int(rows[0]["now_us"]) / 1_000_000

@@ -42,13 +42,13 @@ RETURNING version
 RELEASE_TOKEN = "UPDATE tokens SET lease_owner = NULL, lease_until = NULL WHERE key = :key AND lease_owner = :owner"
 
 # PostgreSQL only. Reserve `span` µs of consecutive start slots on the database's clock (so the processes'
-# clocks never need to agree) and answer how long until the first of them: a GCRA schedule, one row lock.
+# clocks never need to agree) and answer the first slot and the database's now: a GCRA schedule, one row lock.
 TAKE_SLOTS = """
 INSERT INTO rate_slots AS r (key, next_at, touched_at)
 SELECT :key, n.us + :span, n.us FROM (SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS BIGINT) AS us) n
 ON CONFLICT (key) DO UPDATE SET next_at = GREATEST(r.next_at, excluded.touched_at) + :span,
                                 touched_at = excluded.touched_at
-RETURNING r.next_at - :span - r.touched_at AS delay_us
+RETURNING r.next_at - :span AS first_us, r.touched_at AS now_us
 """
 
 

@@ -25,6 +25,7 @@ CASES = {
     "drain": ([], {"drain": ["achieved_qps", "configured_qps", "ratio", "throttled"]}),
     "backlog": ([], {"backlog": ["runs", "ratio", "load"]}),
     "operator_reads": ([], {"operator_reads": ["reads_ms", "target_ms", "approvals", "journal"]}),
+    "fleet_limit": ([], {"fleet_limit": ["local_us", "fleet_us", "ratio", "share", "load"]}),
     "memory": (["--events", "1000"], {"memory": ["samples", "peak_ingest_mib", "peak_drain_mib", "rss_last_mib"]}),
     "drills": ([], {"drills-crash": ["figures", "targets"], "drills-faults": ["figures", "targets"],
                     "drills-badinput": ["figures", "targets"], "drills-storage": ["figures", "targets"]}),
