@@ -261,6 +261,8 @@ def cmd_recall(args: argparse.Namespace) -> int:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     from bridge.cli import present
+    from bridge.clock import SystemClock
+    from bridge.journal_follow import JournalFollower
 
     cfg = _load_config(args)
     style = _style(args)
@@ -278,8 +280,10 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 after = recent[0].id - 1 if recent else 0
             if args.follow:
                 print("following new lines (Ctrl-C stops)", file=sys.stderr, flush=True)
+            # re-reads a short overlap: PostgreSQL ids can commit out of order (bridge.journal_follow)
+            follower = JournalFollower(st, SystemClock(), after=after, source=args.source)
             while True:
-                entries = await st.journal(after, source=args.source, limit=500)
+                entries = await follower.poll()
                 for e in entries:
                     if args.json:
                         print(json.dumps({"id": e.id, "at": e.at.isoformat(), "kind": e.kind, "source": e.source,
@@ -288,7 +292,6 @@ def cmd_tail(args: argparse.Namespace) -> int:
                                          ensure_ascii=False), flush=True)
                     else:
                         print(present.journal_line(e, style), flush=True)
-                    after = e.id
                 if not args.follow:
                     return
                 if not entries:
