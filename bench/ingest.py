@@ -36,6 +36,14 @@ def _requests(prefix: str, n: int) -> list[tuple[dict[str, str], bytes]]:
     return [common.signed(common.event(f"{prefix}-{i}", "pending", 0)) for i in range(n)]
 
 
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` (all its threads) so far."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Runner:
     """Drives one target with the chosen client; remembers the accepted event ids for the durability check."""
 
@@ -47,6 +55,7 @@ class Runner:
         prefix = f"{name[:1].upper()}{self.run}"
         reqs = _requests(prefix, size)
         spy = self._profile(name, pid)
+        cpu0 = _cpu_s(pid)
         try:
             if self.use_wrk:
                 res = wrk.run(url, reqs, connections=self.a.connections, duration_s=self.a.duration,
@@ -60,10 +69,13 @@ class Runner:
         finally:
             if spy is not None:
                 spy.wait(timeout=self.a.duration + 120)
+        if pid is not None and summary["requests"]:
+            # CPU the server spent per answer: steadier than req/s on a loaded machine (waiting costs no CPU)
+            summary["cpu_us_per_request"] = round((_cpu_s(pid) - cpu0) * 1e6 / summary["requests"], 1)
         return summary, ids
 
     def _profile(self, name: str, pid: int | None) -> subprocess.Popen[bytes] | None:
-        if not self.a.profile or pid is None:
+        if not self.a.profile or pid is None or name == "bare":
             return None
         out = common.RESULTS / f"profile-{name}.txt"
         common.RESULTS.mkdir(parents=True, exist_ok=True)
@@ -111,7 +123,7 @@ def main() -> int:
         sim = common.start_simulator(work, qps=0)
         try:
             asyncio.run(common.load(bare.url, _requests(f"Wbare{run}", 200), a.connections))
-            sb, _ = runner.measure("bare", bare.url, None, 20_000 if runner.use_wrk else n)
+            sb, _ = runner.measure("bare", bare.url, bare.pid, 20_000 if runner.use_wrk else n)
             # wrk: bare may repeat its list (it stores nothing); bridge gets enough distinct events to never repeat
             size = int(sb["rps"] * a.duration * 1.3) + 2000 if runner.use_wrk else n
             sr, missing_r = _bridge(a, runner, work, sim.url, "receiver", size)
@@ -123,9 +135,14 @@ def main() -> int:
     ratio_r = sr["rps"] / sb["rps"] if sb["rps"] else 0.0
     ratio_a = sa["rps"] / sb["rps"] if sb["rps"] else 0.0
     for label, s in (("bare", sb), ("receiver", sr), ("all", sa)):
-        print(f"{label:<9}: {s['rps']:>8} req/s  p50 {s['p50_ms']} ms  p99 {s['p99_ms']} ms  codes {s['codes']}")
+        print(f"{label:<9}: {s['rps']:>8} req/s  p50 {s['p50_ms']} ms  p99 {s['p99_ms']} ms  "
+              f"CPU {s.get('cpu_us_per_request')} us/request  codes {s['codes']}")
     print(f"ratio receiver/bare: {ratio_r:.2f}   all-in-one/bare: {ratio_a:.2f}   "
           f"client {a.client}, {a.connections} connections")
+    cpu = {k: s.get("cpu_us_per_request") for k, s in (("bare", sb), ("receiver", sr), ("all", sa))}
+    if all(cpu.values()):
+        print(f"CPU per request, bare/bridge (per-core ratio): receiver {cpu['bare'] / cpu['receiver']:.2f}, "
+              f"all-in-one {cpu['bare'] / cpu['all']:.2f}")
     print(f"accepted: receiver {sr['accepted']}, all {sa['accepted']}; missing from the DB: "
           f"{missing_r + missing_a}")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}  ({time.strftime('%H:%M:%S')})")

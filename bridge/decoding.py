@@ -35,6 +35,31 @@ def parse_json(raw: bytes) -> object:
     except UnicodeDecodeError as exc:
         raise MalformedPayload(f"invalid JSON: the body is not UTF-8 (bad byte at offset {exc.start})") from None
     text = text.removeprefix("\ufeff")  # RFC 8259 lets a parser ignore a byte order mark
+    if text.count("{") + text.count("[") > MAX_DEPTH:  # only then can it nest too deep: scan (in Python) to see
+        _scan(text)
+    try:
+        return _DECODER.decode(text)
+    except _Constant:
+        _scan(text)  # names where the constant is
+        raise MalformedPayload("invalid JSON: NaN and Infinity are not JSON values") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedPayload(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer with more digits than Python converts
+        raise MalformedPayload(f"invalid JSON: {str(exc)[:120]}") from None
+
+
+class _Constant(Exception):
+    """json.loads met NaN, Infinity or -Infinity (Python's json accepts them; JSON does not)."""
+
+
+def _constant(token: str) -> float:
+    raise _Constant(token)
+
+
+def _scan(text: str) -> None:
+    """The slow check, token by token in Python: nesting deeper than MAX_DEPTH and the non-standard constants
+    outside strings, each named by line and column. `parse_json` runs it only when the body has more brackets
+    than MAX_DEPTH or when json.loads met a constant, so an ordinary body is parsed once, in C."""
     depth = 0
     for match in _JSON_TOKENS.finditer(text):
         token, pos = match.group(), match.start()
@@ -43,12 +68,6 @@ def parse_json(raw: bytes) -> object:
             why = f"nested deeper than {MAX_DEPTH} levels" if depth > MAX_DEPTH else f"{token} is not a JSON value"
             line, column = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
             raise MalformedPayload(f"invalid JSON at line {line} column {column}: {why}")
-    try:
-        return json.loads(text, parse_float=_finite, object_pairs_hook=unique_keys)
-    except json.JSONDecodeError as exc:
-        raise MalformedPayload(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except (ValueError, RecursionError) as exc:  # e.g. an integer with more digits than Python converts
-        raise MalformedPayload(f"invalid JSON: {str(exc)[:120]}") from None
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -110,3 +129,7 @@ def kind_of(value: object) -> str:
     kinds = {dict: "an object", list: "an array", tuple: "an array", str: "a string", bool: "a boolean"}
     kinds[type(None)] = "null"
     return kinds.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+
+
+# One decoder with bridge's hooks, built once: json.loads with hooks builds a new JSONDecoder on every call.
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_constant, object_pairs_hook=unique_keys)

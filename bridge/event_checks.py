@@ -39,6 +39,13 @@ __all__ = ["DEFAULT_WINDOW", "TimeWindow", "check_event"]
 # private use and unassigned code points, which no id or title needs.
 _REFUSED_IN_LINES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _MULTILINE_OK = frozenset({"\n", "\t"})  # content and form values may have line breaks and tabs
+_NO_BREAKS = str.maketrans("", "", "\n\t")
+
+
+def has_space(text: str) -> bool:
+    """Any whitespace (str.isspace) in `text`. Every whitespace character but the ASCII space is unprintable,
+    so for a printable string (the usual case, checked in C) that is one substring test."""
+    return " " in text if text.isprintable() else any(c.isspace() for c in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,10 @@ DEFAULT_WINDOW = TimeWindow()
 
 
 def _bad_char(text: str, *, multiline: bool = False) -> str | None:
+    # Fast path, in C: a printable string has no character of category C* or Z* (ASCII space aside), so none
+    # of the refused ones; only a string that is not printable is walked character by character.
+    if text.isprintable() or (multiline and text.translate(_NO_BREAKS).isprintable()):
+        return None
     for c in text:
         if multiline and c in _MULTILINE_OK:
             continue
@@ -71,7 +82,7 @@ def _line(problems: list[Problem], field: str, value: str | None, max_chars: int
     bad = _bad_char(value, multiline=multiline)
     if bad is not None:
         problems.append(Problem(field, f"must not contain control, bidi or zero-width characters: {bad}"))
-    elif not spaces and any(c.isspace() for c in value):
+    elif not spaces and has_space(value):
         problems.append(Problem(field, f"{what or 'an id'} must not contain whitespace"))
 
 
@@ -84,7 +95,7 @@ def _url(problems: list[Problem], field: str, value: str | None) -> None:
     elif not sep or scheme.lower() not in URL_SCHEMES or not rest or rest[0] in "/?#":
         shown = value if len(value) <= 40 else value[:40] + "…"
         problems.append(Problem(field, f"must be an http(s)://, dingtalk:// or eapp:// URL, got {shown!r}"))
-    elif _bad_char(value) or any(c.isspace() for c in value):
+    elif _bad_char(value) or has_space(value):
         problems.append(Problem(field, "must not contain whitespace or control characters (percent-encode them)"))
 
 

@@ -181,8 +181,7 @@ class _Check:
         text = self.text(field, value, max_chars)
         if text == "":
             self.bad(field, f"{what} must not be empty")
-        elif text is not None and any(c.isspace() or not c.isprintable() or (what == "userid" and c == ",")
-                                      for c in text):
+        elif text is not None and (not text.isprintable() or " " in text or (what == "userid" and "," in text)):
             extra = ", commas" if what == "userid" else ""
             self.bad(field, f"{what} must not contain whitespace{extra} or control characters: {show_value(text)}")
         else:
@@ -196,7 +195,7 @@ class _Check:
             return text
         if not sep or scheme.lower() not in URL_SCHEMES or not rest or rest[0] in "/?#":
             self.bad(field, f"must be an http(s)://, dingtalk:// or eapp:// URL, got {show_value(text)}")
-        elif any(c.isspace() or not c.isprintable() for c in text):
+        elif not text.isprintable() or " " in text:  # every whitespace but " " is unprintable
             self.bad(field, "must not contain whitespace or control characters (percent-encode them)")
         else:
             return text

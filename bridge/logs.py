@@ -5,6 +5,12 @@ when it is. Context bound with `structlog.contextvars` (source, approval_id, eve
 appears on every line logged inside it, including lines from stdlib loggers such as aiohttp.access.
 A last processor scrubs anything that looks like a secret, as a safety net behind the rule that
 secrets are never passed to a logger in the first place.
+
+Why bridge's own lines skip the stdlib `logging` machinery: a webhook logs at least one line, and going
+through `logging.Logger`, a `LogRecord` and `ProcessorFormatter` cost about as much as the rest of the
+line. structlog's filtering bound logger drops disabled levels at the call (a no-op method) and writes the
+rendered line straight to the stream; JSON is rendered with orjson. Only foreign stdlib loggers (aiohttp,
+asyncio) still go through a `logging` handler, with the same processors, so every line looks alike.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
+import orjson
 import structlog
 
 _SECRET_KEYS = re.compile(r"(secret|token|password|aes_key|encrypt_key|authorization)", re.IGNORECASE)
@@ -26,6 +33,7 @@ class _Scrubber:
 
     def __init__(self) -> None:
         self.values: tuple[str, ...] = ()
+        self._secret_key: dict[str, bool] = {}  # key name -> looks like a secret (keys repeat: ask the regex once)
 
     def register(self, values: Iterable[str]) -> None:
         self.values = tuple(sorted({v for v in (*self.values, *values) if v and len(v) >= 4}, key=len, reverse=True))
@@ -38,11 +46,17 @@ class _Scrubber:
         return value
 
     def __call__(self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        for key in list(event_dict):
-            if key not in _ALLOWED_KEYS and _SECRET_KEYS.search(key) and event_dict[key] not in (None, ""):
+        secret_key = self._secret_key
+        for key, value in event_dict.items():
+            is_secret = secret_key.get(key)
+            if is_secret is None:
+                is_secret = key not in _ALLOWED_KEYS and _SECRET_KEYS.search(key) is not None
+                if len(secret_key) < 4096:
+                    secret_key[key] = is_secret
+            if is_secret and value not in (None, ""):
                 event_dict[key] = "****"
-            else:
-                event_dict[key] = self._clean(event_dict[key])
+            elif self.values and isinstance(value, str):
+                event_dict[key] = self._clean(value)
         return event_dict
 
 
@@ -54,6 +68,31 @@ def register_secrets(values: Iterable[str]) -> None:
     scrubber.register(values)
 
 
+class _NamedWriter(structlog.WriteLogger):
+    """structlog's WriteLogger with the `name` that `add_logger_name` reads (the dotted module name)."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _WriterFactory:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, *args: Any) -> _NamedWriter:
+        return _NamedWriter(self.stream, str(args[0]) if args else "bridge")
+
+
+def _fallback(value: Any) -> str:
+    return repr(value)
+
+
+def render_json(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """One JSON line, UTF-8 as it is (采购申请 stays readable); anything orjson cannot encode as its repr."""
+    return orjson.dumps(event_dict, default=_fallback, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog and stdlib logging once, before anything logs.
 
@@ -62,33 +101,28 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
+    number = getattr(logging, level.upper(), logging.INFO)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
+        structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
-    )
     renderer: list[Any]
     if fmt == "json":
-        renderer = [
-            structlog.processors.dict_tracebacks,
-            scrubber,
-            structlog.processors.JSONRenderer(ensure_ascii=False),
-        ]
+        # no locals in tracebacks: a frame's variables may hold a secret the scrubber cannot see inside
+        tracebacks = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(
+            show_locals=False))
+        renderer = [tracebacks, scrubber, render_json]
     else:
         renderer = [scrubber, structlog.dev.ConsoleRenderer(colors=getattr(stream, "isatty", lambda: False)())]
-    handler = logging.StreamHandler(stream)
+    structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), *renderer],
+        logger_factory=_WriterFactory(stream),
+        wrapper_class=structlog.make_filtering_bound_logger(number),
+        cache_logger_on_first_use=False,  # tests swap the configuration (structlog.testing.capture_logs)
+    )
+    handler = logging.StreamHandler(stream)  # foreign stdlib loggers only: aiohttp, asyncio, libraries
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -97,7 +131,7 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    root.setLevel(number)
     # aiohttp's access log duplicates webhook.* events at info level; keep it for debugging only.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # python-statemachine narrates every transition at debug level, without bridge's dotted event names.
