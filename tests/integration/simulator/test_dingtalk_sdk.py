@@ -12,8 +12,10 @@ import pytest
 from bridge.simulator import server as simulator
 from bridge.simulator.state import DEMO_APP
 
-dingtalk = pytest.importorskip("dingtalk", reason="the test extra installs dingtalk-sdk")
-client_mod = pytest.importorskip("dingtalk.client", reason="dingtalk-sdk's client package")
+# from the subpackages: dingding-sdk (also in the test extra) installs a top-level `dingtalk` too, and whichever
+# is installed last owns dingtalk/__init__.py
+client_mod = pytest.importorskip("dingtalk.client", reason="the test extra installs dingtalk-sdk")
+exceptions_mod = pytest.importorskip("dingtalk.core.exceptions", reason="dingtalk-sdk's exceptions")
 
 
 class SimClient(client_mod.SecretClient):  # type: ignore[misc]
@@ -59,7 +61,7 @@ async def test_dingtalk_sdk_sees_a_wrong_agent_as_41020() -> None:
         client = SimClient(base_url)
         try:
             client.message.asyncsend_v2({"msgtype": "text", "text": {"content": "x"}}, 7, userid_list=["u1"])
-        except dingtalk.DingTalkClientException as exc:
+        except exceptions_mod.DingTalkClientException as exc:
             return int(exc.errcode)
         return 0
 
