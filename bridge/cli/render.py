@@ -19,11 +19,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bridge import errors, events
-from bridge.cli import common, present
+from bridge.cli import common
 from bridge.cli import map as map_command
 from bridge.clock import SystemClock
 
 if TYPE_CHECKING:
+    from bridge.cli.present import Style
     from bridge.config import SourceConfig
 
 P = TypeVar("P", bound=argparse.ArgumentParser)  # bridge.cli.main's parser class
@@ -48,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction[P], config_args: Callable[[argpar
 
 def cmd_render(args: argparse.Namespace) -> int:
     from bridge import decide, service  # not at import: `bridge --help` stays fast
+    from bridge.cli import present
 
     cfg = common.load_config(args)
     source = common.source(cfg, args.source)
@@ -98,7 +100,7 @@ def _native(source: SourceConfig, raw: bytes) -> events.ApprovalEvent:
     return feishu.normalise(source.native, source.name, payload, now)
 
 
-def draw(msg: dict[str, Any], style: present.Style) -> str:
+def draw(msg: dict[str, Any], style: Style) -> str:
     """An OA `msg` drawn as text, top to bottom as DingTalk lays it out (no HTML, no colour but the bars)."""
     oa = msg.get("oa") or {}
     head, body, bar = oa.get("head") or {}, oa.get("body") or {}, oa.get("status_bar") or {}
