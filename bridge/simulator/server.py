@@ -328,12 +328,29 @@ def parse_user(text: str) -> Employee:
     return Employee(parts[0], parts[1] or None, (parts[2] if len(parts) == 3 else "") or None)
 
 
+def load_directory(path: str) -> tuple[Employee, ...]:
+    """A JSON file `{"employees": [{"userid", "mobile", "unionid"}, ...]}` (the body POST /_sim/directory takes)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--directory {path}: {exc}") from None
+    if not isinstance(data, dict) or set(data) != {"employees"} or not isinstance(data["employees"], list):
+        raise ValueError(f'--directory {path}: must be {{"employees": [{{"userid", "mobile", "unionid"}}, ...]}}')
+    try:
+        return tuple(Employee.from_dict(e) for e in data["employees"])
+    except ValueError as exc:
+        raise ValueError(f"--directory {path}: {exc}") from None
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """`bridge simulator --host H --port P [--status-bar-violation ignore|error] [--app KEY:SECRET:AGENT]...
-    [--user USERID:MOBILE[:UNIONID]]...`."""
+    [--directory FILE] [--user USERID:MOBILE[:UNIONID]]...`; --user entries are added after the file's."""
     try:
         apps = tuple(parse_app(a) for a in (getattr(args, "app", None) or []))
-        users = tuple(parse_user(u) for u in (getattr(args, "user", None) or []))
+        directory = getattr(args, "directory", None)
+        users = load_directory(directory) if directory else ()
+        users += tuple(parse_user(u) for u in (getattr(args, "user", None) or []))
         settings = SimSettings(status_bar_violation=getattr(args, "status_bar_violation", None) or "ignore",
                                apps=apps or (DEMO_APP,), directory=users or DEFAULT_DIRECTORY)
     except ValueError as exc:

@@ -4,6 +4,7 @@ know exactly the users given."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,20 @@ def test_apps_and_users_from_the_command_line(tmp_path: Path) -> None:
 def test_a_malformed_app_or_user_exits_2_naming_the_flag(tmp_path: Path, flag: str, value: str) -> None:
     r = run("simulator", "--port", free_port(), flag, value, cwd=tmp_path)
     assert r.code == 2 and flag in r.stdout + r.stderr
+
+
+def test_the_directory_from_a_file_plus_users(tmp_path: Path) -> None:
+    (tmp_path / "staff.json").write_text(json.dumps({"employees": [
+        {"userid": "zhangsan", "mobile": "13800000001", "unionid": None}]}))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    sim = Proc.start("simulator", "--port", port, "--directory", "staff.json", "--user", "lisi::unionid-ls",
+                     cwd=tmp_path)
+    try:
+        _, directory = poll(lambda: (r := http_json(url + "/_sim/directory"))[0] == 200 and r, 20, 0.1, "simulator")
+        assert [e["userid"] for e in directory["employees"]] == ["zhangsan", "lisi"]
+    finally:
+        assert sim.stop() == 0
+    (tmp_path / "bad.json").write_text(json.dumps({"employees": [{"mobile": "1"}]}))
+    r = run("simulator", "--port", free_port(), "--directory", "bad.json", cwd=tmp_path)
+    assert r.code == 2 and "--directory bad.json" in r.stdout + r.stderr
