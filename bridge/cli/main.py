@@ -134,7 +134,8 @@ def build_parser(prog: str = "bridge") -> argparse.ArgumentParser:
     p.add_argument("--user", action="append", metavar="USERID:MOBILE[:UNIONID]",
                    help="an employee getbymobile / getbyunionid know (repeatable; default: the demo directory)")
     p.add_argument("--directory", metavar="FILE",
-                   help='the employees from a JSON file {"employees": [{"userid", "mobile", "unionid"}]}')
+                   help='the employees from a JSON file {"employees": [{"userid", "mobile", "unionid"}]} '
+                        "(default: the demo directory)")
     _log_args(p)
 
     p = _command(sub, "check-config", commands.cmd_check_config)
