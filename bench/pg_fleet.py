@@ -17,13 +17,16 @@ import asyncio
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import common
 import psycopg
+import wrk
+from ingest import ROUTE
 
-POOL = 8  # PostgreSQL connections per bridge process (--pool)
+POOL = 20  # PostgreSQL connections per bridge process (--pool)
 
 
 def fleet_toml(setup: common.BridgeSetup, url: str | None) -> str:
@@ -55,13 +58,30 @@ async def spread(urls: list[str], requests: list[tuple[dict[str, str], bytes]]) 
     return sum(r.codes.get(202, 0) for r in parts)
 
 
+def wrk_ingest(work: Path, urls: list[str], duration_s: float, tag: str) -> float:
+    """Ingest with wrk: one wrk per process, 32 connections in all, for `duration_s`; req/s of all together
+    (only 202s count). Every request is a new event (pending, 3 recipients), so the workers deliver meanwhile."""
+    per = max(1, 32 // len(urls))
+    size = int(4000 * duration_s / len(urls)) + 1000  # above any rate seen here: no request repeats
+
+    def one(i: int, url: str) -> wrk.WrkResult:
+        reqs = [common.signed(common.event(f"{tag}-w{i}-{k}", "pending", 0)) for k in range(size)]
+        return wrk.run(url, reqs, connections=per, duration_s=duration_s, workdir=work, route=ROUTE,
+                       name=f"{tag}-{i}")
+
+    with ThreadPoolExecutor(len(urls)) as pool:
+        results = list(pool.map(one, range(len(urls)), urls))
+    return sum(r.summary["codes"].get("202", 0) / r.summary["elapsed_s"] for r in results)
+
+
 def reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(b"DROP SCHEMA public CASCADE")
         conn.execute(b"CREATE SCHEMA public")
 
 
-def run_one(work: Path, sim: common.Proc, url: str | None, procs: int, n: int, tag: str) -> dict[str, float]:
+def run_one(work: Path, sim: common.Proc, url: str | None, procs: int, n: int, tag: str,
+            wrk_s: float) -> dict[str, float]:
     if url is not None:
         reset(url)
     bridges = [start(work, sim.url, url) for _ in range(procs)]
@@ -77,10 +97,11 @@ def run_one(work: Path, sim: common.Proc, url: str | None, procs: int, n: int, t
         ingest_s = time.perf_counter() - start_at
         common.wait_until(lambda: finished(sim.url, n, base), 600, 0.1, "all approved")
         total_s = time.perf_counter() - start_at
+        wrk_rps = wrk_ingest(work, urls, wrk_s, tag) if wrk.WRK and wrk_s > 0 else 0.0
     finally:
         for b in bridges:
             b.stop()
-    return {"ingest_rps": 2 * n / ingest_s, "e2e_eps": 2 * n / total_s, "accepted": accepted}
+    return {"ingest_rps": 2 * n / ingest_s, "e2e_eps": 2 * n / total_s, "accepted": accepted, "wrk_rps": wrk_rps}
 
 
 def idle_latency(work: Path, sim: common.Proc, url: str | None, samples: int) -> list[float]:
@@ -112,7 +133,8 @@ def main() -> int:
     ap.add_argument("--approvals", type=int, default=1000)
     ap.add_argument("--idle-samples", type=int, default=50)
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    ap.add_argument("--pool", type=int, default=8)
+    ap.add_argument("--pool", type=int, default=20)
+    ap.add_argument("--wrk-s", type=float, default=8.0, help="seconds of wrk ingest per set-up (0: none)")
     ap.add_argument("--only-postgres", action="store_true", help="skip SQLite and 2/4 processes (quick look)")
     ap.add_argument("--idle-only", action="store_true", help="only the idle latency, on both stores")
     a = ap.parse_args()
@@ -128,9 +150,9 @@ def main() -> int:
             sim = common.start_simulator(work, qps=0)
             try:
                 if not a.only_postgres and not a.idle_only:
-                    results["sqlite x1"] = run_one(work, sim, None, 1, a.approvals, "s1")
+                    results["sqlite x1"] = run_one(work, sim, None, 1, a.approvals, "s1", a.wrk_s)
                 for procs in () if a.idle_only else (1,) if a.only_postgres else (1, 2, 4):
-                    results[f"postgres x{procs}"] = run_one(work, sim, url, procs, a.approvals, f"p{procs}")
+                    results[f"postgres x{procs}"] = run_one(work, sim, url, procs, a.approvals, f"p{procs}", a.wrk_s)
                 lat = idle_latency(work, sim, url, a.idle_samples)
                 lat_sqlite = [0.0] if a.only_postgres else idle_latency(work, sim, None, a.idle_samples)
             finally:
@@ -145,7 +167,9 @@ def main() -> int:
     for label, r in results.items():
         print(f"  {label:<12} ingest {r['ingest_rps']:>7,.0f} req/s (x{r['ingest_rps'] / base['ingest_rps']:.2f})"
               f"   end to end {r['e2e_eps']:>6,.0f} events/s (x{r['e2e_eps'] / base['e2e_eps']:.2f})"
-              f"   accepted {int(r['accepted'])}")
+              f"   accepted {int(r['accepted'])}"
+              + (f"   wrk ingest {r['wrk_rps']:>7,.0f} req/s (x{r['wrk_rps'] / (base['wrk_rps'] or 1):.2f})"
+                 if r["wrk_rps"] else ""))
     for label, values in (("PostgreSQL", lat), ("SQLite", lat_sqlite)):
         print(f"idle 202 -> asyncsend_v2 on {label}: p50 {common.percentile(values, 50):.2f} ms, "
               f"p99 {common.percentile(values, 99):.2f} ms over {len(values)} samples")
