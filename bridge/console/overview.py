@@ -94,7 +94,7 @@ def _by_code(failures: Sequence[Failure]) -> str:
                      esc(sources), time_tag(last.at), f'<code>{esc(last.message[:160])}</code>'])
     return table(["代码 Code", "类别 Kind", "次数 Count", "致死 Dead", "来源 Sources", "最近 Last",
                   "最近一条 Last message"], rows, empty="最近一小时没有钉钉错误 no DingTalk errors in the last hour",
-                 cls="compact")
+                 cls="compact by-code")
 
 
 def _window(entries: Iterable[JournalEntry], since: datetime) -> list[JournalEntry]:
