@@ -8,8 +8,8 @@ answers in seconds there. The database is built quickly with bulk SQL inserts in
 one sent notice and its done send job; 0.4% of the approvals have a dead update job; the journal has two
 lines per approval plus filler up to its size. The CLI commands run in this process through bridge's own
 `main` (config, store open, query, output: all but the interpreter's start), each several times (median);
-the admin API is asked over HTTP from a real `bridge serve` on that file; the console's overview and lists
-through the store calls they make.
+the admin API is asked over HTTP from a real `bridge serve` on that file; the console's overview through the store calls
+it makes; `bridge status` without an approval asks the running bridge's GET /apps.
 Target (full mode): every read < 100 ms.
 """
 
@@ -158,6 +158,7 @@ async def _overview(st: SQLiteStore) -> None:  # what the console's overview pag
     await st.job_counts(now)
     await st.pending_events(limit=1000)
     await st.list_jobs("dead", 1000)
+    await st.journal_tail(5000)  # the last hour's DingTalk failures, from the journal's end
 
 
 def main() -> int:
@@ -206,9 +207,13 @@ def main() -> int:
                 "GET /jobs?state=dead": "/jobs?state=dead",
                 "GET /jobs?state=pending": "/jobs?state=pending",
                 f"GET /approvals/{common.SOURCE}/{mid}": f"/approvals/{common.SOURCE}/{mid}",
+                "GET /apps": "/apps",
+                "GET /metrics": "/metrics",
             }
-            for name, path in api.items():
-                figures[name] = _median_ms(_get(base + path), a.repeat)
+            served: dict[str, Callable[[], None]] = {name: _get(base + path) for name, path in api.items()}
+            served["bridge status (each app, from the running bridge)"] = _cli(cfg, "status")
+            for name, run in served.items():
+                figures[name] = _median_ms(run, a.repeat)
                 print(f"  {name}: {figures[name]:.1f} ms (target < {TARGET_MS:.0f} ms)")
         finally:
             bridge.stop()
