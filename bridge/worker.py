@@ -345,11 +345,15 @@ def _describe(exc: BaseException) -> str:
 
 
 def _error_data(exc: Exception) -> dict[str, Any]:
-    """What a journal line keeps about a failure, so the console can count DingTalk errors by code from the
-    store (right for a fleet of workers): the most specific code and the exception's class."""
+    """What a journal line keeps about a failure, so the console can count DingTalk errors by code and app
+    from the store (right for a fleet of workers): the most specific code, the exception's class and the app
+    `_execute` bound for the job (absent when the job failed before its app was known)."""
+    data: dict[str, Any] = {"error": type(exc).__name__}
     if isinstance(exc, errors.DingTalkError):
-        return {"code": exc.code, "error": type(exc).__name__}
-    return {"error": type(exc).__name__}
+        data["code"] = exc.code
+    if app := structlog.contextvars.get_contextvars().get("app"):
+        data["app"] = str(app)
+    return data
 
 
 def _log_fields(fields: dict[str, Any]) -> dict[str, Any]:

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiohttp import web
 
 from bridge.appkeys import CLOCK, CONFIG, STORE
+from bridge.config import Config
 from bridge.console.auth import csrf_token
 from bridge.console.html import STATUS_LABELS, esc, link, page, table, url
 from bridge.console.times import time_tag
-from bridge.records import ApprovalState, JobState, JournalEntry
+from bridge.records import ApprovalState, Job, JobState, JournalEntry
 
 __all__ = ["Failure", "failure_of", "overview"]
 
@@ -42,6 +43,7 @@ class Failure:
 
     at: datetime
     source: str
+    app: str  # the DingTalk app that made the call ("" if unknown)
     code: str
     throttled: bool
     dead: bool
@@ -62,8 +64,10 @@ def _code_from_text(message: str) -> str | None:
     return None
 
 
-def failure_of(entry: JournalEntry) -> Failure | None:
-    """The DingTalk failure a journal line records, or None (another kind, or a failure without a code)."""
+def failure_of(entry: JournalEntry, app_of: Callable[[str], str | None] = lambda _s: None) -> Failure | None:
+    """The DingTalk failure a journal line records, or None (another kind, or a failure without a code).
+
+    Its app is the one the line names; lines from before apps were recorded get `app_of(source)`."""
     if entry.kind not in FAILURE_KINDS:
         return None
     data: Mapping[str, object] = entry.data or {}
@@ -71,7 +75,9 @@ def failure_of(entry: JournalEntry) -> Failure | None:
     if code is None:
         return None
     throttled = data.get("error") == THROTTLED_ERROR or _is_throttle_code(code)
-    return Failure(at=entry.at, source=entry.source or "", code=code, throttled=throttled,
+    source = entry.source or ""
+    app = str(data["app"]) if data.get("app") else (app_of(source) or "")
+    return Failure(at=entry.at, source=source, app=app, code=code, throttled=throttled,
                    dead=entry.kind == "job.dead", message=entry.message)
 
 
@@ -97,6 +103,26 @@ def _by_code(failures: Sequence[Failure]) -> str:
                  cls="compact by-code")
 
 
+def _per_app(cfg: Config, dead: Sequence[Job], failures: Sequence[Failure], orphaned: Counter[str]) -> str:
+    """One row per configured DingTalk app: its agent and sources, dead jobs now, the last hour's failures.
+    A job or an orphaned notice counts against its source's app as configured now."""
+    dead_by_app = Counter(cfg.app_of(j.source) or "" for j in dead)
+    orphaned_by_app: Counter[str] = Counter()
+    for src, n in orphaned.items():
+        orphaned_by_app[cfg.app_of(src) or ""] += n
+    rows = []
+    for a in cfg.dingtalk.all_apps:
+        fs = [f for f in failures if f.app == a.name]
+        sources = ", ".join(s.name for s in cfg.sources if cfg.app_of(s.name) == a.name)
+        rows.append([f"<strong>{esc(a.name)}</strong>" + (' <span class="muted">默认 default</span>'
+                                                          if a.name == cfg.dingtalk.default_app else ""),
+                     esc(a.agent_id), esc(sources or "—"), esc(dead_by_app.get(a.name, 0)),
+                     esc(sum(not f.throttled for f in fs)), esc(sum(f.throttled for f in fs)),
+                     esc(sum(f.dead for f in fs)), esc(orphaned_by_app.get(a.name, 0))])
+    return table(["应用 App", "AgentId", "来源 Sources", "死信 Dead", "错误 1h Errors", "限流 1h Throttled",
+                  "死信 1h Died", "孤立 1h Orphaned"], rows, cls="per-app")
+
+
 def _window(entries: Iterable[JournalEntry], since: datetime) -> list[JournalEntry]:
     return [e for e in entries if e.at >= since]
 
@@ -111,7 +137,8 @@ async def overview(request: web.Request) -> web.Response:
     since = now - WINDOW
     hour = _window(tail, since)
     more = len(tail) >= JOURNAL_SCAN and bool(tail) and tail[0].at >= since  # the hour holds more than was read
-    failures = [f for f in (failure_of(e) for e in hour) if f is not None]
+    cfg = request.app[CONFIG]
+    failures = [f for f in (failure_of(e, cfg.app_of) for e in hour) if f is not None]
     orphaned_hour = Counter(e.source or "" for e in hour if e.kind == "notice.orphaned")
     at_least = "≥" if more else ""
 
@@ -157,6 +184,7 @@ async def overview(request: web.Request) -> web.Response:
         f'<h2>积压 Backlog</h2><div class="stats">{backlog}</div>'
         f'<h2>钉钉 最近一小时 DingTalk, last hour</h2><div class="stats" id="dingtalk-hour">{dingtalk}</div>'
         f'<h3 class="sub">按错误码 By code</h3>{_by_code(failures)}'
+        f'<h2>按应用 Per DingTalk app</h2>{_per_app(cfg, dead, failures, orphaned_hour)}'
         '<h2>按来源 Per source</h2>'
         + table(["来源 Source", *(STATUS_LABELS[s] for s in shown), "待处理事件 Events", "死信 Dead",
                  "错误 1h Errors", "限流 1h Throttled", "孤立 1h Orphaned"], rows, cls="per-source")

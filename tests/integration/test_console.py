@@ -11,6 +11,7 @@ import re
 import pytest
 from structlog.testing import capture_logs
 
+from bridge.config import DEFAULT_APP
 from bridge.console import auth, throttle
 from bridge.records import JobState
 from bridge.simulator import ui
@@ -303,6 +304,10 @@ async def test_overview_counts_dingtalk_errors_and_throttling_of_the_last_hour(h
     assert f'<span class="n">{throttled}</span><span class="l">限流 Throttled' in hour
     assert "<code>-1</code></td><td>错误 error</td>" in hour
     assert "<code>90018</code></td><td>限流 throttled</td>" in hour
+    assert {e.data.get("app") for e in lines} == {DEFAULT_APP}
+    per_app = text[text.index('class="per-app"'):text.index('class="per-source"')]
+    died = sum(1 for e in lines if e.kind == "job.dead")
+    assert f"<td>{errors}</td><td>{throttled}</td><td>{died}</td><td>0</td></tr>" in per_app
     per_source = text[text.index('class="per-source"'):]
     assert f"<td>{errors}</td><td>{throttled}</td><td>0</td></tr>" in per_source.split("</tr>", 2)[1] + "</tr>"
     h.clock.advance(3601)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -107,3 +108,45 @@ def test_failures_carry_their_code_from_data_or_from_older_lines_text() -> None:
     assert f is not None and not f.throttled  # the monthly quota: waiting does not help
     assert failure_of(JournalEntry(id=5, at=AT, kind="job.dead", message="crashed: KeyError")) is None
     assert failure_of(JournalEntry(id=6, at=AT, kind="dingtalk.sent", message="errcode=1")) is None
+
+
+async def test_failed_attempts_record_their_app_and_the_overview_counts_per_app() -> None:
+    from dataclasses import replace
+
+    from bridge import errors, worker
+    from bridge.clock import FakeClock
+    from bridge.config import SourceConfig
+    from bridge.console.overview import _per_app
+    from bridge.dingtalk.apps import AppClients
+    from bridge.dingtalk.fake import FakeDingTalk
+    from bridge.events import Status
+    from bridge.store.memory import MemoryStore
+    from tests.unit.helpers import event
+    from tests.unit.test_apps_worker import with_apps
+
+    clock, st = FakeClock(), MemoryStore()
+    await st.open()
+    hr, sales = FakeDingTalk(), FakeDingTalk()
+    cfg = with_apps("hr", "sales")
+    cfg = replace(cfg, sources=(*cfg.sources, SourceConfig(name="crm", signature="none", app="sales")))
+    sales.fail_next("send", errors.DingTalkThrottled(call="asyncsend_v2", errcode=90018),
+                    errors.PermanentDingTalkError(call="asyncsend_v2", errcode=40035))
+    w = worker.Worker(st, AppClients({"hr": hr, "sales": sales}, cfg), cfg, clock)
+    await st.add_event(replace(event(Status.PENDING, n=2), source="crm"), b"{}", clock.now())
+    await w.run(burst=True)
+    clock.advance(60)
+    await w.run(burst=True)
+    lines = [e for e in await st.journal_tail(100) if e.kind in ("job.retry_scheduled", "job.dead")]
+    assert [(e.kind, e.data.get("code"), e.data.get("app")) for e in lines] == [
+        ("job.retry_scheduled", "90018", "sales"), ("job.dead", "40035", "sales")]
+    failures = [f for f in (failure_of(e, cfg.app_of) for e in lines) if f is not None]
+    html = _per_app(cfg, await st.list_jobs("dead"), failures, Counter())
+    sales_row = next(r for r in html.split("<tr>") if "<strong>sales</strong>" in r)
+    hr_row = next(r for r in html.split("<tr>") if "<strong>hr</strong>" in r)
+    cells = [c.removeprefix("<td>") for c in sales_row.split("</td>")[1:-1]]
+    assert cells == ["2", "crm", "1", "1", "1", "1", "0"]  # agent, sources, dead, errors, throttled, died, orphaned
+    assert "默认 default" in hr_row and "<td>erp</td>" in hr_row
+    legacy = JournalEntry(id=9, at=AT, kind="job.dead", source="crm", message="x failed errcode=40035")
+    f = failure_of(legacy, cfg.app_of)
+    assert f is not None and f.app == "sales"  # a line from before apps were recorded: its source's app
+    await st.close()
