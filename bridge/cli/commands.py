@@ -307,26 +307,28 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from bridge import clock, errors
-    from bridge.cli import ingest
+    from bridge import clock, errors, logs
+    from bridge.cli import ingest, progress
 
+    logs.configure(level="warning")  # the store's own lines to stderr, never into --json's stdout
     cfg = _load_config(args)
     source = _source(cfg, args.source)
     if source.native is not None:
         raise UsageError(f"source {source.name!r} is a native {source.format} source; ingest takes canonical or "
                          "mapped JSON lines")
 
-    def progress(stats: ingest.IngestStats) -> None:
-        print(f"… {stats.summary()}", file=sys.stderr, flush=True)
-
     stream: IO[bytes] = sys.stdin.buffer if args.file == "-" else _open_input(args.file)
+    reader = ingest.LineReader(stream, follow=args.follow)
+    system = clock.SystemClock()
+    bar = progress.Progress(sys.stderr, system.monotonic, tty=sys.stderr.isatty(),
+                            total_bytes=None if args.follow else ingest.size_of(stream), every=args.progress_every)
 
     async def main() -> ingest.IngestStats:
         st = _open_store(cfg)
         await st.open()
         try:
-            lines = ingest.read_lines(stream, follow=args.follow)
-            return await ingest.ingest(st, source, lines, clock.SystemClock(), progress=progress,
+            return await ingest.ingest(st, source, reader.batches(), system, report=bar.note,
+                                       progress=lambda stats: bar.update(stats, reader.bytes_read),
                                        progress_every=args.progress_every)
         finally:
             if stream is not sys.stdin.buffer:
@@ -339,7 +341,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 0
     except errors.StorageUnavailable as exc:
         raise Failed(f"{exc}; lines before the failure are stored") from None
-    print(stats.summary(), file=sys.stderr)
+    print(bar.finish(stats), file=sys.stderr)
     if args.json:
         _print_json({"lines": stats.lines, "accepted": stats.accepted, "duplicates": stats.duplicates,
                      "bad": stats.bad, "problems": stats.problems})

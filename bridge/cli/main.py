@@ -209,8 +209,9 @@ def build_parser(prog: str = "bridge") -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="the configured (canonical or mapping) source the lines come "
                                                     "from (required)")
     p.add_argument("--follow", "-f", action="store_true", help="keep reading lines appended to the file")
-    p.add_argument("--progress-every", type=int, default=10000, metavar="N",
-                   help="print progress every N lines (default: 10000)")
+    p.add_argument("--progress-every", type=int, default=None, metavar="N",
+                   help="also print a progress line every N lines (default: a bar on a terminal, else only "
+                        "the summary)")
     _json_arg(p, "the summary")
     p.add_argument("file", metavar="FILE", help="a JSON-lines file, or - for stdin")
 

@@ -13,6 +13,7 @@ a card must carry title, recipients and url, unless an earlier event already sto
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,13 +94,23 @@ def redact(source: SourceConfig, raw: bytes) -> bytes:
     """`raw` as it may be stored: every configured secret of the source that appears in the body (a Feishu
     plain-mode body carries its Verification Token, the only thing that authenticates it) replaced by ****,
     as written and in its JSON-escaped form. The stored raw body is for audit; secrets never reach the database."""
-    for secret in sorted(source_secrets(source), key=len, reverse=True):
-        forms = {secret.encode(), json.dumps(secret)[1:-1].encode(),
-                 json.dumps(secret, ensure_ascii=False)[1:-1].encode()}
-        for form in forms:
-            if form in raw:
-                raw = raw.replace(form, REDACTED.encode())
+    for form in _secret_forms(source):
+        if form in raw:
+            raw = raw.replace(form, REDACTED.encode())
     return raw
+
+
+@functools.lru_cache(maxsize=256)
+def _secret_forms(source: SourceConfig) -> tuple[bytes, ...]:
+    """Each secret of the source as written and JSON-escaped, longest first: worked out once per source (a
+    source's configuration is frozen), not on every request."""
+    forms: list[bytes] = []
+    for secret in sorted(source_secrets(source), key=len, reverse=True):
+        escaped = (json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])
+        for form in (secret.encode(), *(text.encode() for text in escaped)):
+            if form not in forms:
+                forms.append(form)
+    return tuple(forms)
 
 
 def window_of(server: ServerConfig) -> event_checks.TimeWindow:

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 
 CASES = {
-    "ingest": ([], {"ingest": ["bare", "bridge", "ratio", "missing_in_db", "connections"]}),
+    "ingest": ([], {"ingest": ["bare", "receiver", "all", "bridge", "ratio", "ratio_all", "missing_in_db",
+                               "connections", "loadavg"]}),
+    "ingest_cli": ([], {"ingest-cli": ["lines_per_s", "lines_per_cpu_s", "stored", "loadavg"]}),
     "e2e": ([], {"e2e": ["events_per_s", "idle_latency_ms", "approvals", "calls"]}),
     "drain": ([], {"drain": ["achieved_qps", "configured_qps", "ratio", "throttled"]}),
     "backlog": ([], {"backlog": ["runs", "ratio", "load"]}),
