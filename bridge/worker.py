@@ -110,6 +110,11 @@ class Worker:
         self._stopping = False
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._claiming = asyncio.Lock()
+        # A kill -9 repeats every send or update whose request had left but whose result was not committed yet.
+        # One of each at a time per process between "request leaves" and "result committed" bounds that to one
+        # send and one update per kill; the rate limiter spaces calls ~51 ms apart anyway, and the call plus the
+        # commit take a few ms, so this costs no throughput (tests/acceptance/test_fleet.py counts the repeats).
+        self._exposed: dict[str, asyncio.Lock] = {JobKind.SEND: asyncio.Lock(), JobKind.UPDATE: asyncio.Lock()}
         # set while the decider works through a batch of events (a big one takes a while): a job finishing
         # meanwhile claims the next ones itself, or a backlog of undecided events would starve delivery
         self._deciding: RunStats | None = None
@@ -245,28 +250,32 @@ class Worker:
             ctx["event_id"] = job.event_id
         structlog.contextvars.bind_contextvars(**ctx)
         try:
-            try:
-                finish = await self._execute(job)
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self.store.release_job(job.id, self.clock.now()))
-                log.info("job.released")
-                raise
-            except errors.StorageUnavailable as exc:
-                log.error("job.storage_unavailable", error=str(exc))
-                return  # the lease runs out and the job is claimed again
-            except Exception as exc:
-                await self._failed(job, exc, stats)
-                return
-            await self.store.finish_job(
-                job.id, self.clock.now(), outcome=finish.outcome, notice=finish.notice,
-                new_jobs=finish.new_jobs, journal=finish.journal,
-            )
-            stats.done += 1
-            stats.outcomes[f"{job.kind}:{finish.outcome}"] = stats.outcomes.get(f"{job.kind}:{finish.outcome}", 0) + 1
-            self.observer.job_done(job.kind, finish.outcome)
-            if finish.new_jobs:
-                self.wake()
+            async with contextlib.AsyncExitStack() as exposed:
+                if (gate := self._exposed.get(job.kind)) is not None:
+                    await exposed.enter_async_context(gate)
+                try:
+                    finish = await self._execute(job)
+                except asyncio.CancelledError:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self.store.release_job(job.id, self.clock.now()))
+                    log.info("job.released")
+                    raise
+                except errors.StorageUnavailable as exc:
+                    log.error("job.storage_unavailable", error=str(exc))
+                    return  # the lease runs out and the job is claimed again
+                except Exception as exc:
+                    await self._failed(job, exc, stats)
+                    return
+                await self.store.finish_job(
+                    job.id, self.clock.now(), outcome=finish.outcome, notice=finish.notice,
+                    new_jobs=finish.new_jobs, journal=finish.journal,
+                )
+                stats.done += 1
+                key = f"{job.kind}:{finish.outcome}"
+                stats.outcomes[key] = stats.outcomes.get(key, 0) + 1
+                self.observer.job_done(job.kind, finish.outcome)
+                if finish.new_jobs:
+                    self.wake()
         except errors.StorageUnavailable as exc:
             log.error("job.storage_unavailable", error=str(exc))
         finally:

@@ -136,6 +136,10 @@ def build_parser(prog: str = "bridge") -> argparse.ArgumentParser:
     p.add_argument("--directory", metavar="FILE",
                    help='the employees from a JSON file {"employees": [{"userid", "mobile", "unionid"}]} '
                         "(default: the demo directory)")
+    p.add_argument("--qps", type=int, default=None, metavar="N",
+                   help="calls per app per endpoint per second before answering 90018 (default: 20, DingTalk's)")
+    p.add_argument("--token-ttl", type=float, default=None, metavar="S",
+                   help="access token lifetime in seconds (default: 7200; short ones exercise refreshing)")
     _log_args(p)
 
     p = _command(sub, "check-config", commands.cmd_check_config)

@@ -345,14 +345,19 @@ def load_directory(path: str) -> tuple[Employee, ...]:
 
 def run_cli(args: argparse.Namespace) -> int:
     """`bridge simulator --host H --port P [--status-bar-violation ignore|error] [--app KEY:SECRET:AGENT]...
-    [--directory FILE] [--user USERID:MOBILE[:UNIONID]]...`; --user entries are added after the file's."""
+    [--directory FILE] [--user USERID:MOBILE[:UNIONID]]... [--qps N] [--token-ttl S]`; --user entries are added
+    after the file's."""
     try:
         apps = tuple(parse_app(a) for a in (getattr(args, "app", None) or []))
         directory = getattr(args, "directory", None)
         users = load_directory(directory) if directory else ()
         users += tuple(parse_user(u) for u in (getattr(args, "user", None) or []))
+        tuning = {k: v for k, v in (("qps", getattr(args, "qps", None)),
+                                    ("token_ttl_s", getattr(args, "token_ttl", None))) if v is not None}
+        if any(v <= 0 for v in tuning.values()):
+            raise ValueError("--qps and --token-ttl must be positive")
         settings = SimSettings(status_bar_violation=getattr(args, "status_bar_violation", None) or "ignore",
-                               apps=apps or (DEMO_APP,), directory=users or DEFAULT_DIRECTORY)
+                               apps=apps or (DEMO_APP,), directory=users or DEFAULT_DIRECTORY, **tuning)
     except ValueError as exc:
         print(f"error: {exc}", flush=True)
         return 2
