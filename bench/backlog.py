@@ -108,7 +108,7 @@ def measure(n: int, warmup_s: float, window_s: float, profile: str | None, *, fi
             if spy is not None:
                 spy.wait(60)
             if finish:
-                common.wait_until(lambda: _sends_done(setup.db_path) >= n, 120, 0.2, "every send done")
+                common.wait_until(lambda: _sends_done(setup.db_path) >= n, 600, 0.2, "every send done")
             sent = _sends_done(setup.db_path)
             calls = common.http_json(sim.url + "/_sim/stats")["per_call"]
         finally:

@@ -136,7 +136,7 @@ class Proc:
         return self.popen.returncode
 
 
-def _spawn(argv: list[str], log: Path, ready_url: str, timeout: float = 20.0) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, ready_url: str, timeout: float = 120.0) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("BRIDGE_CONFIG", None)
     with log.open("ab") as out:
@@ -240,7 +240,7 @@ format = "canonical"
 """
 
 
-def start_bridge(setup: BridgeSetup, timeout: float = 20.0, role: str = "all", log_level: str = "warning") -> Proc:
+def start_bridge(setup: BridgeSetup, timeout: float = 120.0, role: str = "all", log_level: str = "warning") -> Proc:
     cfg = setup.workdir / f"bridge-{setup.port}.toml"
     cfg.write_text(setup.toml())
     log = setup.workdir / f"bridge-{setup.port}.log"

@@ -44,7 +44,7 @@ def main() -> int:
                 ok = st["per_call"].get("asyncsend_v2", 0) - st["errors_per_call"].get("asyncsend_v2", 0)
                 return True if ok >= n else None
 
-            common.wait_until(sent, n / QPS * 2 + 30, 0.5, "backlog drained")
+            common.wait_until(sent, n / QPS * 2 + 300, 0.5, "backlog drained")
             calls = [c for c in common.http_json(sim.url + "/_sim/calls?path=asyncsend")["calls"]
                      if c.get("errcode") == 0]
             stats = common.http_json(sim.url + "/_sim/stats")

@@ -52,10 +52,10 @@ def main() -> int:
                     calls = common.http_json(f"{sim.url}/_sim/calls?path=asyncsend&since={since}")["calls"]
                     return datetime.fromisoformat(calls[0]["at"]).timestamp() if calls else None
 
-                at = common.wait_until(call_at, 10, 0.005, "asyncsend_v2 call")
+                at = common.wait_until(call_at, 120, 0.005, "asyncsend_v2 call")
                 lat.append((at - t202) * 1000)
                 time.sleep(0.05)
-            common.wait_until(lambda: common.open_work(setup.db_path) == 0, 30, what="idle")
+            common.wait_until(lambda: common.open_work(setup.db_path) == 0, 300, what="idle")
             base = common.http_json(sim.url + "/_sim/stats")["per_call"]
             t0 = datetime.now().astimezone()
             pend = [common.signed(common.event(f"E{run}-{i}", "pending", 0, occurred=t0)) for i in range(n)]
@@ -68,7 +68,7 @@ def main() -> int:
             per = common.wait_until(
                 lambda: finished(sim.url, n, base), 600, 0.1, "all approved")
             elapsed = time.perf_counter() - start
-            common.wait_until(lambda: common.open_work(setup.db_path) == 0, 60, what="drained")
+            common.wait_until(lambda: common.open_work(setup.db_path) == 0, 300, what="drained")
             jobs = common.job_counts(setup.db_path)
         finally:
             bridge.stop()
