@@ -248,6 +248,9 @@ def start_bridge(setup: BridgeSetup, timeout: float = 120.0, role: str = "all", 
     if switch := os.environ.get("BENCH_SWITCHINTERVAL"):  # experiment: the GIL switch interval of bridge
         argv = [sys.executable, "-c", f"import sys; sys.setswitchinterval({float(switch)}); "
                 "from bridge.cli.main import main; sys.argv[0] = 'bridge'; sys.exit(main())"]
+    if os.environ.get("BENCH_UVLOOP"):  # experiment: bridge on uvloop's event loop
+        argv = [sys.executable, "-c", "import sys, uvloop; uvloop.install(); "
+                "from bridge.cli.main import main; sys.argv[0] = 'bridge'; sys.exit(main())"]
     p = _spawn([*argv, "serve", "--config", str(cfg), "--role", role, "--log-format", "json",
                 "--log-level", log_level],
                log, setup.url + "/readyz", timeout)
