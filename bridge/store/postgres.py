@@ -43,6 +43,7 @@ from bridge.store import sqlite_sql as sq
 from bridge.store.postgres_shared import PostgresShared
 from bridge.store.sql_reads import SqlReads
 from bridge.store.sql_reads import of_approval as _of
+from bridge.store.sql_statements import SqlStatementWrites, Statement
 
 __all__ = ["PostgresStore"]
 
@@ -60,7 +61,7 @@ def _safe_url(url: str) -> str:
     return f"postgresql://{user}@{host}:{port or 5432}/{name}"
 
 
-class PostgresStore(SqlReads, PostgresShared):
+class PostgresStore(SqlReads, SqlStatementWrites, PostgresShared):
     """The Store protocol on PostgreSQL. See the module docstring for the design.
 
     `owner` names this process in deciding leases (host:pid:random). `migrations` is for tests.
@@ -281,6 +282,11 @@ class PostgresStore(SqlReads, PostgresShared):
         jobs: list[store.Job] = await self._write(pq.claim_body(now, lease_s, limit))
         return jobs
 
+    async def _statement(self, st: Statement) -> int:
+        changed: int = await self._write(pq.statement_body(st.name, st.params, st.journal, missing=st.missing,
+                                                           wake=st.wake))
+        return changed
+
     async def extend_leases(self, job_ids: Sequence[int], now: datetime, lease_s: float) -> int:
         if not job_ids:
             return 0
@@ -301,39 +307,11 @@ class PostgresStore(SqlReads, PostgresShared):
         ids: list[int] = await self._write(pq.finish_body(job_id, now, outcome, notice, new_jobs, journal))
         return ids
 
-    async def save_notice(self, change: store.NoticeChange, journal: Sequence[store.NewJournal] = ()) -> None:
-        lines = sq.journal_params(journal, sq.notice_change_time(change))
-        params = sq.notice_change_params(change)
-        await self._write(pq.statement_body("update_notice", params, lines, missing=f"no notice {change.notice_id}"))
-
-    async def retry_job(
-        self, job_id: int, now: datetime, run_at: datetime, error: str, journal: Sequence[store.NewJournal] = ()
-    ) -> None:
-        params = {"id": job_id, "now": sq.to_us(now), "run_at": sq.to_us(run_at), "error": error}
-        lines = sq.journal_params(journal, now)
-        await self._write(pq.statement_body("retry_job", params, lines, missing=f"no job {job_id}"))
-
-    async def bury_job(self, job_id: int, now: datetime, error: str, journal: Sequence[store.NewJournal] = ()) -> None:
-        params = {"id": job_id, "now": sq.to_us(now), "error": error}
-        lines = sq.journal_params(journal, now)
-        await self._write(pq.statement_body("bury_job", params, lines, missing=f"no job {job_id}"))
-
-    async def release_job(self, job_id: int, now: datetime) -> None:
-        await self._write(pq.statement_body("release_job", {"id": job_id, "now": sq.to_us(now)}, wake=True))
-
     async def add_jobs(
         self, jobs: Sequence[store.NewJob], now: datetime, journal: Sequence[store.NewJournal] = ()
     ) -> list[int]:
         ids: list[int] = await self._write(pq.add_jobs_body(jobs, now, journal))
         return ids
-
-    async def retry_dead(self, now: datetime, job_id: int | None = None) -> int:
-        if job_id is None:
-            body = pq.statement_body("retry_dead_all", {"now": sq.to_us(now)}, wake=True)
-        else:
-            body = pq.statement_body("retry_dead_one", {"now": sq.to_us(now), "id": job_id}, wake=True)
-        changed: int = await self._write(body)
-        return changed
 
     # --- reading -------------------------------------------------------------------------------------------
     async def prune(self, before: datetime, limit: int) -> store.Pruned:
@@ -364,6 +342,3 @@ class PostgresStore(SqlReads, PostgresShared):
 
     async def save_resolutions(self, resolutions: Sequence[store.Resolution]) -> None:
         await self._write(pq.many_body("save_resolution", [rs.params(r) for r in resolutions]))
-
-    async def check_writable(self) -> None:
-        await self._write(pq.statement_body("probe", {"at": sq.to_us(datetime.now(UTC))}))

@@ -9,12 +9,13 @@ runs it as its own `BEGIN IMMEDIATE … COMMIT` and answers StorageUnavailable w
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from bridge import records as store
 from bridge.store import recipients_sql as rs
 from bridge.store import sqlite_sql as sq
+from bridge.store.sql_statements import SqlStatementWrites, Statement
 from bridge.store.sqlite_retention import prune_writer
 from bridge.store.sqlite_thread import SqlConnection
 
@@ -23,7 +24,7 @@ __all__ = ["SQLiteWrites"]
 T = TypeVar("T")
 
 
-class SQLiteWrites:
+class SQLiteWrites(SqlStatementWrites):
     """The write half of the Store protocol (besides `add_event`, which the writer batches), written once
     against `_write`."""
 
@@ -48,25 +49,8 @@ class SQLiteWrites:
     ) -> list[int]:
         return await self._write(sq.finish_writer(job_id, now, outcome, notice, new_jobs, journal))
 
-    async def save_notice(self, change: store.NoticeChange, journal: Sequence[store.NewJournal] = ()) -> None:
-        lines = sq.journal_params(journal, sq.notice_change_time(change))
-        params = sq.notice_change_params(change)
-        await self._write(sq.statement_writer("update_notice", params, lines, missing=f"no notice {change.notice_id}"))
-
-    async def retry_job(
-        self, job_id: int, now: datetime, run_at: datetime, error: str, journal: Sequence[store.NewJournal] = ()
-    ) -> None:
-        params = {"id": job_id, "now": sq.to_us(now), "run_at": sq.to_us(run_at), "error": error}
-        lines = sq.journal_params(journal, now)
-        await self._write(sq.statement_writer("retry_job", params, lines, missing=f"no job {job_id}"))
-
-    async def bury_job(self, job_id: int, now: datetime, error: str, journal: Sequence[store.NewJournal] = ()) -> None:
-        params = {"id": job_id, "now": sq.to_us(now), "error": error}
-        lines = sq.journal_params(journal, now)
-        await self._write(sq.statement_writer("bury_job", params, lines, missing=f"no job {job_id}"))
-
-    async def release_job(self, job_id: int, now: datetime) -> None:
-        await self._write(sq.statement_writer("release_job", {"id": job_id, "now": sq.to_us(now)}))
+    async def _statement(self, st: Statement) -> int:
+        return await self._write(sq.statement_writer(st.name, st.params, st.journal, missing=st.missing))
 
     async def extend_leases(self, job_ids: Sequence[int], now: datetime, lease_s: float) -> int:
         if not job_ids:
@@ -78,11 +62,6 @@ class SQLiteWrites:
         self, jobs: Sequence[store.NewJob], now: datetime, journal: Sequence[store.NewJournal] = ()
     ) -> list[int]:
         return await self._write(sq.add_jobs_writer(jobs, now, journal))
-
-    async def retry_dead(self, now: datetime, job_id: int | None = None) -> int:
-        if job_id is None:
-            return await self._write(sq.statement_writer("retry_dead_all", {"now": sq.to_us(now)}))
-        return await self._write(sq.statement_writer("retry_dead_one", {"now": sq.to_us(now), "id": job_id}))
 
     async def append_journal(self, entries: Sequence[store.NewJournal], now: datetime) -> None:
         lines = sq.journal_params(entries, now)
@@ -101,6 +80,3 @@ class SQLiteWrites:
                 await conn.executemany(sq.Q["save_resolution"], rows)
 
             await self._write(run)
-
-    async def check_writable(self) -> None:
-        await self._write(sq.statement_writer("probe", {"at": sq.to_us(datetime.now(UTC))}))
