@@ -15,11 +15,12 @@ asyncio) still go through a `logging` handler, with the same processors, so ever
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from collections.abc import Iterable, Iterator, MutableMapping
+from typing import Any, TextIO, cast
 
 import orjson
 import structlog
@@ -68,6 +69,20 @@ def register_secrets(values: Iterable[str]) -> None:
     scrubber.register(values)
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured (tests and in-process
+    CLI runs swap it; a captured stream may be closed by the time a later line is logged)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 class _NamedWriter(structlog.WriteLogger):
     """structlog's WriteLogger with the `name` that `add_logger_name` reads (the dotted module name)."""
 
@@ -98,7 +113,7 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
 
     fmt: "json", "console", or "auto" (console on a terminal, JSON otherwise).
     """
-    stream = stream or sys.stderr
+    stream = stream or cast(TextIO, _CurrentStderr())
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     number = getattr(logging, level.upper(), logging.INFO)
@@ -136,3 +151,20 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # python-statemachine narrates every transition at debug level, without bridge's dotted event names.
     logging.getLogger("statemachine").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def configured(*, fmt: str = "auto", level: str = "info") -> Iterator[None]:
+    """`configure` for the length of a block, then the configuration before it again: for a command that
+    runs inside another program (`bridge.cli.main.main` called in-process) and must not leave its logging
+    behind, such as `bridge ingest`."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, root_level = root.handlers[:], root.level
+    configure(fmt=fmt, level=level)
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(root_level)

@@ -310,7 +310,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from bridge import clock, errors, logs
     from bridge.cli import ingest, progress
 
-    logs.configure(level="warning")  # the store's own lines to stderr, never into --json's stdout
     cfg = _load_config(args)
     source = _source(cfg, args.source)
     if source.native is not None:
@@ -336,7 +335,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             await st.close()
 
     try:
-        stats = asyncio.run(main())
+        with logs.configured(level="warning"):  # the store's own lines to stderr, never into --json's stdout
+            stats = asyncio.run(main())
     except KeyboardInterrupt:
         return 0
     except errors.StorageUnavailable as exc:

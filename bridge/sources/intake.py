@@ -13,7 +13,6 @@ a card must carry title, recipients and url, unless an earlier event already sto
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,10 +99,24 @@ def redact(source: SourceConfig, raw: bytes) -> bytes:
     return raw
 
 
-@functools.lru_cache(maxsize=256)
+_FORMS: dict[int, tuple[SourceConfig, tuple[bytes, ...]]] = {}  # id(source) -> (source, its secret forms)
+
+
 def _secret_forms(source: SourceConfig) -> tuple[bytes, ...]:
     """Each secret of the source as written and JSON-escaped, longest first: worked out once per source (a
-    source's configuration is frozen), not on every request."""
+    source's configuration is frozen), not on every request. Keyed by identity: a native source's settings
+    hold dicts, so a SourceConfig is not always hashable."""
+    cached = _FORMS.get(id(source))
+    if cached is not None and cached[0] is source:
+        return cached[1]
+    if len(_FORMS) >= 256:
+        _FORMS.clear()
+    forms = _build_forms(source)
+    _FORMS[id(source)] = (source, forms)
+    return forms
+
+
+def _build_forms(source: SourceConfig) -> tuple[bytes, ...]:
     forms: list[bytes] = []
     for secret in sorted(source_secrets(source), key=len, reverse=True):
         escaped = (json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])
