@@ -39,6 +39,7 @@ CARDS = sum((1, 1, 2)[i % 3] for i in range(APPROVALS))
 QPS = 50  # the app's, for the whole fleet (the simulator enforces it too): a quick run, the same sharing
 TOKEN_TTL_S = 20.0  # refreshed every 10 s (half the lifetime for short tokens): several refreshes per run
 RATE_WINDOW_S = 1.02
+JITTER_CALLS = 3  # calls a stalled simulator may stamp into one window early (see the rate checks)
 
 
 def toml(port: int, pg_url: str, sim_url: str) -> str:
@@ -171,14 +172,21 @@ def test_receiver_two_workers_and_all_share_one_database_through_a_kill(pg_url: 
             code, task = http_json(f"{sim_url}/_sim/tasks/{task_id}")
             assert code == 200 and "已同意" in json.dumps(task, ensure_ascii=False), task
         stats = http_json(sim_url + "/_sim/stats")[1]
-        assert stats["throttled"] == 0  # three delivering processes together stay under the app's qps
+        # The simulator stamps calls as it reads them: on a loaded machine a stalled simulator reads several at
+        # once, so its 1 s counts (throttled) and the busiest 1.02 s can show a few calls more than bridge started
+        # (4 throttled of ~5,300 calls seen at load 9). The bounds allow that jitter and no more; a fleet whose
+        # processes each kept the qps alone would show three times it, in every window.
+        assert stats["throttled"] <= stats["calls"] // 200, stats
         ok = {call: n - stats["errors_per_call"].get(call, 0) for call, n in stats["per_call"].items()}
         assert CARDS <= ok["asyncsend_v2"] <= CARDS + 1  # at most one repeated send per kill
         assert CARDS <= ok["status_bar_update"] <= CARDS + 1  # and one repeated update
         calls = http_json(sim_url + "/_sim/calls", timeout=60)[1]["calls"]
         rates = {call: most_in_window([c["at"] for c in calls if c["call"] == call], RATE_WINDOW_S)
                  for call in ok if call != "gettoken"}
-        assert max(rates.values()) <= QPS, rates  # the fleet, not each process, keeps the app's qps
+        assert max(rates.values()) <= QPS + JITTER_CALLS, rates  # the fleet, not each process, keeps the app's qps
+        long = {call: most_in_window([c["at"] for c in calls if c["call"] == call], 10 * RATE_WINDOW_S)
+                for call in rates}
+        assert max(long.values()) <= 10 * QPS + JITTER_CALLS, long  # and over 10 windows, where jitter is ~nothing
         fetched = sorted(at(c["at"]) for c in calls if c["call"] == "gettoken" and c["errcode"] == 0)
         period = TOKEN_TTL_S / 2  # a token is refreshed half its (short) lifetime before it expires
         gaps = [b - a for a, b in itertools.pairwise(fetched)]
