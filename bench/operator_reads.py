@@ -154,9 +154,9 @@ def _store_calls(db: Path, calls: Callable[[SQLiteStore], Awaitable[Any]]) -> Ca
 
 async def _overview(st: SQLiteStore) -> None:  # what the console's overview page reads
     now = datetime.now(UTC)
-    await st.list_approvals(limit=1000)
+    await st.approval_counts()  # every approval per source and status
     await st.job_counts(now)
-    await st.pending_events(limit=1000)
+    await st.waiting_events()
     await st.list_jobs("dead", 1000)
     await st.journal_tail(5000)  # the last hour's DingTalk failures, from the journal's end
 

@@ -27,7 +27,7 @@ from bridge.records import ApprovalState, Job, JobState, JournalEntry
 
 __all__ = ["Failure", "failure_of", "overview"]
 
-SCAN_LIMIT = 1000  # approvals, dead jobs and waiting events counted
+SCAN_LIMIT = 1000  # dead jobs read for the per-app figures (the count itself is job_counts')
 JOURNAL_SCAN = 5000  # journal lines read back from the end for the last hour's figures
 WINDOW = timedelta(hours=1)
 FAILURE_KINDS = frozenset({"job.retry_scheduled", "job.dead"})
@@ -129,9 +129,9 @@ def _window(entries: Iterable[JournalEntry], since: datetime) -> list[JournalEnt
 
 async def overview(request: web.Request) -> web.Response:
     st, now = request.app[STORE], request.app[CLOCK].now()
-    approvals = await st.list_approvals(limit=SCAN_LIMIT)
+    approval_counts = await st.approval_counts()
     counts = await st.job_counts(now)
-    waiting = await st.pending_events(limit=SCAN_LIMIT)
+    waiting_per_source = await st.waiting_events()  # a read: pending_events would lease decisions
     dead = await st.list_jobs(JobState.DEAD, SCAN_LIMIT)
     tail = await st.journal_tail(JOURNAL_SCAN)
     since = now - WINDOW
@@ -142,12 +142,14 @@ async def overview(request: web.Request) -> web.Response:
     orphaned_hour = Counter(e.source or "" for e in hour if e.kind == "notice.orphaned")
     at_least = "≥" if more else ""
 
-    by_status = Counter(a.status for a in approvals)
+    by_status: Counter[str] = Counter()
+    for (_src, status), n in approval_counts.items():
+        by_status[status] += n
     shown = [s for s in ApprovalState if s != ApprovalState.NEW]
     stats = "".join(_card(STATUS_LABELS[s], by_status.get(s, 0), url("/console/approvals", status=s), f"st-{s}")
                     for s in shown)
     backlog = "".join([
-        _card("待处理事件 Events waiting", len(waiting)),
+        _card("待处理事件 Events waiting", sum(waiting_per_source.values())),
         _card("待执行任务 Jobs waiting", counts.pending + counts.running),
         _card("死信 Dead jobs", counts.dead, "/console/dead", "warn" if counts.dead else ""),
         _card("孤立通知 Orphaned notices", counts.orphaned, "", "warn" if counts.orphaned else ""),
@@ -163,10 +165,9 @@ async def overview(request: web.Request) -> web.Response:
               "warn" if orphaned_hour else ""),
     ])
 
-    sources = sorted({a.source for a in approvals} | {s.name for s in request.app[CONFIG].sources})
-    per_source = Counter((a.source, a.status) for a in approvals)
+    sources = sorted({src for src, _ in approval_counts} | {s.name for s in request.app[CONFIG].sources})
+    per_source = approval_counts
     dead_per_source = Counter(j.source for j in dead)
-    waiting_per_source = Counter(e.event.source for e in waiting)
     errors_per_source = Counter(f.source for f in errors)
     throttled_per_source = Counter(f.source for f in throttled)
     rows = [
@@ -188,8 +189,8 @@ async def overview(request: web.Request) -> web.Response:
         '<h2>按来源 Per source</h2>'
         + table(["来源 Source", *(STATUS_LABELS[s] for s in shown), "待处理事件 Events", "死信 Dead",
                  "错误 1h Errors", "限流 1h Throttled", "孤立 1h Orphaned"], rows, cls="per-source")
-        + f'<p class="muted">审批统计最近 {SCAN_LIMIT} 条；最近一小时读自日志最后 {JOURNAL_SCAN} 行 · approvals '
-        f'counted over the last {SCAN_LIMIT}, the last hour from the journal\'s last {JOURNAL_SCAN} lines, '
+        + f'<p class="muted">审批按全部统计；最近一小时读自日志最后 {JOURNAL_SCAN} 行 · every approval counted, '
+        f'the last hour from the journal\'s last {JOURNAL_SCAN} lines, '
         f'for every worker sharing this store · {time_tag(now)}</p>'
     )
     return web.Response(text=page("概览 Overview", body, csrf=csrf_token(request), active="/console"),

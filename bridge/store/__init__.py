@@ -232,6 +232,16 @@ class Store(Protocol):
     async def job_counts(self, now: datetime) -> JobCounts:
         """Jobs by state, the oldest pending run_at and the number of orphaned notices."""
 
+    async def approval_counts(self) -> dict[tuple[str, str], int]:
+        """Every approval counted per (source, status): the console's overview. A read: it leases nothing."""
+        ...
+
+    async def waiting_events(self) -> dict[str, int]:
+        """How many stored events wait to be decided, per source. Unlike `pending_events` it takes no decision
+        lease, so a console or a receiver may ask without holding up the workers (PostgreSQL leases what
+        pending_events returns)."""
+        ...
+
     async def get_resolutions(self, keys: Sequence[str]) -> dict[str, Resolution]:
         """The stored resolutions of these recipients (expired ones included: the caller decides), by key."""
 

@@ -253,5 +253,18 @@ class MemoryStore(MemoryJobs):
             orphaned=sum(1 for n in self.notices.values() if n.orphaned_at is not None),
         )
 
+    async def approval_counts(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for a in self.approvals.values():
+            counts[(a.source, a.status)] = counts.get((a.source, a.status), 0) + 1
+        return counts
+
+    async def waiting_events(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for e in self.inbox.values():
+            if not e.processed:
+                counts[e.event.source] = counts.get(e.event.source, 0) + 1
+        return counts
+
     async def check_writable(self) -> None:
         self._writable()

@@ -86,3 +86,9 @@ class SqlReads:
         else:
             rows = await self._read("journal_tail_for_source", {"source": source, "limit": n})
         return [sq.journal_row(r) for r in rows]
+
+    async def approval_counts(self) -> dict[tuple[str, str], int]:
+        return {(r["source"], r["status"]): int(r["n"]) for r in await self._read("approval_counts")}
+
+    async def waiting_events(self) -> dict[str, int]:
+        return {r["source"]: int(r["n"]) for r in await self._read("waiting_events")}

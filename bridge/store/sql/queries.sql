@@ -316,3 +316,14 @@ INSERT INTO recipients (key, userid, error, resolved_at, expires_at)
 VALUES (:key, :userid, :error, :resolved_at, :expires_at)
 ON CONFLICT (key) DO UPDATE SET userid = excluded.userid, error = excluded.error,
     resolved_at = excluded.resolved_at, expires_at = excluded.expires_at
+
+-- name: approval_counts
+SELECT source, status, COUNT(*) AS n
+FROM approvals
+GROUP BY source, status
+
+-- name: waiting_events
+SELECT source, COUNT(*) AS n
+FROM inbox
+WHERE processed = 0
+GROUP BY source

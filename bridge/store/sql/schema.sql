@@ -197,3 +197,11 @@ CREATE TRIGGER job_totals_delete AFTER DELETE ON jobs BEGIN
 END;
 
 PRAGMA user_version = 6;
+
+-- migration: 7
+
+-- The console's overview counts every approval per source and status (not a recent sample); this index answers
+-- that GROUP BY without reading the approvals' card JSON.
+CREATE INDEX approvals_status ON approvals (source, status);
+
+PRAGMA user_version = 7;

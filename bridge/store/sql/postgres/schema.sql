@@ -169,3 +169,8 @@ CREATE TABLE rate_slots (
 
 -- The DingTalk app whose agent sent the card (see the SQLite schema). NULL: not sent yet, or sent before apps.
 ALTER TABLE notices ADD COLUMN app TEXT;
+
+-- migration: 5
+
+-- Approvals per source and status for the console's overview (see the SQLite schema).
+CREATE INDEX approvals_status ON approvals (source, status);
