@@ -316,7 +316,7 @@ def parse_canonical(source: str, body: object, *, webhook_id: str | None = None)
     if use_header:
         data["event_id"] = webhook_id
     elif obj.get("event_id") is None:
-        problems.append(Problem("event_id", "required (or send a webhook-id header)"))
+        problems.append(Problem("event_id", "required (or send a webhook-id or svix-id header)"))
     status = parse_status(obj.get("status"), problems)
     values = validate_values(data, problems, name=lambda f: "webhook-id" if use_header and f == "event_id" else f)
     if problems:

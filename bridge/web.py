@@ -125,7 +125,7 @@ async def _receive(request: web.Request, name: str) -> web.StreamResponse:
         raise errors.UnsupportedMediaType(
             f"Content-Type must be application/json, got {request.content_type or 'nothing'!r}"
         )
-    webhook_id = webhook_id or request.headers.get("webhook-id")
+    webhook_id = webhook_id or signatures.delivery_id(request.headers)
     event = intake.decode(source, body, clock.now(), headers=request.headers, webhook_id=webhook_id,
                           window=intake.window_of(cfg.server)).event
     assert event is not None  # only native handshakes carry no event

@@ -21,7 +21,7 @@ from typing import TypeVar
 from bridge import errors, events
 from bridge.clock import SystemClock
 from bridge.config import SourceConfig
-from bridge.sources import intake
+from bridge.sources import intake, signatures
 
 P = TypeVar("P", bound=argparse.ArgumentParser)  # bridge.cli.main's parser class
 
@@ -54,7 +54,7 @@ def map_payload(
     source: SourceConfig, raw: bytes, headers: dict[str, str]
 ) -> tuple[events.ApprovalEvent, list[errors.Problem]]:
     """The event and the card-data warnings for a first event; raises InputError like the receiver."""
-    webhook_id = next((v for k, v in headers.items() if k.lower() == "webhook-id"), None)
+    webhook_id = signatures.delivery_id(headers)
     # the receiver's own decoder; `now` matters to native sources only, which `bridge map` refuses
     event = intake.decode(source, raw, SystemClock().now(), headers=headers, webhook_id=webhook_id).event
     assert event is not None  # only native handshakes carry no event

@@ -14,7 +14,7 @@ be a list, a list of objects' fields (`operators[*].loginid`), a comma-separated
 go through `id_map`; integer ids become strings; without `statuses`, canonical status names map to
 themselves. Then, for a field no path gave, its template (`templates.title = "{requestname} ({requestid})"`),
 then its constant. Times without an offset are read in `timezone`. The event id: `event_id` paths, else
-the `event_id_header` header, else the webhook-id header, else a hash of the `event_id_hash` values.
+the `event_id_header` header, else the webhook-id (or svix-id) header, else a hash of the `event_id_hash` values.
 
 When a card field (title, recipients, url) gives nothing, the event's `extra` records which of the sender's
 paths matched nothing (`from.<field>` / `why.<field>`), so the 400 for a first event without card data names
@@ -30,6 +30,7 @@ from bridge import events, templating
 from bridge.errors import Problem
 from bridge.events import ApprovalEvent, Status
 from bridge.sources import mapping_values as values
+from bridge.sources import signatures
 from bridge.sources.mapping_config import (
     CARD_TARGETS,
     KEYS,
@@ -175,7 +176,7 @@ def _event_id(cfg: MappingConfig, obj: dict[str, Any], webhook_id: str | None, h
 
 def _fallback_id(cfg: MappingConfig, obj: dict[str, Any], webhook_id: str | None, headers: Mapping[str, str],
                  label: str, had_path: bool, problems: list[Problem]) -> tuple[str | None, str]:  # fmt: skip
-    """No event id path (or it matched nothing): a configured header, webhook-id, then a hash of fields."""
+    """No event id path (or it matched nothing): a configured header, webhook-id / svix-id, then a hash."""
     if (hit := values.header(headers, cfg.event_id_headers)) is not None:
         return hit[1], hit[0]
     if webhook_id is not None:
@@ -183,7 +184,8 @@ def _fallback_id(cfg: MappingConfig, obj: dict[str, Any], webhook_id: str | None
     hashed = [p.get(obj) for p in cfg.event_id_hash]
     if any(v is not None for v in hashed):
         return values.hashed_id(hashed), "event_id_hash"
-    names = " or ".join([*cfg.event_id_headers, "webhook-id"])
+    *others, last = [*cfg.event_id_headers, *signatures.DELIVERY_ID_HEADERS]
+    names = f"{', '.join(others)} or {last}"
     if had_path:
         problems.append(Problem(label, f"missing path {label!r} (the event id) and no {names} header"))
     elif cfg.event_id_hash:

@@ -38,6 +38,7 @@ __all__ = [
     "WHSEC_PREFIX",
     "SignedSource",
     "decode_whsec",
+    "delivery_id",
     "sign_headers",
     "sign_hmac_sha256",
     "sign_standard_webhooks",
@@ -54,6 +55,7 @@ HMAC_HEADER = "X-Hub-Signature-256"
 TOKEN_HEADER = "X-Bridge-Token"
 STANDARD_PREFIX = "webhook-"
 SVIX_PREFIX = "svix-"  # svix-id / svix-timestamp / svix-signature: aliases of the webhook-* headers
+DELIVERY_ID_HEADERS = ("webhook-id", "svix-id")  # the sender's delivery id, in the order read
 
 
 def decode_whsec(secret: str) -> bytes:
@@ -74,6 +76,16 @@ def decode_whsec(secret: str) -> bytes:
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     """Header names folded to lower case: works for a plain dict and for aiohttp's CIMultiDict alike."""
     return {k.lower(): v for k, v in headers.items()}
+
+
+def delivery_id(headers: Mapping[str, str]) -> str | None:
+    """The delivery id a sender put in ``webhook-id`` (or Svix's alias ``svix-id``), stripped; None when
+    neither is present and non-blank. Unverified: for standard-webhooks use the id `verify` returns."""
+    h = _lower(headers)
+    for name in DELIVERY_ID_HEADERS:
+        if value := h.get(name, "").strip():
+            return value
+    return None
 
 
 def _required(headers: dict[str, str], name: str) -> str:

@@ -85,6 +85,31 @@ async def test_webhook_id_is_the_event_id_when_the_body_has_none(env) -> None:
     assert status == 202 and answer["event_id"] == "msg_abc"
 
 
+@pytest.mark.parametrize("header", ["webhook-id", "svix-id", "Svix-Id"])
+async def test_the_delivery_id_header_is_the_event_id_on_an_hmac_source(env, header: str) -> None:
+    """Outside standard-webhooks the delivery id is taken as sent: webhook-id, or Svix's svix-id alias,
+    so a redelivery with the same id is a duplicate."""
+    client, st, cfg = env
+    raw = body(event_id=None)
+    headers = {"Content-Type": "application/json", header: "msg_2Kj",
+               "X-Hub-Signature-256": signatures.sign_hmac_sha256("new-secret", raw)}
+    first = await client.post("/webhooks/oa", data=raw, headers=headers)
+    assert first.status == 202 and (await first.json())["event_id"] == "msg_2Kj"
+    again = await client.post("/webhooks/oa", data=raw, headers=headers)
+    assert again.status == 200 and (await again.json())["status"] == "duplicate"
+
+
+async def test_webhook_id_wins_over_svix_id_and_neither_means_the_event_id_is_required(env) -> None:
+    client, st, cfg = env
+    raw = body(event_id=None)
+    sig = {"Content-Type": "application/json", "X-Hub-Signature-256": signatures.sign_hmac_sha256("new-secret", raw)}
+    both = await client.post("/webhooks/oa", data=raw, headers={**sig, "webhook-id": "w-1", "svix-id": "s-1"})
+    assert both.status == 202 and (await both.json())["event_id"] == "w-1"
+    neither = await client.post("/webhooks/oa", data=raw, headers={**sig, "webhook-id": " "})
+    answer = await neither.json()
+    assert neither.status == 400 and "webhook-id or svix-id" in json.dumps(answer)
+
+
 async def test_hmac_source_with_rotated_secret(env) -> None:
     client, st, cfg = env
     raw = body()

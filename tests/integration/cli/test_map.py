@@ -36,6 +36,17 @@ def test_map_prints_the_canonical_event_headers_included(tmp_path: Path, capsys:
     assert out.err == ""
 
 
+@pytest.mark.parametrize("header", ["webhook-id", "Svix-Id"])
+def test_map_falls_back_to_the_delivery_id_header_as_the_receiver_does(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], header: str) -> None:
+    pending = deliveries("github")["pending"]
+    code = cli.main(["map", "--config", CONFIG, "--source", "github", "--header", f"{header}: msg_7",
+                     write(tmp_path, pending["body"])])  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert json.loads(out.out)["event_id"] == "msg_7"
+
+
 def test_map_names_every_problem_by_the_senders_path_and_exits_1(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     body = deliveries("weaver")["pending"]["body"] | {"src": "bounce", "operatetime": None}

@@ -195,7 +195,8 @@ def test_single_event_id_path_falls_back_to_the_webhook_id() -> None:
     body = {k: v for k, v in SIMPLE_BODY.items() if k != "id"}
     assert normalise(simple(), "src", body, webhook_id="msg_1").event_id == "msg_1"
     assert normalise(simple(), "src", SIMPLE_BODY, webhook_id="msg_1").event_id == "ev-1"
-    assert problems_of(simple(), body)[0].message == "missing path 'id' (the event id) and no webhook-id header"
+    assert problems_of(simple(), body)[0].message == \
+        "missing path 'id' (the event id) and no webhook-id or svix-id header"
     no_path = parse_config({"status": "state", "fields": {"approval_id": "doc.no", "occurred_at": "at"},
                             "time_format": "unix_s"}, "m")  # fmt: skip
     assert normalise(no_path, "src", body, webhook_id="msg_2").event_id == "msg_2"

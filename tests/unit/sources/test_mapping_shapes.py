@@ -190,14 +190,14 @@ def test_event_id_from_a_header_then_webhook_id_then_a_hash() -> None:
     assert hashed != normalise(c, "oa", BODY | {"status": "archive"}).event_id
     (problem,) = problems_of(cfg(event_id=None, event_id_hash=["nothere", "neither"]), BODY)
     assert (problem.field, problem.message) == (
-        "event_id_hash", "no event id: no webhook-id header, and every event_id_hash path matched nothing")
+        "event_id_hash", "no event id: no webhook-id or svix-id header, and every event_id_hash path matched nothing")
 
 
 def test_no_event_id_names_the_header_it_looked_for() -> None:
     c = cfg(event_id="delivery", event_id_header=["X-Request-Id"])
     (problem,) = problems_of(c, BODY)
     assert (problem.field, problem.message) == (
-        "delivery", "missing path 'delivery' (the event id) and no X-Request-Id or webhook-id header")
+        "delivery", "missing path 'delivery' (the event id) and no X-Request-Id, webhook-id or svix-id header")
 
 
 # --- 6. first-event errors name the sender's field -----------------------------------------------------

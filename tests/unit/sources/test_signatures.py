@@ -260,3 +260,19 @@ def test_svix_header_names_are_aliases_of_the_webhook_ones() -> None:
     del tampered["svix-signature"]
     with pytest.raises(SignatureInvalid, match="missing webhook-signature"):
         signatures.verify_standard_webhooks([SPEC_SECRET], tampered, SPEC_BODY, SPEC_NOW, 300)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"webhook-id": "msg_1"}, "msg_1"),
+        ({"Svix-Id": " msg_2 "}, "msg_2"),
+        ({"webhook-id": "msg_1", "svix-id": "msg_2"}, "msg_1"),
+        ({"webhook-id": "  ", "svix-id": "msg_2"}, "msg_2"),
+        ({"webhook-id": ""}, None),
+        ({}, None),
+    ],
+)
+def test_delivery_id_reads_webhook_id_then_its_svix_alias(headers: dict[str, str], expected: str | None) -> None:
+    assert signatures.delivery_id(headers) == expected
+    assert signatures.delivery_id(CIMultiDict(headers)) == expected
