@@ -107,6 +107,8 @@ class Metrics:
         self.oldest_pending = Gauge(
             "bridge_oldest_pending_job_age_seconds", "Age of the oldest due pending job (0 when none)", registry=r
         )
+        # `.labels()` builds a key and takes a lock on every call: the webhook path keeps its children
+        self._webhook_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def set_build_info(self, store_kind: str) -> None:
         """bridge_build_info{version, python, store} 1: which build answers, and on which store."""
@@ -164,8 +166,12 @@ class Metrics:
 
     # --- web hooks -------------------------------------------------------------------------------------
     def webhook_answered(self, source: str, code: int, seconds: float) -> None:
-        self.webhooks.labels(source=source, code=str(code)).inc()
-        self.ingest_seconds.labels(source=source).observe(seconds)
+        children = self._webhook_children.get((source, code))
+        if children is None:  # sources are configured and codes few, so this stays small
+            children = (self.webhooks.labels(source=source, code=str(code)), self.ingest_seconds.labels(source=source))
+            self._webhook_children[(source, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def set_job_counts(self, counts: store.JobCounts, now: datetime) -> None:
         for state in tuple(JobState):

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
+
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from bridge.errors import SignatureInvalid
 from bridge.secret import Secret
@@ -58,6 +61,7 @@ SVIX_PREFIX = "svix-"  # svix-id / svix-timestamp / svix-signature: aliases of t
 DELIVERY_ID_HEADERS = ("webhook-id", "svix-id")  # the sender's delivery id, in the order read
 
 
+@functools.lru_cache(maxsize=64)  # a webhook's secrets repeat: decode each once, not on every request
 def decode_whsec(secret: str) -> bytes:
     """The HMAC key inside a ``whsec_<base64>`` secret. ValueError (without the secret) if it is not one."""
     if not secret.startswith(WHSEC_PREFIX):
@@ -73,8 +77,11 @@ def decode_whsec(secret: str) -> bytes:
     return key
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    """Header names folded to lower case: works for a plain dict and for aiohttp's CIMultiDict alike."""
+def _lower(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Headers to look up by lower-case name: aiohttp's case-insensitive CIMultiDict as it is (no copy per
+    request), any other mapping with its names folded to lower case."""
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        return headers
     return {k.lower(): v for k, v in headers.items()}
 
 
@@ -88,7 +95,7 @@ def delivery_id(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def _required(headers: dict[str, str], name: str) -> str:
+def _required(headers: Mapping[str, str], name: str) -> str:
     value = headers.get(name.lower(), "").strip()
     if not value and name.startswith(STANDARD_PREFIX):  # Svix sends the same scheme under svix-* names
         value = headers.get(SVIX_PREFIX + name.removeprefix(STANDARD_PREFIX), "").strip()
