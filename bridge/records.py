@@ -51,6 +51,16 @@ class JobState(StrEnum):
     DEAD = "dead"  # a dead letter: waits for an operator's retry and holds back its approval
 
 
+class AlertKind(StrEnum):
+    """The journal lines the console's overview counts for its last hour: a failed DingTalk attempt that will be
+    retried, a job that died, a card found orphaned. `Store.journal_alerts` reads them by time through an index
+    that holds these kinds alone (both schemas' `journal_alerts` name the same list: a unit test keeps them so)."""
+
+    RETRY_SCHEDULED = "job.retry_scheduled"
+    DEAD = "job.dead"
+    ORPHANED = "notice.orphaned"
+
+
 class NoticeState(StrEnum):
     """Where one DingTalk card (one send to at most 5 userids) stands. Not the approval's state."""
 

@@ -4,15 +4,16 @@ Every figure comes from the store, not from this process's memory, so the page i
 replica shows what all workers did. DingTalk failures are read from the journal: each failed attempt writes
 `job.retry_scheduled` or `job.dead` with the most specific DingTalk code and the exception's class in its
 data (bridge.worker); lines written before that carried the code only in their text, which is parsed instead.
-The journal is scanned from its end, at most `JOURNAL_SCAN` lines; when the hour holds more, the page says
-"at least".
+Only the alert lines of the last hour are read (`Store.journal_alerts`, by kind and time through an index),
+however many other lines the journal holds; at most `ALERT_SCAN` of them, the newest: when the hour holds
+more, the page says "at least".
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,14 +24,14 @@ from bridge.config import Config
 from bridge.console.auth import csrf_token
 from bridge.console.html import STATUS_LABELS, esc, link, page, table, url
 from bridge.console.times import time_tag
-from bridge.records import ApprovalState, Job, JobState, JournalEntry
+from bridge.records import AlertKind, ApprovalState, Job, JobState, JournalEntry
 
 __all__ = ["Failure", "failure_of", "overview"]
 
 SCAN_LIMIT = 1000  # dead jobs read for the per-app figures (the count itself is job_counts')
-JOURNAL_SCAN = 5000  # journal lines read back from the end for the last hour's figures
+ALERT_SCAN = 5000  # the last hour's alert lines read at most (the newest), for its figures
 WINDOW = timedelta(hours=1)
-FAILURE_KINDS = frozenset({"job.retry_scheduled", "job.dead"})
+FAILURE_KINDS = frozenset({AlertKind.RETRY_SCHEDULED, AlertKind.DEAD})
 THROTTLED_ERROR = "DingTalkThrottled"  # bridge.errors' class for 900xx, HTTP 429 and the IP-ban page
 _SUB_CODE = re.compile(r"\bsub_code=([^\s,;)]+)")
 _ERRCODE = re.compile(r"\berrcode=(-?\d+)")
@@ -78,7 +79,7 @@ def failure_of(entry: JournalEntry, app_of: Callable[[str], str | None] = lambda
     source = entry.source or ""
     app = str(data["app"]) if data.get("app") else (app_of(source) or "")
     return Failure(at=entry.at, source=source, app=app, code=code, throttled=throttled,
-                   dead=entry.kind == "job.dead", message=entry.message)
+                   dead=entry.kind == AlertKind.DEAD, message=entry.message)
 
 
 def _card(label: str, value: object, href: str = "", cls: str = "") -> str:
@@ -123,23 +124,17 @@ def _per_app(cfg: Config, dead: Sequence[Job], failures: Sequence[Failure], orph
                   "死信 1h Died", "孤立 1h Orphaned"], rows, cls="per-app")
 
 
-def _window(entries: Iterable[JournalEntry], since: datetime) -> list[JournalEntry]:
-    return [e for e in entries if e.at >= since]
-
-
 async def overview(request: web.Request) -> web.Response:
     st, now = request.app[STORE], request.app[CLOCK].now()
     approval_counts = await st.approval_counts()
     counts = await st.job_counts(now)
     waiting_per_source = await st.waiting_events()  # a read: pending_events would lease decisions
     dead = await st.list_jobs(JobState.DEAD, SCAN_LIMIT)
-    tail = await st.journal_tail(JOURNAL_SCAN)
-    since = now - WINDOW
-    hour = _window(tail, since)
-    more = len(tail) >= JOURNAL_SCAN and bool(tail) and tail[0].at >= since  # the hour holds more than was read
+    hour = await st.journal_alerts(now - WINDOW, ALERT_SCAN)
+    more = len(hour) >= ALERT_SCAN  # the hour may hold more than was read
     cfg = request.app[CONFIG]
     failures = [f for f in (failure_of(e, cfg.app_of) for e in hour) if f is not None]
-    orphaned_hour = Counter(e.source or "" for e in hour if e.kind == "notice.orphaned")
+    orphaned_hour = Counter(e.source or "" for e in hour if e.kind == AlertKind.ORPHANED)
     at_least = "≥" if more else ""
 
     by_status: Counter[str] = Counter()
@@ -189,8 +184,8 @@ async def overview(request: web.Request) -> web.Response:
         '<h2>按来源 Per source</h2>'
         + table(["来源 Source", *(STATUS_LABELS[s] for s in shown), "待处理事件 Events", "死信 Dead",
                  "错误 1h Errors", "限流 1h Throttled", "孤立 1h Orphaned"], rows, cls="per-source")
-        + f'<p class="muted">审批按全部统计；最近一小时读自日志最后 {JOURNAL_SCAN} 行 · every approval counted, '
-        f'the last hour from the journal\'s last {JOURNAL_SCAN} lines, '
+        + f'<p class="muted">审批按全部统计；最近一小时读自日志中的告警行（最多 {ALERT_SCAN} 行）· every approval '
+        f'counted, the last hour from the journal\'s alert lines (the newest {ALERT_SCAN} at most), '
         f'for every worker sharing this store · {time_tag(now)}</p>'
     )
     return web.Response(text=page("概览 Overview", body, csrf=csrf_token(request), active="/console"),

@@ -49,6 +49,9 @@ from bridge.records import (
     AddResult as AddResult,
 )
 from bridge.records import (
+    AlertKind as AlertKind,
+)
+from bridge.records import (
     Approval as Approval,
 )
 from bridge.records import (
@@ -195,7 +198,8 @@ class Store(Protocol):
     async def get_job(self, job_id: int) -> Job | None: ...
 
     async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[Job]:
-        """Newest (highest id) first: the jobs an operator looks for are the recent ones."""
+        """Newest (highest id) first: the jobs an operator looks for are the recent ones. With a state, read from
+        the end of an index of that state's ids (the SQL stores), not by sorting all of its rows."""
 
     async def jobs_for(self, source: str, approval_id: str) -> list[Job]: ...
 
@@ -221,6 +225,12 @@ class Store(Protocol):
 
     async def journal_tail(self, n: int, *, source: str | None = None) -> list[JournalEntry]:
         """The last `n` journal lines (of `source`, if given), oldest first. Reads n rows, not the journal."""
+
+    async def journal_alerts(self, since: datetime, limit: int) -> list[JournalEntry]:
+        """The newest `limit` journal lines of the `AlertKind` kinds written at or after `since`, oldest first (by
+        `at`, then id): the console's last hour of DingTalk failures, read for the whole fleet through an index of
+        those kinds alone, so the journal's other lines cost neither the read nor an index write."""
+        ...
 
     async def append_journal(self, entries: Sequence[NewJournal], now: datetime) -> None: ...
 

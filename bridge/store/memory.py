@@ -221,6 +221,12 @@ class MemoryStore(MemoryJobs):
         found = [e for e in self.journal_entries if source is None or e.source == source]
         return found[-n:] if n > 0 else []
 
+    async def journal_alerts(self, since: datetime, limit: int) -> list[store.JournalEntry]:
+        since = _utc(since)
+        found = sorted((e for e in self.journal_entries if e.kind in tuple(store.AlertKind) and e.at >= since),
+                       key=lambda e: (e.at, e.id))
+        return found[-limit:] if limit > 0 else []
+
     async def prune(self, before: datetime, limit: int) -> store.Pruned:
         self._writable()
         old_lines, events, jobs = prune_plan(self.journal_entries, self.inbox, self.jobs, _utc(before), limit)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge import records as store
+from bridge.records import JobState
 from bridge.store import sqlite_sql as sq
 
 __all__ = ["SqlReads", "of_approval"]
@@ -42,8 +43,12 @@ class SqlReads:
 
     async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[store.Job]:
         if state is None:
-            return [sq.job_row(r) for r in await self._read("list_jobs", {"limit": limit})]
-        return [sq.job_row(r) for r in await self._read("list_jobs_in_state", {"state": state, "limit": limit})]
+            rows = await self._read("list_jobs", {"limit": limit})
+        elif state in tuple(JobState):  # one statement per state (see list_pending_jobs in sql/queries.sql)
+            rows = await self._read(f"list_{state}_jobs", {"limit": limit})
+        else:
+            rows = []  # no job is in a state that does not exist
+        return [sq.job_row(r) for r in rows]
 
     async def jobs_for(self, source: str, approval_id: str) -> list[store.Job]:
         return [sq.job_row(r) for r in await self._read("jobs_for", of_approval(source, approval_id))]
@@ -85,6 +90,12 @@ class SqlReads:
             rows = await self._read("journal_tail", {"limit": n})
         else:
             rows = await self._read("journal_tail_for_source", {"source": source, "limit": n})
+        return [sq.journal_row(r) for r in rows]
+
+    async def journal_alerts(self, since: datetime, limit: int) -> list[store.JournalEntry]:
+        if limit <= 0:
+            return []
+        rows = await self._read("journal_alerts", {"since": sq.to_us(since), "limit": limit})
         return [sq.journal_row(r) for r in rows]
 
     async def approval_counts(self) -> dict[tuple[str, str], int]:

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from bridge.config import DEFAULT_APP
 from bridge.console import auth, throttle
-from bridge.records import JobState
+from bridge.records import JobState, NewJournal
 from bridge.simulator import ui
 from bridge.simulator.model import FaultPlan
 from tests.integration.test_admin import ADMIN_TOKEN, AUTH, Harness, body, make_harness
@@ -310,6 +310,11 @@ async def test_overview_counts_dingtalk_errors_and_throttling_of_the_last_hour(h
     assert f"<td>{errors}</td><td>{throttled}</td><td>{died}</td><td>0</td></tr>" in per_app
     per_source = text[text.index('class="per-source"'):]
     assert f"<td>{errors}</td><td>{throttled}</td><td>0</td></tr>" in per_source.split("</tr>", 2)[1] + "</tr>"
+    # 6,000 ordinary lines written since: the hour's failures are still all counted (the overview used to read
+    # the journal's last 5,000 lines and would now see none of them)
+    await h.store.append_journal([NewJournal(kind="event.applied", source="erp")] * 6000, h.clock.now())
+    _, again = await page(h, "/console")
+    assert hour in again
     h.clock.advance(3601)
     _, text = await page(h, "/console")
     assert "最近一小时没有钉钉错误 no DingTalk errors in the last hour" in text

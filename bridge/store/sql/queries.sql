@@ -231,8 +231,24 @@ SELECT * FROM jobs WHERE id = :id
 -- name: list_jobs
 SELECT * FROM jobs ORDER BY id DESC LIMIT :limit
 
--- name: list_jobs_in_state
-SELECT * FROM jobs WHERE state = :state ORDER BY id DESC LIMIT :limit
+-- name: list_pending_jobs
+-- The newest :limit jobs of one state, from the end of an index of that state's ids (migration 8), not a sort of
+-- every row of the state (jobs_due is in run_at order). One statement per state, the state written out: SQLite
+-- uses a partial index only when the query repeats its condition (`state != 'done'`) literally.
+SELECT * FROM jobs INDEXED BY jobs_open_state WHERE state = 'pending' AND state != 'done' ORDER BY id DESC
+LIMIT :limit
+
+-- name: list_running_jobs
+SELECT * FROM jobs INDEXED BY jobs_open_state WHERE state = 'running' AND state != 'done' ORDER BY id DESC
+LIMIT :limit
+
+-- name: list_dead_jobs
+SELECT * FROM jobs INDEXED BY jobs_open_state WHERE state = 'dead' AND state != 'done' ORDER BY id DESC
+LIMIT :limit
+
+-- name: list_done_jobs
+-- Done jobs, most of the table, from the end of their own partial index (jobs_done, which retention walks).
+SELECT * FROM jobs INDEXED BY jobs_done WHERE state = 'done' ORDER BY id DESC LIMIT :limit
 
 -- name: jobs_for
 SELECT * FROM jobs WHERE source = :source AND approval_id = :approval_id ORDER BY id
@@ -273,6 +289,14 @@ SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT :limit) ORDER BY id
 
 -- name: journal_tail_for_source
 SELECT * FROM (SELECT * FROM journal WHERE source = :source ORDER BY id DESC LIMIT :limit) ORDER BY id
+
+-- name: journal_alerts
+-- The newest :limit alert lines (bridge.records.AlertKind) at or after :since, through the partial index
+-- journal_alerts (migration 8), whose condition is repeated literally so that SQLite may use it.
+SELECT * FROM (SELECT * FROM journal INDEXED BY journal_alerts
+               WHERE kind IN ('job.retry_scheduled', 'job.dead', 'notice.orphaned') AND at >= :since
+               ORDER BY at DESC, id DESC LIMIT :limit)
+ORDER BY at, id
 
 -- ------------------------------------------------------------------------------------------ retention
 -- Each deletes at most :limit of the oldest rows older than :before, walking ids upwards (old rows first).

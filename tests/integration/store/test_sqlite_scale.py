@@ -122,3 +122,38 @@ async def test_a_retention_look_costs_the_same_however_many_rows_are_young(st: S
             assert steps < 5_000, (name, steps)  # a walk over 20,000 rows takes well over 100,000 steps
     finally:
         con.close()
+
+
+def vm_steps(path: Path, name: str, params: dict[str, object]) -> int:
+    """SQLite virtual-machine steps of one named query (not time: load cannot change it)."""
+    steps = 0
+
+    def step() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.set_progress_handler(step, 1)
+        con.execute(Q[name], params).fetchall()
+    return steps
+
+
+async def test_the_newest_jobs_of_a_state_cost_the_same_however_many_the_state_holds(st: SQLiteStore) -> None:
+    """`bridge jobs --state S` (migration 8): 20,000 done and 20,000 dead jobs, the newest 100 of either state
+    are read from an index's end; sorting all of a state's rows takes several steps per row."""
+    add_jobs(st.path, ["done"] * 20_000 + ["dead"] * 20_000 + ["pending"] * 5)
+    assert vm_steps(st.path, "list_done_jobs", {"limit": 100}) < 5_000
+    assert vm_steps(st.path, "list_dead_jobs", {"limit": 100}) < 5_000
+    assert [j.state for j in await st.list_jobs("pending")] == ["pending"] * 5
+    assert len(await st.list_jobs("dead", 100)) == 100 and len(await st.list_jobs("done", 100)) == 100
+
+
+async def test_the_last_hours_alerts_are_read_without_the_other_journal_lines(st: SQLiteStore) -> None:
+    """Store.journal_alerts through the partial index journal_alerts: 20,000 ordinary lines in the hour cost no
+    steps, only the 50 alert lines among them do."""
+    with contextlib.closing(sqlite3.connect(st.path)) as con, con:
+        con.executemany("INSERT INTO journal (at, kind) VALUES (?, ?)",
+                        [(to_us(T0), "job.dead" if i % 400 == 0 else "event.applied") for i in range(20_000)])
+    assert vm_steps(st.path, "journal_alerts", {"since": to_us(T0 - timedelta(hours=1)), "limit": 5000}) < 5_000
+    assert len(await st.journal_alerts(T0 - timedelta(hours=1), 5000)) == 50

@@ -255,8 +255,20 @@ SELECT * FROM jobs WHERE id = %(id)s
 -- name: list_jobs
 SELECT * FROM jobs ORDER BY id DESC LIMIT %(limit)s
 
--- name: list_jobs_in_state
-SELECT * FROM jobs WHERE state = %(state)s ORDER BY id DESC LIMIT %(limit)s
+-- name: list_pending_jobs
+-- The newest jobs of one state, backwards along jobs_open_state (migration 6) or, for done jobs, jobs_done. The
+-- state is written out so that the planner proves the partial index's condition in a generic plan too (with a
+-- parameter for the state it cannot; with the condition repeated it misjudged the rows and sorted them).
+SELECT * FROM jobs WHERE state = 'pending' ORDER BY id DESC LIMIT %(limit)s
+
+-- name: list_running_jobs
+SELECT * FROM jobs WHERE state = 'running' ORDER BY id DESC LIMIT %(limit)s
+
+-- name: list_dead_jobs
+SELECT * FROM jobs WHERE state = 'dead' ORDER BY id DESC LIMIT %(limit)s
+
+-- name: list_done_jobs
+SELECT * FROM jobs WHERE state = 'done' ORDER BY id DESC LIMIT %(limit)s
 
 -- name: jobs_for
 SELECT * FROM jobs WHERE source = %(source)s AND approval_id = %(approval_id)s ORDER BY id
@@ -298,6 +310,13 @@ SELECT * FROM (SELECT * FROM journal ORDER BY id DESC LIMIT %(limit)s) AS t ORDE
 
 -- name: journal_tail_for_source
 SELECT * FROM (SELECT * FROM journal WHERE source = %(source)s ORDER BY id DESC LIMIT %(limit)s) AS t ORDER BY id
+
+-- name: journal_alerts
+-- Through the partial index journal_alerts (migration 6); see the SQLite query.
+SELECT * FROM (SELECT * FROM journal
+               WHERE kind IN ('job.retry_scheduled', 'job.dead', 'notice.orphaned') AND at >= %(since)s
+               ORDER BY at DESC, id DESC LIMIT %(limit)s) AS t
+ORDER BY at, id
 
 -- ------------------------------------------------------------------------------------------ retention
 -- Each deletes at most :limit of the oldest rows older than :before, walking ids upwards (old rows first).

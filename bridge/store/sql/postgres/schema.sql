@@ -174,3 +174,9 @@ ALTER TABLE notices ADD COLUMN app TEXT;
 
 -- Approvals per source and status for the console's overview (see the SQLite schema).
 CREATE INDEX approvals_status ON approvals (source, status);
+
+-- migration: 6
+
+-- Alert lines by time for the console's overview, and the newest jobs of a state (see SQLite's migration 8).
+CREATE INDEX journal_alerts ON journal (at, id) WHERE kind IN ('job.retry_scheduled', 'job.dead', 'notice.orphaned');
+CREATE INDEX jobs_open_state ON jobs (state, id) WHERE state <> 'done';
