@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge import views
-from bridge.appkeys import CONFIG, STORE
+from bridge.appkeys import CLOCK, CONFIG, STORE
 from bridge.console import detail
 from bridge.console.auth import csrf_token
 from bridge.console.html import (
@@ -28,9 +28,12 @@ from bridge.console.html import (
 )
 from bridge.console.overview import SCAN_LIMIT
 from bridge.console.times import SINCE_FORMATS, BadTime, parse_since, time_tag
+from bridge.journal_follow import BadCursor, JournalFollower
 from bridge.records import ApprovalState, JobState
 
 LIST_LIMIT = 200
+JOURNAL_FIRST = 100  # lines the live journal opens with
+JOURNAL_PAGE = 200  # lines one journal.json answer carries at most
 
 
 def html(text: str, status: int = 200) -> web.Response:
@@ -185,14 +188,32 @@ async def journal(request: web.Request) -> web.Response:
 
 
 async def journal_json(request: web.Request) -> web.Response:
-    """Journal lines after `after` (the last id the page has); the first call gets the last 100."""
-    st = request.app[STORE]
-    raw = request.query.get("after", "")
-    if raw and not raw.isdigit():
+    """The live journal's lines, followed as `bridge tail --follow` follows them (bridge.journal_follow): the
+    first call answers the last JOURNAL_FIRST lines and a cursor; each call with that cursor answers the lines
+    not yet sent, those that committed late below ids already sent included (PostgreSQL), and the next cursor.
+    At most JOURNAL_PAGE lines a call (`more`: ask again at once). `after` (an id) starts after that line."""
+    st, clock, q = request.app[STORE], request.app[CLOCK], request.query
+    raw_after, raw_cursor = q.get("after", ""), q.get("cursor", "")
+    if raw_after and not raw_after.isdigit():
         return web.json_response({"error": "bad_request", "message": "'after' must be a journal id"}, status=400)
-    entries = await st.journal(int(raw), limit=200) if raw else await st.journal_tail(100)
+
+    def wall() -> float:  # the cursor's times: every replica that may answer the next call shares this clock
+        return clock.now().timestamp()
+
+    try:
+        if raw_cursor:
+            follower = JournalFollower.resume(st, clock, raw_cursor, timer=wall)
+        elif raw_after:
+            follower = JournalFollower(st, clock, after=int(raw_after), timer=wall)
+        else:
+            recent = await st.journal_tail(JOURNAL_FIRST)
+            follower = JournalFollower(st, clock, after=recent[0].id - 1 if recent else 0, timer=wall)
+    except BadCursor as exc:
+        return web.json_response({"error": "bad_request", "message": f"'cursor': {exc}"}, status=400)
+    entries = await follower.poll(limit=JOURNAL_PAGE)
     lines = [{"id": e.id, "at": e.at.isoformat(), "kind": e.kind, "source": e.source, "approval_id": e.approval_id,
               "job_id": e.job_id, "task_id": e.task_id, "message": e.message,
               "href": approval_path(e.source, e.approval_id) if e.source and e.approval_id else None}
              for e in entries]
-    return web.json_response({"lines": lines, "last": lines[-1]["id"] if lines else int(raw or 0)})
+    return web.json_response({"lines": lines, "cursor": follower.cursor(), "more": follower.more,
+                              "last": max((e.id for e in entries), default=follower.low)})

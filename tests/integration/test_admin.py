@@ -122,7 +122,8 @@ async def harness() -> AsyncIterator[Harness]:
         yield h
 
 
-def make_harness(**cfg_kw: Any) -> Any:
+def make_harness(*, st: store.Store | None = None, **cfg_kw: Any) -> Any:
+    """The harness around a MemoryStore, or around `st` (opened by the caller)."""
     import contextlib
 
     @contextlib.asynccontextmanager
@@ -134,10 +135,11 @@ def make_harness(**cfg_kw: Any) -> Any:
             metrics = Metrics()
             client = dingtalk.Client.from_config(session, cfg.dingtalk, clock=clock, observer=metrics,
                                                  tokens=dingtalk.TokenRegistry())
-            st = MemoryStore()
-            app = bridge_app.create_app(cfg, store=st, clock=clock, client=client, metrics=metrics, run_worker=False)
+            used: Any = st or MemoryStore()
+            app = bridge_app.create_app(cfg, store=used, clock=clock, client=client, metrics=metrics,
+                                        run_worker=False)
             async with TestClient(TestServer(app)) as http:
-                yield Harness(http, app, st, clock, state, cfg, metrics)
+                yield Harness(http, app, used, clock, state, cfg, metrics)
 
     return cm()
 

@@ -47,9 +47,11 @@ function timeElement(iso) {
   return el;
 }
 
-// --- the live journal: lines after the last id this page has, every POLL_MS ---
+// --- the live journal: what bridge tail --follow shows. The server's cursor says which lines this page has;
+// a line that commits late (below ids already shown, on PostgreSQL) still comes, and takes its place by id ---
 function journalRow(line) {
   const tr = document.createElement("tr");
+  tr.dataset.id = String(line.id);
   const cells = [String(line.id), null, line.kind, null, line.message || ""];
   cells.forEach((text, i) => {
     const td = document.createElement("td");
@@ -69,25 +71,33 @@ function journalRow(line) {
   return tr;
 }
 
+function placeRow(body, tr) {  // newest (highest id) on top
+  const id = Number(tr.dataset.id);
+  const below = Array.from(body.rows).find((row) => Number(row.dataset.id) < id);
+  body.insertBefore(tr, below || null);
+}
+
 function startJournal(table) {
   const body = table.querySelector("tbody");
   const state = document.getElementById("journal-state");
-  let last = null;
+  let cursor = null;
   async function poll() {
+    let again = POLL_MS;
     try {
-      const q = last === null ? "" : `?after=${last}`;
+      const q = cursor === null ? "" : `?cursor=${encodeURIComponent(cursor)}`;
       const resp = await fetch(table.dataset.src + q, {credentials: "same-origin", headers: {Accept: "application/json"}});
       if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
       const data = await resp.json();
-      data.lines.forEach((line) => body.prepend(journalRow(line)));
+      data.lines.forEach((line) => placeRow(body, journalRow(line)));
       while (body.rows.length > 500) body.deleteRow(body.rows.length - 1);
       localise(body);
-      last = data.last;
+      cursor = data.cursor;
+      if (data.more) again = 0;  // more lines wait: fetch them now
       state.textContent = `已更新 updated ${localText(new Date())} · ${body.rows.length} 行 lines`;
     } catch (err) {
       state.textContent = `更新失败 update failed: ${err.message}`;
     }
-    window.setTimeout(poll, POLL_MS);
+    window.setTimeout(poll, again);
   }
   poll();
 }
