@@ -93,5 +93,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/console/jobs/{job_id}/retry", protected(actions.retry_job))
     r.add_post("/console/dead/retry", protected(actions.retry_selected))
     r.add_get("/console/dead", protected(pages.dead_letters))
+    r.add_get("/console/dead/live", protected(pages.dead_live))
     r.add_get("/console/journal", protected(pages.journal))
     r.add_get("/console/journal.json", protected(pages.journal_json))

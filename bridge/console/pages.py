@@ -25,6 +25,7 @@ from bridge.console.html import (
     page,
     status_badge,
     table,
+    url,
 )
 from bridge.console.overview import SCAN_LIMIT
 from bridge.console.times import SINCE_FORMATS, BadTime, parse_since, time_tag
@@ -130,14 +131,11 @@ async def approval_live(request: web.Request) -> web.Response:
         return web.json_response({"error": "not_found", "message": f"no approval {approval_id} from {source}"},
                                  status=404)
     notices = await request.app[STORE].notices_for(source, approval_id)
-    inner = detail.render(found, notices, csrf_token(request))
-    etag = _etag(inner)
-    if etag in request.headers.get("If-None-Match", ""):
-        return web.Response(status=304, headers={"ETag": etag})
-    return web.Response(text=inner, content_type="text/html", charset="utf-8", headers={"ETag": etag})
+    return _fragment(request, detail.render(found, notices, csrf_token(request)))
 
 
-async def dead_letters(request: web.Request) -> web.Response:
+async def _dead_list(request: web.Request, csrf: str) -> tuple[str, str]:
+    """The dead-letter list (its retry form) under the query's filters, and the 400 explanation if any."""
     q = request.query
     source, code, since_raw = q.get("source", ""), q.get("code", ""), q.get("since", "")
     try:
@@ -149,15 +147,6 @@ async def dead_letters(request: web.Request) -> web.Response:
     jobs = [] if problem else await request.app[STORE].list_jobs(JobState.DEAD, SCAN_LIMIT)
     jobs = [j for j in jobs if (not source or j.source == source) and (not code or code in (j.last_error or ""))
             and (since is None or j.updated_at >= since)][:LIST_LIMIT]
-    csrf = csrf_token(request)
-    sources = [("", "全部来源 all sources")] + [(s.name, s.name) for s in request.app[CONFIG].sources]
-    form = (
-        '<form method="get" class="filters">'
-        f'{_select("source", sources, source)}'
-        f'<input name="code" value="{esc(code)}" placeholder="错误码 error code, e.g. 40035">'
-        f'<label>之后 Since {_since_box(since_raw, bool(problem))}</label>'
-        '<button class="btn" type="submit">筛选 Filter</button></form>'
-    )
     rows = [
         [f'<input type="checkbox" name="job_id" value="{j.id}" aria-label="job {j.id}">', esc(j.id), esc(j.kind),
          link(approval_path(j.source, j.approval_id), f"{j.source}/{j.approval_id}"), esc(j.attempts),
@@ -169,10 +158,49 @@ async def dead_letters(request: web.Request) -> web.Response:
              + table(["", "任务 Job", "类型 Kind", "审批 Approval", "尝试 Attempts", "最后错误 Last error",
                       "时间 Time", "状态 State"], rows, empty="没有死信 no dead jobs")
              + '<button class="btn danger" type="submit">重试所选 Retry selected</button></form>')
+    return retry, problem
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    q = request.query
+    source, code, since_raw = q.get("source", ""), q.get("code", ""), q.get("since", "")
+    csrf = csrf_token(request)
+    retry, problem = await _dead_list(request, csrf)
+    sources = [("", "全部来源 all sources")] + [(s.name, s.name) for s in request.app[CONFIG].sources]
+    form = (
+        '<form method="get" class="filters">'
+        f'{_select("source", sources, source)}'
+        f'<input name="code" value="{esc(code)}" placeholder="错误码 error code, e.g. 40035">'
+        f'<label>之后 Since {_since_box(since_raw, bool(problem))}</label>'
+        '<button class="btn" type="submit">筛选 Filter</button></form>'
+    )
+    if problem:
+        listing = retry
+    else:  # refreshes itself as the approval page does; console.js keeps the ticked boxes across refreshes
+        live = url("/console/dead/live", source=source, code=code, since=since_raw)
+        listing = (f'<div id="live" data-live="{esc(live)}" data-etag="{esc(_etag(retry))}">{retry}</div>'
+                   '<p class="muted" id="live-state">每 2 秒自动更新，保留所选 updates itself every 2 s, '
+                   'keeping what is ticked</p>')
     flash = detail.FLASH.get(q.get("done", ""), "")
-    body = f'<h1>死信 Dead letters</h1>{form}{problem}{retry}'
+    body = f'<h1>死信 Dead letters</h1>{form}{problem}{listing}'
     return html(page("死信 Dead letters", body, csrf=csrf, active="/console/dead", flash=flash),
                 status=400 if problem else 200)
+
+
+async def dead_live(request: web.Request) -> web.Response:
+    """The dead-letter list alone, under the same filters, for console.js to swap in; 304 while unchanged."""
+    retry, problem = await _dead_list(request, csrf_token(request))
+    if problem:
+        return web.json_response({"error": "bad_request", "message": "'since' is not a time"}, status=400)
+    return _fragment(request, retry)
+
+
+def _fragment(request: web.Request, inner: str) -> web.Response:
+    """A live page's body: 304 when the browser's If-None-Match is its ETag (nothing changed), else the HTML."""
+    etag = _etag(inner)
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(text=inner, content_type="text/html", charset="utf-8", headers={"ETag": etag})
 
 
 async def journal(request: web.Request) -> web.Response:

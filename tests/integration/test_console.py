@@ -372,3 +372,37 @@ async def test_the_approval_page_has_a_live_fragment_with_an_etag(harness: Harne
     assert resp.status == 401  # a script's request: refused, not redirected to the login form
     resp = await harness.http.get("/console/approvals/erp/PO-404/live", headers=AUTH)
     assert resp.status == 404
+
+
+async def test_the_dead_letter_page_has_a_live_list_with_an_etag(harness: Harness) -> None:
+    h = harness
+    h.sim.set_faults(FaultPlan(rate=1.0, kinds=("errcode_-1",), calls=("asyncsend_v2",)))
+    assert await h.post(body("PO-7", "pending", 0)) == 202
+    await h.settle()
+    [first] = await h.store.list_jobs(JobState.DEAD)
+    assert await login(h) == 303
+    _, text = await page(h, "/console/dead?source=erp&code=-1")
+    live = re.search(r'data-live="([^"]+)" data-etag="([^"]+)"', text)
+    assert live is not None and live.group(1) == "/console/dead/live?source=erp&amp;code=-1"
+    path, etag = live.group(1).replace("&amp;", "&"), live.group(2).replace("&quot;", '"')
+    resp = await h.http.get(path)
+    assert resp.status == 200 and resp.headers["ETag"] == etag and f'value="{first.id}"' in await resp.text()
+    resp = await h.http.get(path, headers={"If-None-Match": etag})
+    assert resp.status == 304  # nothing changed: nothing sent
+    assert await h.post(body("PO-8", "pending", 0)) == 202  # a second job dies
+    await h.settle()
+    [second, _] = await h.store.list_jobs(JobState.DEAD)
+    resp = await h.http.get(path, headers={"If-None-Match": etag})
+    listing = await resp.text()
+    assert resp.status == 200 and resp.headers["ETag"] != etag
+    assert f'value="{second.id}"' in listing and f'value="{first.id}"' in listing
+    assert 'name="csrf"' in listing and 'action="/console/dead/retry"' in listing  # the form still posts
+    resp = await h.http.get("/console/dead/live?source=oa")
+    assert f'value="{second.id}"' not in await resp.text()  # the page's filters hold for its refreshes
+    resp = await h.http.get("/console/dead/live?since=yesterday")
+    assert resp.status == 400 and "since" in (await resp.json())["message"]
+    status, text = await page(h, "/console/dead?since=yesterday")
+    assert status == 400 and "data-live" not in text  # a page with a bad filter does not refresh
+    h.http.session.cookie_jar.clear()
+    resp = await h.http.get(path, allow_redirects=False)
+    assert resp.status == 401  # a script's request: refused, not redirected to the login form

@@ -2,8 +2,9 @@
 
 One stack for the module, in a thread with its own event loop: the simulator and the real bridge app (its
 worker running on the system clock) on 127.0.0.1, a MemoryStore behind it. One browser for the module.
-Every wait is bounded (Playwright's `expect`, or `reload_until` for the dead-letter page, which does not
-refresh itself). The browser runs in Asia/Shanghai, as most operators do, so times must show in that zone.
+Every wait is bounded (Playwright's `expect`, or `reload_until` where a page is reloaded on purpose, so as
+not to wait for its own 2-s refresh). The browser runs in Asia/Shanghai, as most operators do, so times must
+show in that zone.
 The run writes its screenshots to build/screenshots/ (gitignored); with BRIDGE_DOCS_IMAGES=1 it writes
 them to docs/images/ instead, to refresh the documentation's pictures.
 """
@@ -144,7 +145,7 @@ def log_in(page: Any, token: str = ADMIN_TOKEN) -> None:
 
 
 def reload_until(page: Any, check: Callable[[], bool], what: str, timeout_s: float = WAIT_MS / 1000) -> None:
-    """Reload a page that does not refresh itself until `check` holds (bounded)."""
+    """Reload a page until `check` holds (bounded): sooner than the page's own refresh, if it has one."""
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
@@ -278,3 +279,28 @@ def test_overview_and_a_bad_filter(page: Any, stack: Stack) -> None:
     assert resp is not None and resp.status == 400
     expect(page.locator("#bad-since")).to_contain_text("更新于之后 Updated since")
     expect(page.locator("input[name=since]")).to_have_attribute("aria-invalid", "true")
+
+
+def test_the_dead_letter_page_refreshes_itself_and_keeps_the_ticks(page: Any, stack: Stack) -> None:
+    def row(approval_id: str) -> Any:
+        return page.locator("#live tr", has_text=approval_id)
+
+    stack.sim("/_sim/faults", "POST", {"rate": 1.0, "kinds": ["errcode_-1"], "calls": ["asyncsend_v2"]})
+    try:
+        assert stack.post(approval_event("PO-LIVE-A", "pending", 0, ("zhouyi",))) == 202
+        log_in(page)
+        page.goto("/console/dead")
+        reload_until(page, lambda: row("PO-LIVE-A").count() == 1, "the first dead job")
+        row("PO-LIVE-A").locator("input[name=job_id]").check()
+        assert stack.post(approval_event("PO-LIVE-B", "pending", 0, ("zhouyi",))) == 202
+        expect(row("PO-LIVE-B")).to_have_count(1, timeout=WAIT_MS)  # no reload: the page asked for its list again
+    finally:
+        stack.sim("/_sim/faults", "DELETE")
+    expect(row("PO-LIVE-A").locator("input[name=job_id]")).to_be_checked()  # kept across the refresh
+    expect(row("PO-LIVE-B").locator("input[name=job_id]")).not_to_be_checked()
+    row("PO-LIVE-B").locator("input[name=job_id]").check()
+    page.once("dialog", lambda d: d.accept())
+    page.click("text=重试所选 Retry selected")  # both, once DingTalk answers again: nothing left dead
+    expect(page.locator(".flash")).to_contain_text("重新排队")
+    expect(row("PO-LIVE-A")).to_have_count(0)
+    expect(row("PO-LIVE-B")).to_have_count(0)

@@ -102,7 +102,19 @@ function startJournal(table) {
   poll();
 }
 
-// --- one approval's page: its body again whenever it changed (ETag), so a card turns green by itself ---
+// --- a live page (one approval, the dead letters): its body again whenever it changed (ETag, 304 while not),
+// so a card turns green by itself and a new dead job appears. Ticked boxes stay ticked across a swap (those
+// whose row is still there); a row that left the list (retried elsewhere) takes its tick with it ---
+function ticked(box) {
+  return new Set(Array.from(box.querySelectorAll("input[type=checkbox]:checked"), (el) => `${el.name}=${el.value}`));
+}
+
+function retick(box, keep) {
+  box.querySelectorAll("input[type=checkbox]").forEach((el) => {
+    if (keep.has(`${el.name}=${el.value}`)) el.checked = true;
+  });
+}
+
 function startLive(box) {
   const state = document.getElementById("live-state");
   let etag = box.dataset.etag || "";
@@ -112,7 +124,10 @@ function startLive(box) {
         const resp = await fetch(box.dataset.live, {credentials: "same-origin",
           headers: etag ? {"If-None-Match": etag} : {}});
         if (resp.status === 200) {
-          box.innerHTML = await resp.text();
+          const text = await resp.text();
+          const keep = ticked(box);  // read after the wait: the ticks of this moment
+          box.innerHTML = text;
+          retick(box, keep);
           etag = resp.headers.get("ETag") || "";
           localise(box);
         } else if (resp.status !== 304) {
