@@ -99,10 +99,24 @@ def _url(problems: list[Problem], field: str, value: str | None) -> None:
         problems.append(Problem(field, "must not contain whitespace or control characters (percent-encode them)"))
 
 
+def _ids_clean(event: ApprovalEvent) -> bool:
+    """True when the ids and userids certainly pass their checks (each non-empty, short enough, printable, no
+    space, no comma in a userid): what nearly every event is, found with a few C calls over all of them at
+    once instead of a pass per field. False means only "look at each one"."""
+    ids, users = (event.event_id, event.approval_id), event.recipients
+    if not (all(ids) and all(users) and max(map(len, ids)) <= MAX_ID_CHARS and len(users) <= MAX_RECIPIENTS):
+        return False
+    if users and max(map(len, users)) > MAX_USERID_CHARS:
+        return False
+    joined = "".join((*ids, *users))  # printable iff every part is (a per-character property)
+    return joined.isprintable() and " " not in joined and "," not in "".join(users)
+
+
 def check_event(event: ApprovalEvent, now: datetime, window: TimeWindow = DEFAULT_WINDOW) -> list[Problem]:
     """Every problem with `event` ([] when it may be stored)."""
     problems: list[Problem] = []
-    for field in ("event_id", "approval_id"):
+    ids_clean = _ids_clean(event)
+    for field in ("event_id", "approval_id") if not ids_clean else ():
         value = getattr(event, field)
         _line(problems, field, value, MAX_ID_CHARS, spaces=False)
         if not value:
@@ -114,7 +128,7 @@ def check_event(event: ApprovalEvent, now: datetime, window: TimeWindow = DEFAUL
     _url(problems, "pc_url", event.pc_url)
     if len(event.recipients) > MAX_RECIPIENTS:
         problems.append(Problem("recipients", f"at most {MAX_RECIPIENTS} userids, got {len(event.recipients)}"))
-    for i, userid in enumerate(event.recipients[:MAX_RECIPIENTS]):
+    for i, userid in enumerate(event.recipients[:MAX_RECIPIENTS] if not ids_clean else ()):
         _line(problems, f"recipients[{i}]", userid, MAX_USERID_CHARS, "a userid", spaces=False)
         if "," in userid:
             problems.append(Problem(f"recipients[{i}]", f"a userid must not contain commas: {userid[:40]!r}"))

@@ -283,15 +283,30 @@ def validate_values(
     for the fields that passed; required-field presence and `status` are the caller's business.
     """
     c = _Check(problems, name)
-    limits = {"title": MAX_TITLE_CHARS, "applicant": MAX_APPLICANT_CHARS, "content": MAX_CONTENT_CHARS}
-    texts: dict[str, Callable[[str, Any], Any]] = {key: lambda f, v: c.text(f, v, limits[f]) for key in limits}
-    checks: dict[str, Callable[[str, Any], Any]] = {
-        "event_id": c.ident, "approval_id": c.ident, "occurred_at": lambda f, v: c.time(f, v, time_format),
-        "url": c.url, "pc_url": c.url, "recipients": c.recipients, "form": c.form, "amount": c.amount,
-    }  # fmt: skip
-    checks |= texts
-    results = {key: checks[key](key, value) for key, value in data.items() if key in checks and value is not None}
-    return {key: result for key, result in results.items() if result not in (None, "", ())}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        check = _VALUE_CHECKS.get(key)
+        if check is not None and value is not None:
+            result = check(c, key, value, time_format)
+            if result not in (None, "", ()):
+                values[key] = result
+    return values
+
+
+# field -> its check, built once (not per event): (checker, field, value, time format) -> the value or None
+_VALUE_CHECKS: dict[str, Callable[[_Check, str, Any, str], Any]] = {
+    "event_id": lambda c, f, v, _t: c.ident(f, v),
+    "approval_id": lambda c, f, v, _t: c.ident(f, v),
+    "occurred_at": lambda c, f, v, t: c.time(f, v, t),
+    "title": lambda c, f, v, _t: c.text(f, v, MAX_TITLE_CHARS),
+    "recipients": lambda c, f, v, _t: c.recipients(f, v),
+    "applicant": lambda c, f, v, _t: c.text(f, v, MAX_APPLICANT_CHARS),
+    "url": lambda c, f, v, _t: c.url(f, v),
+    "pc_url": lambda c, f, v, _t: c.url(f, v),
+    "form": lambda c, f, v, _t: c.form(f, v),
+    "amount": lambda c, f, v, _t: c.amount(f, v),
+    "content": lambda c, f, v, _t: c.text(f, v, MAX_CONTENT_CHARS),
+}
 
 
 def invalid(problems: Sequence[Problem]) -> EventInvalid:

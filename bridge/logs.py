@@ -48,6 +48,13 @@ class _Scrubber:
 
     def __call__(self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         secret_key = self._secret_key
+        # One pass over every string value at once for the registered secrets (a few C substring searches):
+        # a line that holds none, nearly every line, is not searched value by value.
+        values = self.values
+        if values:
+            joined = "\0".join([v for v in event_dict.values() if isinstance(v, str)])
+            if not any(secret in joined for secret in values):
+                values = ()
         for key, value in event_dict.items():
             is_secret = secret_key.get(key)
             if is_secret is None:
@@ -56,7 +63,7 @@ class _Scrubber:
                     secret_key[key] = is_secret
             if is_secret and value not in (None, ""):
                 event_dict[key] = "****"
-            elif self.values and isinstance(value, str):
+            elif values and isinstance(value, str):
                 event_dict[key] = self._clean(value)
         return event_dict
 
@@ -92,11 +99,19 @@ class _NamedWriter(structlog.WriteLogger):
 
 
 class _WriterFactory:
+    """One writer per logger name, kept: structlog asks for one on every line (loggers are not cached, so tests
+    can swap the configuration), and a writer holds nothing but the stream and the name."""
+
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self._writers: dict[str, _NamedWriter] = {}
 
     def __call__(self, *args: Any) -> _NamedWriter:
-        return _NamedWriter(self.stream, str(args[0]) if args else "bridge")
+        name = str(args[0]) if args else "bridge"
+        writer = self._writers.get(name)
+        if writer is None:
+            writer = self._writers[name] = _NamedWriter(self.stream, name)
+        return writer
 
 
 def _fallback(value: Any) -> str:
@@ -106,6 +121,23 @@ def _fallback(value: Any) -> str:
 def render_json(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> str:
     """One JSON line, UTF-8 as it is (采购申请 stays readable); anything orjson cannot encode as its repr."""
     return orjson.dumps(event_dict, default=_fallback, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+_CONTEXT_VARS: dict[str, Any] | None = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
+_PREFIX_LEN = len(structlog.contextvars.STRUCTLOG_KEY_PREFIX)
+
+
+def merge_context(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """`structlog.contextvars.merge_contextvars`, reading only structlog's own context variables (its registry
+    of every key ever bound) instead of copying and walking the whole context (asyncio's and aiohttp's
+    variables too) on every line."""
+    if _CONTEXT_VARS is None:  # a structlog without the registry: its own processor
+        return structlog.contextvars.merge_contextvars(logger, name, event_dict)
+    for key, var in _CONTEXT_VARS.items():
+        value = var.get()
+        if value is not Ellipsis:
+            event_dict.setdefault(key[_PREFIX_LEN:], value)
+    return event_dict
 
 
 def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
@@ -118,7 +150,7 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     number = getattr(logging, level.upper(), logging.INFO)
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+        merge_context,
         structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
