@@ -9,7 +9,9 @@ How: the follower keeps a low-water mark below which every line is taken as fina
 every poll, printing only ids it has not printed yet. An id becomes final once it has been printed for
 `lag_s` (monotonic clock): a writing transaction open longer than that after a later id was committed could
 still be missed, and bridge's journal writes are single short transactions (well under a second), so the
-default of 10 s leaves a wide margin. Each poll re-reads at most the lines of the last `lag_s`.
+default of 10 s leaves a wide margin. A poll reads from the first id above the mark that it has not printed:
+when nothing is missing below the newest printed id (SQLite, memory, and PostgreSQL between overlapping
+commits) that is only the new lines; with a hole, at most the lines of the last `lag_s` are read again.
 
 The console's live journal follows the same way from a browser, over requests that any replica may answer:
 its state (the low-water mark and the ids returned within the lag, with when) travels as a short cursor
@@ -66,6 +68,8 @@ class JournalFollower:
         left for the next poll (`more` says so)."""
         fresh: list[JournalEntry] = []
         cursor = self.low
+        while cursor + 1 in self._printed:  # printed without a hole: nothing below it can still come
+            cursor += 1
         while True:
             page = await self.store.journal(cursor, source=self.source, limit=self.page)
             fresh.extend(e for e in page if e.id not in self._printed)

@@ -105,3 +105,36 @@ async def test_a_cursor_resumes_the_follower_it_came_from() -> None:
     assert await again.poll() == [] and again.cursor() == "5"
     with pytest.raises(BadCursor):
         JournalFollower.resume(st, clock, "5~1.0:2", timer=clock.monotonic)  # an id below its own mark
+
+
+class CountingReader:
+    """A store whose `journal` reads are counted, row by row."""
+
+    def __init__(self, st: MemoryStore) -> None:
+        self.st, self.rows = st, 0
+
+    async def journal(self, after_id: int = 0, *, source: str | None = None, limit: int = 500) -> list[Any]:
+        found = await self.st.journal(after_id, source=source, limit=limit)
+        self.rows += len(found)
+        return found
+
+
+async def test_a_poll_rereads_only_from_a_hole() -> None:
+    """Without a hole below the newest printed id, a poll reads only the new lines; with one (an id not yet
+    visible), it reads again from the hole, so a late commit there is still found."""
+    st, clock = MemoryStore(), FakeClock()
+    await st.append_journal([NewJournal(kind="k")] * 300, clock.now())
+    reader = CountingReader(st)
+    follower = JournalFollower(reader, clock)
+    assert len(await follower.poll()) == 300 and reader.rows == 300
+    await st.append_journal([NewJournal(kind="k")] * 5, clock.now())
+    reader.rows = 0
+    assert len(await follower.poll()) == 5 and reader.rows == 5  # not the 300 printed within the lag
+    late = st.journal_entries.pop(100)  # id 101 "not yet committed": a hole below printed ids
+    again = JournalFollower(reader, clock)
+    assert len(await again.poll()) == 304
+    st.journal_entries.insert(100, late)  # it commits
+    reader.rows = 0
+    assert [e.id for e in await again.poll()] == [late.id] and reader.rows == 205  # from the hole on
+    reader.rows = 0
+    assert await again.poll() == [] and reader.rows == 0
