@@ -28,8 +28,8 @@ import contextlib
 import fcntl
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from bridge.errors import StorageInUse, StorageUnavailable
 
@@ -70,13 +70,12 @@ class ProcessLock:
             self._fd = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Identity:
+class _Identity(NamedTuple):  # a tuple: built three times per check, cheaper than a frozen dataclass
     dev: int
     ino: int
 
 
-def _identity(path: Path) -> _Identity | None:
+def _identity(path: Path | str) -> _Identity | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -102,6 +101,9 @@ class FileGuard:
 
     def __init__(self, db: Path) -> None:
         self.db = db
+        # the files' names as strings, made once: check() runs before every read and transaction, and building
+        # three Paths each time cost more than its six system calls
+        self._paths = {suffix: str(self._file(suffix)) for suffix in SUFFIXES}
         self._known: dict[str, _Identity] = {}
         # One descriptor per file, opened once and kept: closing ANY descriptor of a file drops every POSIX
         # lock this process holds on it, SQLite's included (then another process may delete the live -wal).
@@ -147,9 +149,9 @@ class FileGuard:
         if self.lost is not None:
             raise StorageUnavailable(self.lost)
         for suffix, known in self._known.items():
-            path = self._file(suffix)
-            now = _identity(path)
+            now = _identity(self._paths[suffix])
             if now != known:
+                path = self._file(suffix)
                 what = "deleted" if now is None else "replaced by another file"
                 self.lost = (f"storage unavailable: {path} was {what} while bridge ran; nothing is accepted "
                              "until bridge is restarted (restore the file first, or a new empty database "
