@@ -209,7 +209,7 @@ class PostgresStore(SqlReads, SqlStatementWrites, PostgresShared):
                 if work.mode is pq.Mode.ALONE:
                     return await work.run(conn)
                 if work.mode is pq.Mode.PIPELINED:
-                    return await self._pipelined(conn, work.run)
+                    return await pq.pipelined(conn, work.run, durable=work.durable)
                 async with conn.transaction():
                     return await work.run(conn)
         except psycopg.IntegrityError as exc:
@@ -217,23 +217,6 @@ class PostgresStore(SqlReads, SqlStatementWrites, PostgresShared):
         except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
             log.error("storage.write_failed", error=str(exc))
             raise StorageUnavailable(f"storage unavailable: {exc}") from None
-
-    @staticmethod
-    async def _pipelined(conn: pq.Conn, run: pq.Body) -> Any:
-        """One transaction in pipeline mode with BEGIN and COMMIT queued like any statement (psycopg's
-        transaction() would wait for each), so it costs the body's fetches plus one sync; the body's `After`
-        reads the answers that sync brought. On any failure the transaction is rolled back."""
-        try:
-            async with conn.pipeline():
-                await conn.execute(b"BEGIN")
-                after: pq.After = await run(conn)
-                await conn.execute(b"COMMIT")
-        except BaseException:
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                with contextlib.suppress(psycopg.Error):
-                    await conn.rollback()
-            raise
-        return await after()
 
     async def _read(self, name: str, params: Mapping[str, Any] | None = None) -> list[DictRow]:
         pool = self._ready()

@@ -2,8 +2,10 @@
 rate-limit schedule, as a base class of `PostgresStore` (kept apart from its pipeline queries).
 
 Tokens: see bridge.dingtalk.tokens; every statement is one atomic upsert or update (shared_sql), so two
-processes racing for the refresh lease cannot both win. Rate slots: `take_rate_slots` is one autocommit
-statement, one round trip, no explicit transaction (a BEGIN/COMMIT pair would triple its cost): the row lock
+processes racing for the refresh lease cannot both win. Rate slots: `take_rate_slots` is one
+statement, one round trip (its BEGIN and COMMIT pipelined with it; a BEGIN/COMMIT waited for would triple its
+cost), and not durable (the COMMIT does not wait for the WAL flush: a database crash may move the schedule back
+by the last few slots, while the processes fall back to their local limiters anyway): the row lock
 serialises the fleet's reservations for one endpoint, and the answer is a delay on the database's clock, so
 processes on machines whose clocks disagree still share one schedule (each maps it onto its own clock).
 """
@@ -20,6 +22,7 @@ from psycopg.rows import DictRow
 
 from bridge.errors import StorageUnavailable
 from bridge.records import SharedToken
+from bridge.store import postgres_sql as pq
 from bridge.store import shared_sql as ss
 
 __all__ = ["PostgresShared"]
@@ -77,9 +80,18 @@ class PostgresShared:
         and endpoint); returns (the first slot, the database's now), in seconds on the database's clock (the
         first slot is now when the schedule is idle)."""
         span = max(1, round(spacing_s * 1_000_000)) * max(1, int(count))
+
+        async def run(conn: Conn) -> pq.After:
+            cur = await conn.execute(_TAKE, {"key": key, "span": span})
+
+            async def read() -> list[DictRow]:
+                return await cur.fetchall()
+
+            return read
+
         try:
             async with self._ready().connection() as conn:
-                rows = await (await conn.execute(_TAKE, {"key": key, "span": span})).fetchall()
+                rows: list[DictRow] = await pq.pipelined(conn, run, durable=False)
         except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
             raise StorageUnavailable(f"storage unavailable: {exc}") from None
         return int(rows[0]["first_us"]) / 1_000_000, int(rows[0]["now_us"]) / 1_000_000

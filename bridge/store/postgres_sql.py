@@ -9,6 +9,7 @@ the coroutine function run inside one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any
 
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor, Error
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 
 from bridge.errors import AlreadyDecided
@@ -29,6 +31,7 @@ Conn = AsyncConnection[DictRow]
 Body = Callable[[Conn], Awaitable[Any]]
 After = Callable[[], Awaitable[Any]]  # what a PIPELINED body answers once its transaction has committed
 WORK_CHANNEL = "bridge_work"
+NOT_DURABLE = b"SET LOCAL synchronous_commit TO off"  # after BEGIN in a `durable=False` transaction
 MIGRATION_LOCK = 0x62726964  # "brid": the advisory lock key held while migrating
 
 
@@ -70,10 +73,39 @@ class Work:
     result back, so the last statements, the COMMIT and the reading of their answers share one round trip. In
     such bodies only a fetched row says what happened (a row count is not there until the results are read):
     the statements they test RETURN a row, and everything that does not depend on an answer is queued before
-    the one fetch that waits."""
+    the one fetch that waits.
+
+    `durable=False` (PIPELINED only) commits with synchronous_commit off: the COMMIT returns before its WAL is
+    flushed to disk. On an idle machine a flush (fdatasync) costs ~1–3 ms, most of what a write's round trip
+    costs, and the idle 202 → DingTalk path had four of them. Only writes whose loss in a database crash
+    (never in a bridge crash: the row is committed and visible at once) repeats work bridge already repeats
+    after a kill -9 use it: leases (deciding, jobs), rate slots and the decision, all re-derived from the
+    inbox row that `add_event` committed durably before the 202. The WAL is one sequence, so the next durable
+    commit of any process (a finished job, a new event) flushes every earlier one too."""
 
     run: Body
     mode: Mode = Mode.TRANSACTION
+    durable: bool = True  # False: the COMMIT does not wait for the WAL flush (see `Work`'s note and NOT_DURABLE)
+
+
+async def pipelined(conn: Conn, run: Body, *, durable: bool = True) -> Any:
+    """One transaction in pipeline mode with BEGIN and COMMIT queued like any statement (psycopg's
+    transaction() would wait for each), so it costs the body's fetches plus one sync; the body's `After`
+    reads the answers that sync brought. On any failure the transaction is rolled back. Not `durable`: the
+    COMMIT does not wait for the WAL flush (see `Work`)."""
+    try:
+        async with conn.pipeline():
+            await conn.execute(b"BEGIN")
+            if not durable:
+                await conn.execute(NOT_DURABLE)
+            after: After = await run(conn)
+            await conn.execute(b"COMMIT")
+    except BaseException:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            with contextlib.suppress(Error):
+                await conn.rollback()
+        raise
+    return await after()
 
 
 async def fetch(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> list[DictRow]:
@@ -189,7 +221,9 @@ def decision_body(decision: Decision, now: datetime, owner: str) -> Work:
         await execute_many(conn, "insert_journal", lines)
         return ids_after(job_cursors)  # round trip 2: these, the COMMIT and their answers
 
-    return Work(run, Mode.PIPELINED)
+    # not durable: a decision lost in a database crash is made again from its inbox row, which stays unprocessed;
+    # a send it led to is repeated, as for any send whose result was not committed (kill -9)
+    return Work(run, Mode.PIPELINED, durable=False)
 
 
 def finish_body(
@@ -281,26 +315,38 @@ def many_body(name: str, rows: Sequence[Mapping[str, Any]]) -> Work:
 
 
 def claim_body(now: datetime, lease_s: float, limit: int) -> Work:
-    """claim_jobs: one statement, so one round trip in autocommit."""
+    """claim_jobs: one statement, one round trip (pipelined with its BEGIN and COMMIT). Not durable: a lease lost
+    in a database crash gives the job back, and it runs again as after a kill -9."""
     params = {"now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)), "limit": limit}
 
-    async def run(conn: Conn) -> list[Job]:
-        claimed = [sq.job_row(r) for r in await fetch(conn, "claim_jobs", params)]
-        return sorted(claimed, key=lambda j: (j.run_at, j.id))
+    async def run(conn: Conn) -> After:
+        cur = await send(conn, "claim_jobs", params)
 
-    return Work(run, Mode.ALONE)
+        async def read() -> list[Job]:
+            claimed = [sq.job_row(r) for r in await cur.fetchall()]
+            return sorted(claimed, key=lambda j: (j.run_at, j.id))
+
+        return read
+
+    return Work(run, Mode.PIPELINED, durable=False)
 
 
 def pending_body(owner: str, now: datetime, lease_s: float, limit: int) -> Work:
     """pending_events: give back this owner's previous approvals, take the next ones nobody live is deciding,
-    and return their unprocessed events, in one statement (take_pending)."""
+    and return their unprocessed events, in one statement (take_pending), one round trip. Not durable: the
+    deciding leases are lost in a database crash anyway (every decider reconnects and takes them again)."""
     params = {"owner": owner, "now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)),
               "limit": limit}
 
-    async def run(conn: Conn) -> list[Any]:
-        return [sq.inbox_row(r) for r in await fetch(conn, "take_pending", params)]
+    async def run(conn: Conn) -> After:
+        cur = await send(conn, "take_pending", params)
 
-    return Work(run, Mode.ALONE)
+        async def read() -> list[Any]:
+            return [sq.inbox_row(r) for r in await cur.fetchall()]
+
+        return read
+
+    return Work(run, Mode.PIPELINED, durable=False)
 
 
 def insert_event_body(params: Mapping[str, Any]) -> Work:
