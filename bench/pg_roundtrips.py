@@ -15,6 +15,7 @@ import asyncio
 import tempfile
 import uuid
 from collections.abc import Awaitable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ from bridge.events import ApprovalEvent, Status
 from bridge.service import policy_for
 from bridge.store.postgres import PostgresStore
 
-IDLE_PATH = ("pending_events", "get_approval", "apply_decision", "claim_jobs")  # between the 202 and the send
+# between the 202 and the send, for a worker with a free slot (the decision claims its send); the fleet limiter's
+# take_rate_slots (one round trip) runs alongside apply_decision_and_claim, started by the worker's prefetch
+IDLE_PATH = ("pending_events", "get_approval", "apply_decision_and_claim")
 
 
 def turns(trace: Path) -> int:
@@ -73,9 +76,18 @@ async def measure(url: str, work: Path) -> list[tuple[str, int]]:
             pending = await step("pending_events", st.pending_events(200))
             approval = await step("get_approval", st.get_approval(ev.source, ev.approval_id))
             now = SystemClock().now()
-            await step("apply_decision", st.apply_decision(decide(pending[0], approval, [], policy, now), now))
-            for job in await step("claim_jobs", st.claim_jobs(now, 30, 32)):
+            applied = await step("apply_decision_and_claim", st.apply_decision_and_claim(
+                decide(pending[0], approval, [], policy, now), now, 30, 32))
+            for job in applied.claimed:
                 await step("finish_job", st.finish_job(job.id, now))
+            await step("take_rate_slots", st.take_rate_slots("bench:send", 0.052, 1))
+            # a worker without a free slot: the decision alone, then a claim of its own
+            ev = replace(ev, event_id=f"f{i}", approval_id=f"B{i}")
+            await st.add_event(ev, b"{}", datetime.now(UTC))
+            pending = await st.pending_events(200)
+            await step("apply_decision", st.apply_decision(decide(pending[0], None, [], policy, now), now))
+            for job in await step("claim_jobs", st.claim_jobs(now, 30, 32)):
+                await st.finish_job(job.id, now)
         return steps
     finally:
         out.close()
@@ -96,7 +108,7 @@ def main() -> int:
         with psycopg.connect(a.url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
     for label, n in steps:
-        print(f"  {label:<16} {n} round trip{'s' if n != 1 else ''}")
+        print(f"  {label:<26} {n} round trip{'s' if n != 1 else ''}")
     print(f"stored event → DingTalk call ({' + '.join(IDLE_PATH)}): "
           f"{sum(n for label, n in steps if label in IDLE_PATH)} round trips")
     return 0

@@ -155,6 +155,16 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class Applied:
+    """What `Store.apply_decision_and_claim` did: the jobs it created, those of the approval's due jobs it claimed
+    in the same transaction (leased as `claim_jobs` leases them) and their notices, by id, as they were then."""
+
+    job_ids: tuple[int, ...]
+    claimed: tuple[Job, ...] = ()
+    notices: Mapping[int, Notice] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     id: int
     inbox_id: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import structlog
@@ -21,7 +22,7 @@ from bridge.config import Config
 from bridge.decide import CARD_TRUNCATED, Policy, decide
 from bridge.records import Outcome
 
-__all__ = ["Decider", "DecisionObserver", "Processed", "policy_for"]
+__all__ = ["Decider", "DecisionObserver", "JobTaker", "Processed", "policy_for"]
 
 log = structlog.get_logger("bridge.service")
 
@@ -42,6 +43,19 @@ class _IgnoreDecisions:
 
     def transition(self, from_state: str, to_state: str) -> None:
         pass
+
+
+class JobTaker(Protocol):
+    """Who runs the jobs a decision claims for itself (`bridge.worker.Worker`): `reserve` grants up to as many of
+    its free slots as the decision has jobs due now (0: claim nothing), `take` gets them back with what was
+    claimed (None: the write failed) and starts those jobs at once, so a new card's send needs no claim_jobs and
+    no notices_for round trips."""
+
+    lease_s: float
+
+    def reserve(self, decision: store.Decision) -> int: ...
+
+    def take(self, granted: int, applied: store.Applied | None) -> None: ...
 
 
 def policy_for(cfg: Config) -> Policy:
@@ -76,6 +90,7 @@ class Decider:
         self.clock = clock
         self.observer: DecisionObserver = observer or _IgnoreDecisions()
         self._sem = asyncio.Semaphore(concurrency)
+        self.taker: JobTaker | None = None  # set by the worker that runs this decider's jobs
 
     async def process_pending(self, limit: int = 200) -> list[Processed]:
         """Process up to `limit` unprocessed events; returns what happened to each."""
@@ -105,7 +120,7 @@ class Decider:
             now = self.clock.now()
             decision = decide(ie, approval, notices, self.policy, now)
             try:
-                job_ids = await self.store.apply_decision(decision, now)
+                job_ids = await self._apply(decision, now)
             except errors.AlreadyDecided:
                 # another decider (a second process on the same database) claimed this event first; its
                 # decision stands and this one changed nothing
@@ -126,6 +141,21 @@ class Decider:
                 jobs=len(job_ids),
             )
             return Processed(ie.id, decision.outcome, tuple(job_ids))
+
+
+    async def _apply(self, decision: store.Decision, now: datetime) -> list[int]:
+        """The decision written; with a taker that has free slots, its due jobs claimed in the same write and
+        handed over (another process deciding the same event still gets AlreadyDecided: nothing is claimed)."""
+        taker = self.taker
+        granted = taker.reserve(decision) if taker is not None else 0
+        if taker is None or not granted:
+            return await self.store.apply_decision(decision, now)
+        applied = None
+        try:
+            applied = await self.store.apply_decision_and_claim(decision, now, taker.lease_s, granted)
+        finally:
+            taker.take(granted, applied)
+        return list(applied.job_ids)
 
 
 _ALREADY_DECIDED = "already_decided"  # Processed.outcome when another decider claimed the event first

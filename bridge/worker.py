@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ from bridge import errors, service, store
 from bridge.clock import Clock
 from bridge.config import Config
 from bridge.dingtalk.apps import AppClients
+from bridge.handoff import Handoff
 from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, journal
 from bridge.records import JobKind
 from bridge.resolve import Resolver
@@ -81,7 +82,7 @@ class RunStats:
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
-class Worker:
+class Worker(Handoff):
     """Runs the decider and the due jobs until stopped. One per process; several processes may share a
     store, since the store's claim hands each job to one of them at a time."""
 
@@ -103,6 +104,8 @@ class Worker:
         self.cfg = cfg
         self.clock = clock
         self.decider = decider or service.Decider(st, cfg, clock)
+        self.lease_s = cfg.worker.lease_s  # of the jobs a decision claims for this worker (bridge.handoff)
+        self._reserved = 0
         w = cfg.worker
         self.policy = policy or RetryPolicy(base_s=w.retry_base_s, cap_s=w.retry_cap_s, max_attempts=w.max_attempts)
         self.observer: JobObserver = observer or _IgnoreJobs()
@@ -139,6 +142,7 @@ class Worker:
         stats = RunStats()
         self.running = True
         self._stopping = False
+        self.decider.taker = self  # while running, a decision claims its due jobs into free slots (reserve/take)
         beating = None if burst else asyncio.create_task(self._heartbeat(), name="bridge-worker-heartbeat")
         try:
             while not self._stopping:
@@ -177,6 +181,7 @@ class Worker:
                     await self._idle(self.cfg.worker.poll_interval_s)
             return stats
         finally:
+            self.decider.taker = None
             await self._drain_on_exit()
             if beating is not None:
                 beating.cancel()
@@ -218,19 +223,28 @@ class Worker:
 
     async def _claim_and_start(self, stats: RunStats) -> int:
         async with self._claiming:  # one claim at a time, so `free` counts the jobs the previous one started
-            free = self.cfg.worker.concurrency - len(self._tasks)
+            free = self._free()
             if free <= 0:
                 return 0
-            jobs = await self.store.claim_jobs(self.clock.now(), self.cfg.worker.lease_s, free)
+            self._reserved += free  # while this claim is out, a decision's hand-off cannot promise these slots too
+            try:
+                jobs = await self.store.claim_jobs(self.clock.now(), self.cfg.worker.lease_s, free)
+            finally:
+                self._reserved -= free
             return self._start(jobs, stats)
 
-    def _start(self, jobs: list[store.Job], stats: RunStats) -> int:
+    def _handed_stats(self) -> RunStats:
+        return self._deciding or RunStats()
+
+    def _start(self, jobs: list[store.Job], stats: RunStats,
+               notices: Mapping[int, store.Notice] | None = None) -> int:
         for job in jobs:
             if job.id in self._tasks:
                 # its lease ran out while this process is still working on it (a DingTalk call slower than
                 # lease_s): the task that holds it will finish it; a second one would call DingTalk twice
                 continue
-            task = asyncio.create_task(self._run_job(job, stats), name=f"job-{job.id}")
+            known = None if notices is None or job.notice_id is None else notices.get(job.notice_id)
+            task = asyncio.create_task(self._run_job(job, stats, known), name=f"job-{job.id}")
             self._tasks[job.id] = task
             task.add_done_callback(self._forget(job.id))
         stats.jobs += len(jobs)
@@ -244,7 +258,7 @@ class Worker:
         return forget
 
     # --- one job ---------------------------------------------------------------------------------------
-    async def _run_job(self, job: store.Job, stats: RunStats) -> None:
+    async def _run_job(self, job: store.Job, stats: RunStats, notice: store.Notice | None = None) -> None:
         ctx = dict(source=job.source, approval_id=job.approval_id, job_id=job.id, job_kind=job.kind)
         if job.event_id:
             ctx["event_id"] = job.event_id
@@ -254,7 +268,7 @@ class Worker:
                 if (gate := self._exposed.get(job.kind)) is not None:
                     await exposed.enter_async_context(gate)
                 try:
-                    finish = await self._execute(job)
+                    finish = await self._execute(job, notice)
                 except asyncio.CancelledError:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(self.store.release_job(job.id, self.clock.now()))
@@ -336,10 +350,11 @@ class Worker:
                 return n
         raise errors.BridgeError(f"job {job.id}: notice {job.notice_id} not found")
 
-    async def _execute(self, job: store.Job) -> Finish:
-        """Run the job's handler on its notice (an unknown kind raises, failing the job, not the loop)."""
+    async def _execute(self, job: store.Job, known: store.Notice | None = None) -> Finish:
+        """Run the job's handler on its notice (an unknown kind raises, failing the job, not the loop); `known`:
+        the notice as read when the job was claimed with its decision (else it is read now)."""
         handler = HANDLERS[JobKind(job.kind)]
-        notice = await self._notice(job)
+        notice = known if known is not None else await self._notice(job)
         app = self.clients.app_of_notice(notice)  # a new card: its source's app; a sent one: the app that sent it
         structlog.contextvars.bind_contextvars(app=app)
         cx = self.contexts.get(app)

@@ -147,6 +147,12 @@ class Client:
             self._observer.token_refreshed()
         return token, expires_in
 
+    def prefetch(self, call: str) -> None:
+        """A `call` (SEND, STATUS_BAR) is likely soon: on a fleet's shared schedule its rate slot is reserved ahead,
+        so that round trip overlaps the caller's own work (bridge.dingtalk.fleetlimit); locally, nothing to do."""
+        if isinstance(self._limiters, FleetLimiters):
+            self._limiters.prefetch(call)
+
     # --- the five calls ---------------------------------------------------------------------------
 
     async def send(self, msg: Mapping[str, Any], *, userids: Sequence[str] = (), dept_ids: Sequence[int] = (),

@@ -23,6 +23,11 @@ slot). Design choices, and why:
   caller gets to it, or when its caller wakes (a stalled process), is dropped and a new one taken, so late
   starts do not bunch up with other processes' slots. Progress wins in the end: a fresh reservation that is
   late on arrival is retried twice, then used.
+- Prefetch while idle: `prefetch()` (the worker calls it as a decision that makes a send or an update is
+  written) starts a one-slot reservation in the background when this process holds no slot, none is being
+  reserved and no caller waits, so the reservation's round trip overlaps the decision's instead of following
+  it. The slot is an ordinary one: used on time or dropped as late (a decision slower than half a spacing),
+  so prefetching never lets a start come early; an unused one costs the fleet one slot of an idle schedule.
 - Storage down: the process falls back to its local limiter (`bridge.dingtalk.ratelimit`) and logs it once;
   delivering at the per-process rate beats not delivering while the database is away.
 
@@ -79,6 +84,7 @@ class FleetLimiter:
         self._waiting = 0
         self._degraded = False
         self._offset: tuple[float, float, float] | None = None  # (db minus monotonic, its error, measured at)
+        self._prefetching: asyncio.Task[None] | None = None
         self.round_trips = 0  # reservations made (bench and tests)
         self.dropped = 0  # slots not used because they were already late
 
@@ -107,6 +113,20 @@ class FleetLimiter:
             if queued:  # cancelled while queued
                 self._waiting -= 1
 
+    def prefetch(self) -> None:
+        """A call is likely soon: reserve one slot in the background if nothing is held, being reserved or waited
+        for (when busy, callers' own reservations batch; an idle process's next call then finds its slot held)."""
+        if self._held or self._lock.locked() or self._degraded or (
+                self._prefetching is not None and not self._prefetching.done()):
+            return
+        self._prefetching = asyncio.get_running_loop().create_task(self._prefetch(), name="bridge-rate-prefetch")
+        self._prefetching.add_done_callback(_retrieved)
+
+    async def _prefetch(self) -> None:
+        async with self._lock:  # a caller arriving meanwhile waits for this reservation, then uses its slot
+            if not self._held:
+                await self._reserve(1)
+
     def _late(self, start: float) -> bool:
         return self._clock.monotonic() > start + max(self.spacing_s / 2, LATE_FLOOR_S)
 
@@ -118,22 +138,28 @@ class FleetLimiter:
                 self.dropped += 1
             if self._held:
                 return self._held.popleft()
-            count = min(self.batch_max, 1 + self._waiting)
-            sent = self._clock.monotonic()
-            try:
-                first_db, now_db = await self._slots_source.take_rate_slots(self.key, self.spacing_s, count)
-            except StorageUnavailable as exc:
-                if not self._degraded:
-                    log.warning("dingtalk.rate_limit_local", error=str(exc))
-                    self._degraded = True
+            if not await self._reserve(min(self.batch_max, 1 + self._waiting)):
                 return None
-            self._degraded = False
-            self.round_trips += 1
-            offset = self._db_offset(sent, self._clock.monotonic(), now_db)
-            first = first_db - offset
-            self._held.extend(first + i * self.spacing_s for i in range(count))
         # a process so loaded that even fresh slots arrive late: it goes on (its calls are late, not early)
         return self._held.popleft()
+
+    async def _reserve(self, count: int) -> bool:
+        """Take `count` consecutive slots from the shared schedule into `_held` (the caller holds the lock);
+        False while storage is down (logged once)."""
+        sent = self._clock.monotonic()
+        try:
+            first_db, now_db = await self._slots_source.take_rate_slots(self.key, self.spacing_s, count)
+        except StorageUnavailable as exc:
+            if not self._degraded:
+                log.warning("dingtalk.rate_limit_local", error=str(exc))
+                self._degraded = True
+            return False
+        self._degraded = False
+        self.round_trips += 1
+        offset = self._db_offset(sent, self._clock.monotonic(), now_db)
+        first = first_db - offset
+        self._held.extend(first + i * self.spacing_s for i in range(count))
+        return True
 
     def _db_offset(self, sent: float, received: float, now_db: float) -> float:
         """Database clock minus this process's monotonic clock, from the quickest recent round trip."""
@@ -143,6 +169,12 @@ class FleetLimiter:
         if best is None or error <= best[1] or received - best[2] > OFFSET_HORIZON_S:
             self._offset = best = sample
         return best[0]
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """A prefetch nobody awaits: its failure (storage down is handled inside) is logged, not left unretrieved."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("dingtalk.rate_prefetch_failed", error=str(exc) or type(exc).__name__)
 
 
 class FleetLimiters:
@@ -155,6 +187,10 @@ class FleetLimiters:
         self.window_s = window_s
         self._clock = clock
         self._limiters: dict[str, FleetLimiter] = {}
+
+    def prefetch(self, name: str) -> None:
+        """A `name` call is likely soon: its limiter reserves a slot ahead if idle (FleetLimiter.prefetch)."""
+        self.for_call(name).prefetch()
 
     def for_call(self, name: str) -> FleetLimiter:
         limiter = self._limiters.get(name)

@@ -52,6 +52,9 @@ from bridge.records import (
     AlertKind as AlertKind,
 )
 from bridge.records import (
+    Applied as Applied,
+)
+from bridge.records import (
     Approval as Approval,
 )
 from bridge.records import (
@@ -149,6 +152,12 @@ class Store(Protocol):
 
         The mark is the claim: if the event is already processed, nothing at all is written and
         `bridge.errors.AlreadyDecided` is raised (LookupError when there is no such event)."""
+
+    async def apply_decision_and_claim(self, decision: Decision, now: datetime, lease_s: float,
+                                       limit: int) -> Applied:
+        """`apply_decision`, and in the same transaction claim, as `claim_jobs` would, up to `limit` due jobs of
+        the decision's approval (its new ones among them), with the notices of the approval. A worker with free
+        slots runs a new card's send from this answer, without a claim_jobs and a notices_for of its own."""
 
     # --- delivering ----------------------------------------------------------------------------------
     async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[Job]:

@@ -171,6 +171,14 @@ class MemoryStore(MemoryJobs):
         self._append_journal(decision.journal, now)
         return job_ids
 
+    async def apply_decision_and_claim(self, decision: store.Decision, now: datetime, lease_s: float,
+                                       limit: int) -> store.Applied:
+        job_ids = await self.apply_decision(decision, now)  # nothing awaits in between: one transaction
+        ev = self.inbox[decision.inbox_id].event
+        claimed = self._claim(now, lease_s, limit, of=(ev.source, ev.approval_id)) if limit > 0 else []
+        notices = {n.id: n for n in self.notices.values() if (n.source, n.approval_id) == (ev.source, ev.approval_id)}
+        return store.Applied(job_ids=tuple(job_ids), claimed=tuple(claimed), notices=notices)
+
     def on_work(self, callback: Callable[[], None]) -> None: ...  # one process: its worker is woken directly
 
     # --- reading -------------------------------------------------------------------------------------------

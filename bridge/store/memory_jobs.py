@@ -42,6 +42,10 @@ class MemoryJobs(MemoryTokens):
         raise NotImplementedError
 
     async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
+        return self._claim(now, lease_s, limit)
+
+    def _claim(self, now: datetime, lease_s: float, limit: int, of: tuple[str, str] | None = None) -> list[store.Job]:
+        """claim_jobs; with `of` (source, approval_id), only that approval's jobs."""
         now = _utc(now)
         self._writable()
         heads: dict[str, int] = {}
@@ -51,6 +55,7 @@ class MemoryJobs(MemoryTokens):
         due = [
             j for j in self.jobs.values()
             if j.run_at <= now
+            and (of is None or (j.source, j.approval_id) == of)
             and (j.state == JobState.PENDING
                  or (j.state == JobState.RUNNING and j.lease_until is not None and j.lease_until <= now))
             and (j.lock_key is None or heads[j.lock_key] == j.id)

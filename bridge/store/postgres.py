@@ -258,6 +258,11 @@ class PostgresStore(SqlReads, SqlStatementWrites, PostgresShared):
         ids: list[int] = await self._write(pq.decision_body(decision, now, self.owner))
         return ids
 
+    async def apply_decision_and_claim(self, decision: store.Decision, now: datetime, lease_s: float,
+                                       limit: int) -> store.Applied:
+        applied: store.Applied = await self._write(pq.decision_body(decision, now, self.owner, (lease_s, limit)))
+        return applied
+
     # --- delivering ----------------------------------------------------------------------------------------
     async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
         if limit <= 0:

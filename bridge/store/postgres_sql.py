@@ -23,7 +23,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 
 from bridge.errors import AlreadyDecided
-from bridge.records import Decision, Job, NewJob, NewJournal, NoticeChange, Pruned
+from bridge.records import Applied, Decision, Job, NewJob, NewJournal, NoticeChange, Pruned
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_sql import Migration, load_queries
 
@@ -175,12 +175,16 @@ async def _refused(conn: Conn, inbox_id: int, owner: str, now_us: int) -> Except
     return AlreadyDecided(f"inbox event {inbox_id} was decided already")
 
 
-def decision_body(decision: Decision, now: datetime, owner: str) -> Work:
+def decision_body(decision: Decision, now: datetime, owner: str, claim: tuple[float, int] | None = None) -> Work:
     """apply_decision in two round trips (pipelined): (1) the claim, the approval upsert and the notices,
     then (2) the jobs, NOTIFY, audit, journal and COMMIT. Nothing is written and AlreadyDecided raised when
     the event is already processed or another live process holds the approval's deciding lease (it will
-    decide the event itself), so an event is decided by exactly one process (see claim_decision)."""
+    decide the event itself), so an event is decided by exactly one process (see claim_decision). With `claim`
+    (lease_s, limit), round trip 2 also claims the approval's due jobs and reads its notices: the answer is an
+    `Applied`, else the job ids."""
     at = sq.to_us(now)
+    leased = None if claim is None else {"now": at, "lease_until": sq.to_us(now + timedelta(seconds=claim[0])),
+                                         "limit": claim[1]}
     upsert = None if decision.approval is None else sq.approval_params(decision.approval)
     notices = [
         dict(inbox_id=decision.inbox_id, generation=n.generation, group_index=n.group_index,
@@ -219,7 +223,18 @@ def decision_body(decision: Decision, now: datetime, owner: str) -> Work:
             to_status=decision.to_status, outcome=decision.outcome, reason=decision.reason, at=at,
         ))
         await execute_many(conn, "insert_journal", lines)
-        return ids_after(job_cursors)  # round trip 2: these, the COMMIT and their answers
+        if leased is None:
+            return ids_after(job_cursors)  # round trip 2: these, the COMMIT and their answers
+        taking = await send(conn, "claim_jobs_of", {**leased, **owner_of}) if leased["limit"] > 0 else None
+        reading = await send(conn, "notices_for", owner_of)
+
+        async def applied() -> Applied:
+            jobs = [] if taking is None else [sq.job_row(r) for r in await taking.fetchall()]
+            return Applied(job_ids=tuple(await _ids(job_cursors)),
+                           claimed=tuple(sorted(jobs, key=lambda j: (j.run_at, j.id))),
+                           notices={n.id: n for n in map(sq.notice_row, await reading.fetchall())})
+
+        return applied
 
     # not durable: a decision lost in a database crash is made again from its inbox row, which stays unprocessed;
     # a send it led to is repeated, as for any send whose result was not committed (kill -9)

@@ -34,6 +34,22 @@ class SQLiteWrites(SqlStatementWrites):
     async def apply_decision(self, decision: store.Decision, now: datetime) -> list[int]:
         return await self._write(sq.decision_writer(decision, now))
 
+    async def apply_decision_and_claim(self, decision: store.Decision, now: datetime, lease_s: float,
+                                       limit: int) -> store.Applied:
+        decide = sq.decision_writer(decision, now)
+        claim = {"now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)), "limit": limit}
+
+        async def run(conn: SqlConnection) -> store.Applied:
+            job_ids = await decide(conn)
+            [owner] = await sq.fetch(conn, "inbox_owner", {"id": decision.inbox_id})
+            of = {"source": owner["source"], "approval_id": owner["approval_id"]}
+            rows = await sq.fetch(conn, "claim_jobs_of", {**claim, **of}) if limit > 0 else []
+            claimed = sorted(map(sq.job_row, rows), key=lambda j: (j.run_at, j.id))
+            notices = {n.id: n for n in map(sq.notice_row, await sq.fetch(conn, "notices_for", of))}
+            return store.Applied(job_ids=tuple(job_ids), claimed=tuple(claimed), notices=notices)
+
+        return await self._write(run)
+
     async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
         return await self._write(sq.claim_writer(now, lease_s, limit)) if limit > 0 else []
 

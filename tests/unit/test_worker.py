@@ -387,3 +387,29 @@ async def test_jobs_keep_being_claimed_while_the_decider_works_through_a_long_ba
     w.stop()
     await asyncio.wait_for(task, 5)
     assert blocked and sends == 2
+
+
+async def test_a_decision_claims_its_send_for_the_running_worker(env) -> None:
+    st, fake, w, clock, _ = env
+    claims: list[list[str]] = []
+    reads: list[str] = []
+    real_claim, real_notices = st.claim_jobs, st.notices_for
+
+    async def claim_jobs(now, lease_s, limit):
+        jobs = await real_claim(now, lease_s, limit)
+        claims.append([j.kind for j in jobs])
+        return jobs
+
+    async def notices_for(source, approval_id):
+        reads.append(approval_id)
+        return await real_notices(source, approval_id)
+
+    st.claim_jobs, st.notices_for = claim_jobs, notices_for  # type: ignore[method-assign]
+    await put(st, clock, event(Status.PENDING, n=1))
+    stats = await w.run(burst=True)
+    assert stats.events == 1 and stats.jobs == 1 and len(fake.named("send")) == 1
+    assert all("send" not in kinds for kinds in claims)  # claimed by apply_decision_and_claim, not claim_jobs
+    assert reads == []  # its notice came with the claim
+    assert w._reserved == 0 and w.decider.taker is None  # every slot given back; no taker once stopped
+    [send] = [j for j in await st.jobs_for("erp", "PO-1") if j.kind == store.JobKind.SEND]
+    assert send.state == store.JobState.DONE and send.attempts == 1

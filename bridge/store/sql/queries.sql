@@ -99,6 +99,9 @@ RETURNING source, approval_id, event_id
 -- name: inbox_exists
 SELECT processed FROM inbox WHERE id = :id
 
+-- name: inbox_owner
+SELECT source, approval_id FROM inbox WHERE id = :id
+
 -- ------------------------------------------------------------------------------------------ approvals
 
 -- name: get_approval
@@ -160,6 +163,22 @@ INSERT INTO jobs (kind, source, approval_id, lock_key, notice_id, payload, state
 VALUES (:kind, :source, :approval_id, :lock_key, :notice_id, :payload, 'pending', 0, :run_at,
         :now, :now, :event_id)
 RETURNING id
+
+-- name: claim_jobs_of
+-- claim_jobs for one approval's jobs (apply_decision_and_claim: the jobs a decision has just created): the same
+-- rules (due, pending or lease passed, head of its key), over the approval's few rows (index jobs_approval).
+UPDATE jobs
+SET state = 'running', attempts = attempts + 1, lease_until = :lease_until, updated_at = :now
+WHERE id IN (
+    SELECT c.id FROM jobs AS c
+    WHERE c.source = :source AND c.approval_id = :approval_id AND c.run_at <= :now
+      AND (c.state = 'pending' OR (c.state = 'running' AND c.lease_until <= :now))
+      AND (c.lock_key IS NULL
+           OR c.id = (SELECT MIN(h.id) FROM jobs AS h WHERE h.lock_key = c.lock_key AND h.state != 'done'))
+    ORDER BY c.run_at, c.id
+    LIMIT :limit
+)
+RETURNING *
 
 -- name: claim_jobs
 -- Candidates: due pending jobs, and running jobs whose lease has passed (their worker died). A job with a

@@ -175,3 +175,33 @@ async def test_endpoints_and_apps_have_their_own_schedules() -> None:
     assert set(schedule.next_at) == {"A:send", "A:status_bar_update", "B:send"}
     with pytest.raises(ValueError):
         FleetLimiter(schedule, "x", 0, clock)
+
+
+async def test_an_idle_prefetch_takes_one_slot_ahead_and_the_next_call_uses_it() -> None:
+    clock = VirtualClock()
+    schedule = Schedule(clock)
+    limiter = FleetLimiter(schedule, "app:send", 20, clock, 1.0)
+    t0 = clock.monotonic()
+    limiter.prefetch()
+    limiter.prefetch()  # one in flight already: nothing more
+    await clock.drive(asyncio.sleep(0))
+    assert schedule.calls == 1 and len(limiter._held) == 1
+    limiter.prefetch()  # a slot is held: nothing more
+    await limiter.acquire()
+    assert clock.monotonic() == t0 and schedule.calls == 1  # the call used the prefetched slot
+    assert schedule.next_at["app:send"] == pytest.approx(t0 + Schedule.DB_AHEAD + limiter.spacing_s)
+
+
+async def test_a_prefetched_slot_gone_late_is_dropped_and_a_busy_limiter_prefetches_nothing() -> None:
+    clock = VirtualClock()
+    schedule = Schedule(clock)
+    limiter = FleetLimiter(schedule, "app:send", 20, clock, 1.0)
+    limiter.prefetch()
+    await clock.drive(asyncio.sleep(0))
+    clock.advance(limiter.spacing_s)  # the call came later than half a spacing after its slot
+    await clock.drive(limiter.acquire())
+    assert limiter.dropped == 1 and schedule.calls == 2
+    done_before = limiter._prefetching
+    async with limiter._lock:  # a caller is reserving: a prefetch now would only add a slot nobody asked for
+        limiter.prefetch()
+    assert limiter._prefetching is done_before and schedule.calls == 2

@@ -216,6 +216,25 @@ FROM picked
 WHERE jobs.id = picked.id
 RETURNING jobs.*
 
+-- name: claim_jobs_of
+-- claim_jobs for one approval's jobs, run in apply_decision_and_claim's transaction after its job inserts (so it
+-- sees them): the same rules and locking over the approval's few rows (index jobs_approval).
+WITH picked AS MATERIALIZED (
+    SELECT c.id FROM jobs AS c
+    WHERE c.source = %(source)s AND c.approval_id = %(approval_id)s AND c.run_at <= %(now)s
+      AND ((c.state = 'pending') OR (c.state = 'running' AND c.lease_until <= %(now)s))
+      AND (c.lock_key IS NULL
+           OR c.id = (SELECT MIN(h.id) FROM jobs AS h WHERE h.lock_key = c.lock_key AND h.state <> 'done'))
+    ORDER BY c.run_at, c.id
+    LIMIT %(limit)s
+    FOR UPDATE OF c SKIP LOCKED
+)
+UPDATE jobs
+SET state = 'running', attempts = jobs.attempts + 1, lease_until = %(lease_until)s, updated_at = %(now)s
+FROM picked
+WHERE jobs.id = picked.id
+RETURNING jobs.*
+
 -- name: extend_leases
 UPDATE jobs SET lease_until = %(lease_until)s
 WHERE id = ANY(%(ids)s) AND state = 'running'
