@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from bridge import errors, operate, views
+from bridge import errors, operate, operator_http, views
 from bridge import openapi as spec
 from bridge.appkeys import ADMIN_PORTS, CLIENTS, CLOCK, CONFIG, METRICS, ROLE, STORE, STREAMS, WAKE, WORKER, Role
 from bridge.records import ApprovalState, JobState
@@ -29,7 +29,7 @@ from bridge.web import json_error, json_response
 
 log = structlog.get_logger("bridge.admin")
 
-MAX_JOB_ID = 2**63 - 1
+VIA = "admin API"  # who did it, in the journal and in the operator.* log lines
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -163,21 +163,13 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def retry_job(request: web.Request) -> web.Response:
-    raw = request.match_info["job_id"]
-    job_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else 0
-    if not 1 <= job_id <= MAX_JOB_ID:  # past a 64-bit integer the database cannot even look it up
-        return json_error(400, "bad_request", f"job id must be an integer between 1 and {MAX_JOB_ID}")
-    st, clock = request.app[STORE], request.app[CLOCK]
-    job = await st.get_job(job_id)
-    if job is None:
-        return json_error(404, "not_found", f"no job {job_id}")
-    if job.state != JobState.DEAD:
-        return json_error(409, "not_dead", f"job {job_id} is {job.state}; only dead jobs can be retried")
-    n = await operate.retry_dead(st, clock.now(), job_id, by="admin API")
-    request.app[WAKE]()
-    log.info("admin.job_retried", job_id=job_id, job_kind=job.kind, source=job.source, approval_id=job.approval_id,
+    try:
+        job, n = await operator_http.retry_job(request, by=VIA)
+    except operator_http.Refused as r:
+        return json_error(r.status, r.code, r.message)
+    log.info("admin.job_retried", job_id=job.id, job_kind=job.kind, source=job.source, approval_id=job.approval_id,
              event_id=job.event_id)
-    return json_response({"retried": n, "job_id": job_id})
+    return json_response({"retried": n, "job_id": job.id})
 
 
 async def retry_jobs(request: web.Request) -> web.Response:
@@ -192,26 +184,19 @@ async def retry_jobs(request: web.Request) -> web.Response:
 
 async def recall_approval(request: web.Request) -> web.Response:
     """A manual recall: stored as an operator's `deleted` event (see bridge.operate)."""
-    source, approval_id = request.match_info["source"], request.match_info["approval_id"]
     try:
-        event = await operate.request_recall(request.app[STORE], source, approval_id, request.app[CLOCK].now())
-    except operate.NotFound as exc:
-        return json_error(404, "not_found", str(exc))
-    request.app[WAKE]()
-    log.info("operator.recall_requested", source=source, approval_id=approval_id, event_id=event.event_id)
+        event = await operator_http.recall(request, via=VIA)
+    except operator_http.Refused as r:
+        return json_error(r.status, r.code, r.message)
     return json_response({"status": "accepted", "event_id": event.event_id}, status=202)
 
 
 async def resync_approval(request: web.Request) -> web.Response:
     """Re-apply the approval's current status to every card it has (for suspected drift)."""
-    source, approval_id = request.match_info["source"], request.match_info["approval_id"]
     try:
-        ids = await operate.request_resync(request.app[CONFIG], request.app[STORE], source, approval_id,
-                                           request.app[CLOCK].now())
-    except operate.NotFound as exc:
-        return json_error(404, "not_found", str(exc))
-    request.app[WAKE]()
-    log.info("operator.resync_requested", source=source, approval_id=approval_id, jobs=len(ids))
+        ids = await operator_http.resync(request, via=VIA)
+    except operator_http.Refused as r:
+        return json_error(r.status, r.code, r.message)
     return json_response({"jobs": ids}, status=202)
 
 

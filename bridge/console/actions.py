@@ -13,14 +13,15 @@ from urllib.parse import quote
 import structlog
 from aiohttp import web
 
-from bridge import operate
+from bridge import operate, operator_http
 from bridge.admin import host_allowed
 from bridge.appkeys import CLOCK, CONFIG, STORE, WAKE
 from bridge.console import auth
 from bridge.console.html import approval_path, esc, page, template
-from bridge.records import JobState
 
 log = structlog.get_logger("bridge.console")
+
+VIA = "console"  # who did it, in the journal and in the operator.* log lines
 
 
 def _back(path: str, done: str) -> web.HTTPSeeOther:
@@ -104,41 +105,26 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def recall(request: web.Request) -> web.StreamResponse:
-    source, approval_id = request.match_info["source"], request.match_info["approval_id"]
     try:
-        event = await operate.request_recall(request.app[STORE], source, approval_id, request.app[CLOCK].now())
-    except operate.NotFound as exc:
-        return auth.refuse(request, 404, "not_found", str(exc))
-    request.app[WAKE]()
-    log.info("operator.recall_requested", source=source, approval_id=approval_id, event_id=event.event_id,
-             via="console")
-    raise _back(approval_path(source, approval_id), "recall")
+        event = await operator_http.recall(request, via=VIA)
+    except operator_http.Refused as r:
+        return auth.refuse(request, r.status, r.code, r.message)
+    raise _back(approval_path(event.source, event.approval_id), "recall")
 
 
 async def resync(request: web.Request) -> web.StreamResponse:
-    source, approval_id = request.match_info["source"], request.match_info["approval_id"]
     try:
-        ids = await operate.request_resync(request.app[CONFIG], request.app[STORE], source, approval_id,
-                                           request.app[CLOCK].now())
-    except operate.NotFound as exc:
-        return auth.refuse(request, 404, "not_found", str(exc))
-    request.app[WAKE]()
-    log.info("operator.resync_requested", source=source, approval_id=approval_id, jobs=len(ids), via="console")
-    raise _back(approval_path(source, approval_id), "resync")
+        await operator_http.resync(request, via=VIA)
+    except operator_http.Refused as r:
+        return auth.refuse(request, r.status, r.code, r.message)
+    raise _back(approval_path(request.match_info["source"], request.match_info["approval_id"]), "resync")
 
 
 async def retry_job(request: web.Request) -> web.StreamResponse:
-    raw = request.match_info["job_id"]
-    if not raw.isdigit():
-        return auth.refuse(request, 400, "bad_request", "job id must be an integer")
-    st = request.app[STORE]
-    job = await st.get_job(int(raw))
-    if job is None:
-        return auth.refuse(request, 404, "not_found", f"no job {raw}")
-    if job.state != JobState.DEAD:
-        return auth.refuse(request, 409, "not_dead", f"job {raw} is {job.state}; only dead jobs can be retried")
-    n = await operate.retry_dead(st, request.app[CLOCK].now(), job.id, by="console")
-    request.app[WAKE]()
+    try:
+        job, n = await operator_http.retry_job(request, by=VIA)
+    except operator_http.Refused as r:
+        return auth.refuse(request, r.status, r.code, r.message)
     log.info("console.job_retried", job_id=job.id, source=job.source, approval_id=job.approval_id)
     raise _back(approval_path(job.source, job.approval_id), "retry" if n else "none")
 
@@ -147,12 +133,14 @@ async def retry_selected(request: web.Request) -> web.StreamResponse:
     """Retry the dead jobs ticked on the dead-letter page (ids that are no longer dead are skipped)."""
     form = await request.post()
     raw_ids = [str(v) for v in form.getall("job_id", [])]
-    if not all(r.isdigit() for r in raw_ids):
-        return auth.refuse(request, 400, "bad_request", "job ids must be integers")
+    job_ids = [job_id for r in raw_ids if (job_id := operator_http.job_id_of(r)) is not None]
+    if len(job_ids) != len(raw_ids):  # (a None would mean "every dead job" to operate.retry_dead)
+        return auth.refuse(request, 400, "bad_request",
+                           f"job ids must be integers between 1 and {operator_http.MAX_JOB_ID}")
     st, now = request.app[STORE], request.app[CLOCK].now()
     n = 0
-    for job_id in dict.fromkeys(int(r) for r in raw_ids):
-        n += await operate.retry_dead(st, now, job_id, by="console")
+    for job_id in dict.fromkeys(job_ids):
+        n += await operate.retry_dead(st, now, job_id, by=VIA)
     if n:
         request.app[WAKE]()
     log.info("console.dead_jobs_retried", count=n, selected=len(raw_ids))

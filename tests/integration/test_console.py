@@ -226,6 +226,16 @@ async def test_dead_letters_retried_from_the_console_reach_dingtalk(harness: Har
     assert resp.status == 409
 
 
+@pytest.mark.parametrize("job_id", ["0", "x1", "9223372036854775808", "99999999999999999999"])
+async def test_a_job_id_the_database_cannot_hold_is_a_400_on_both_retry_forms(harness: Harness, job_id: str) -> None:
+    """The console checks a job id as the admin API does (1 .. 2**63-1): past that SQLite would raise, a 500."""
+    assert await login(harness) == 303
+    resp = await harness.http.post(f"/console/jobs/{job_id}/retry", data={"csrf": await csrf(harness)})
+    assert resp.status == 400 and "between 1 and 9223372036854775807" in (await resp.json())["message"]
+    resp = await harness.http.post("/console/dead/retry", data={"csrf": await csrf(harness), "job_id": job_id})
+    assert resp.status == 400 and (await resp.json())["error"] == "bad_request"
+
+
 async def test_journal_json_follows_after_an_id(harness: Harness) -> None:
     await pending_approval(harness)
     resp = await harness.http.get("/console/journal.json", headers=AUTH)

@@ -182,7 +182,7 @@ async def test_lines_of_a_request_or_job_carry_their_context(harness: Harness, l
         assert isinstance(line["job_id"], int)
     for name in ("operator.recall_requested", "operator.resync_requested"):
         [line] = by_event[name]
-        assert line["source"] == "erp" and line["approval_id"] == "PO-L1"
+        assert (line["source"], line["approval_id"], line["via"]) == ("erp", "PO-L1", "admin API")
 
 
 def test_the_scrubber_masks_registered_secrets_and_secret_looking_keys(log_stream: io.StringIO) -> None:
