@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,11 +38,9 @@ def peek(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
 
 
 @pytest.fixture
-async def st(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "bridge.db")
-    await s.open()
-    yield s
-    await s.close()
+def st(sqlite_st: SQLiteStore) -> SQLiteStore:
+    """SQLite's own tests: `st` is the SQLite store alone, not the contract suites' three (see conftest)."""
+    return sqlite_st
 
 
 async def with_send_job(s: SQLiteStore) -> int:

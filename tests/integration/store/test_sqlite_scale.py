@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,11 +38,9 @@ def counted(path: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-async def st(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "bridge.db")
-    await s.open()
-    yield s
-    await s.close()
+def st(sqlite_st: SQLiteStore) -> SQLiteStore:
+    """SQLite's own tests: `st` is the SQLite store alone, not the contract suites' three (see conftest)."""
+    return sqlite_st
 
 
 async def test_job_counts_follow_every_insert_state_change_and_delete(st: SQLiteStore) -> None:
