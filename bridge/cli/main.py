@@ -12,14 +12,17 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from bridge import __version__
-from bridge.cli import commands, common
+from bridge.cli import commands, common, pipes
 from bridge.cli import map as map_command
 from bridge.cli import render as render_command
 from bridge.cli.helptext import EXAMPLES, SUMMARIES
 from bridge.records import JobState
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 
@@ -46,6 +49,14 @@ class Parser(argparse.ArgumentParser):
             message = ("--sandbox is the built-in demo set-up (its own port, storage and source) and replaces a "
                        "configuration file: give --sandbox or --config, not both")
         self.exit(common.EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        """argparse swallows an OSError from writing --help or --version, so into a closed pipe they would end
+        with 0 or 141 depending on buffering; on stdout let it through, and `main` ends with 141 every time."""
+        if file is sys.stdout and message:
+            file.write(message)
+        else:
+            super()._print_message(message, file)
 
 
 # --- shared options -------------------------------------------------------------------------------------
@@ -237,6 +248,22 @@ def build_parser(prog: str = "bridge") -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a reader that closed stdout early ends it quietly with 141 (see bridge.cli.pipes)."""
+    try:
+        try:
+            code = _dispatch(argv)
+        except SystemExit:  # argparse's --help, --version and usage errors: their output is written here too
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()  # what is still buffered meets a closed pipe here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        if not pipes.stdout_closed():
+            raise
+        return pipes.end_quietly()
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     parser = build_parser(os.path.basename(sys.argv[0]) if argv is None and _is_script() else "bridge")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -250,11 +277,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError as exc:
+        if pipes.stdout_closed():
+            raise  # the reader went away: main ends quietly
+        return _failed(exc)  # a socket's or a child's pipe: a real failure
     except Exception as exc:  # the last line of defence: one line, not a traceback
-        if os.environ.get("BRIDGE_DEBUG"):
-            raise
-        print(f"error: {type(exc).__name__}: {exc} (BRIDGE_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return common.EXIT_FAILED
+        return _failed(exc)
+
+
+def _failed(exc: Exception) -> int:
+    if os.environ.get("BRIDGE_DEBUG"):
+        raise exc
+    print(f"error: {type(exc).__name__}: {exc} (BRIDGE_DEBUG=1 shows the traceback)", file=sys.stderr)
+    return common.EXIT_FAILED
 
 
 def _is_script() -> bool:
