@@ -30,9 +30,10 @@ from bridge.events import ApprovalEvent, Status
 from bridge.service import policy_for
 from bridge.store.postgres import PostgresStore
 
-# between the 202 and the send, for a worker with a free slot (the decision claims its send); the fleet limiter's
-# take_rate_slots (one round trip) runs alongside apply_decision_and_claim, started by the worker's prefetch
-IDLE_PATH = ("pending_events", "get_approval", "apply_decision_and_claim")
+# between the 202 and the send, for a worker with a free slot (the batch brings the approval's row and notices, the
+# decision claims its send); the fleet limiter's take_rate_slots (one round trip) runs alongside
+# apply_decision_and_claim, started by the worker's prefetch
+IDLE_PATH = ("pending_batch", "apply_decision_and_claim")
 
 
 def turns(trace: Path) -> int:
@@ -73,11 +74,12 @@ async def measure(url: str, work: Path) -> list[tuple[str, int]]:
                                occurred_at=datetime.now(UTC), recipients=("u1", "u2", "u3"), title="t",
                                url="https://example.com/x")
             await step("add_event", st.add_event(ev, b"{}", datetime.now(UTC)))
-            pending = await step("pending_events", st.pending_events(200))
-            approval = await step("get_approval", st.get_approval(ev.source, ev.approval_id))
+            batch = await step("pending_batch", st.pending_batch(200))
+            approval = batch.approvals.get((ev.source, ev.approval_id))
+            await step("get_approval", st.get_approval(ev.source, ev.approval_id))  # a later event's read
             now = SystemClock().now()
             applied = await step("apply_decision_and_claim", st.apply_decision_and_claim(
-                decide(pending[0], approval, [], policy, now), now, 30, 32))
+                decide(batch.events[0], approval, [], policy, now), now, 30, 32))
             for job in applied.claimed:
                 await step("finish_job", st.finish_job(job.id, now))
             await step("take_rate_slots", st.take_rate_slots("bench:send", 0.052, 1))

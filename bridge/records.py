@@ -155,6 +155,16 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """What `Store.pending_batch` found: the events of `pending_events` and, read with them, the rows of their
+    approvals (absent: a new approval) and each approval's notices, by (source, approval_id)."""
+
+    events: tuple[InboxEvent, ...]
+    approvals: Mapping[tuple[str, str], Approval] = field(default_factory=dict)
+    notices: Mapping[tuple[str, str], tuple[Notice, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     """What `Store.apply_decision_and_claim` did: the jobs it created, those of the approval's due jobs it claimed
     in the same transaction (leased as `claim_jobs` leases them) and their notices, by id, as they were then."""

@@ -10,6 +10,7 @@ here talks to DingTalk; the worker does that from the jobs.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -65,6 +66,9 @@ def policy_for(cfg: Config) -> Policy:
                   templates={s.name: s.card for s in cfg.sources if s.card is not None})
 
 
+Known = tuple[store.Approval | None, Sequence[store.Notice]]  # an approval's row and notices, read already
+
+
 @dataclass(frozen=True, slots=True)
 class Processed:
     inbox_id: int
@@ -93,30 +97,37 @@ class Decider:
         self.taker: JobTaker | None = None  # set by the worker that runs this decider's jobs
 
     async def process_pending(self, limit: int = 200) -> list[Processed]:
-        """Process up to `limit` unprocessed events; returns what happened to each."""
-        events = await self.store.pending_events(limit)
-        if not events:
+        """Process up to `limit` unprocessed events; returns what happened to each. The batch comes with the
+        approvals' rows and notices (`Store.pending_batch`), which the first decision of each approval uses."""
+        batch = await self.store.pending_batch(limit)
+        if not batch.events:
             return []
         by_approval: dict[tuple[str, str], list[store.InboxEvent]] = {}
-        for ie in events:
+        for ie in batch.events:
             by_approval.setdefault((ie.event.source, ie.event.approval_id), []).append(ie)
-        results = await asyncio.gather(*(self._process_approval(group) for group in by_approval.values()))
+        results = await asyncio.gather(*(
+            self._process_approval(group, (batch.approvals.get(key), batch.notices.get(key, ())))
+            for key, group in by_approval.items()))
         return [p for group in results for p in group]
 
-    async def _process_approval(self, group: list[store.InboxEvent]) -> list[Processed]:
+    async def _process_approval(self, group: list[store.InboxEvent], known: Known) -> list[Processed]:
         async with self._sem:
             out = []
-            for ie in sorted(group, key=lambda e: (e.event.occurred_at, e.id)):
-                out.append(await self.process_one(ie))
+            for i, ie in enumerate(sorted(group, key=lambda e: (e.event.occurred_at, e.id))):
+                out.append(await self.process_one(ie, known if i == 0 else None))  # later ones: read anew
             return out
 
-    async def process_one(self, ie: store.InboxEvent) -> Processed:
+    async def process_one(self, ie: store.InboxEvent, known: Known | None = None) -> Processed:
+        """Decide one event; `known`: its approval's row (None: new) and notices, read with the batch."""
         ev = ie.event
         with structlog.contextvars.bound_contextvars(
             source=ev.source, approval_id=ev.approval_id, event_id=ev.event_id
         ):
-            approval = await self.store.get_approval(ev.source, ev.approval_id)
-            notices = await self.store.notices_for(ev.source, ev.approval_id) if approval else []
+            if known is not None:
+                approval, notices = known[0], list(known[1])
+            else:
+                approval = await self.store.get_approval(ev.source, ev.approval_id)
+                notices = await self.store.notices_for(ev.source, ev.approval_id) if approval else []
             now = self.clock.now()
             decision = decide(ie, approval, notices, self.policy, now)
             try:

@@ -106,6 +106,9 @@ from bridge.records import (
     Outcome as Outcome,
 )
 from bridge.records import (
+    Pending as Pending,
+)
+from bridge.records import (
     Pruned as Pruned,
 )
 from bridge.records import (
@@ -139,6 +142,10 @@ class Store(Protocol):
     # --- deciding ------------------------------------------------------------------------------------
     async def pending_events(self, limit: int = 100) -> list[InboxEvent]:
         """Unprocessed events, ordered by (source, approval_id, occurred_at, id)."""
+
+    async def pending_batch(self, limit: int = 100) -> Pending:
+        """`pending_events`, and with them their approvals and notices as `get_approval` and `notices_for` would
+        read them then (on PostgreSQL in the same round trip, after the leases are taken)."""
 
     async def get_approval(self, source: str, approval_id: str) -> Approval | None: ...
 

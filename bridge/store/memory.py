@@ -19,6 +19,7 @@ from bridge.store.memory_values import opt_utc as _opt_utc
 from bridge.store.memory_values import plain as _plain
 from bridge.store.memory_values import prune_plan
 from bridge.store.memory_values import utc as _utc
+from bridge.store.pending import read_pending
 
 __all__ = ["MemoryStore"]
 
@@ -89,6 +90,9 @@ class MemoryStore(MemoryJobs):
         pending = [e for e in self.inbox.values() if not e.processed]
         pending.sort(key=lambda e: (e.event.source, e.event.approval_id, _utc(e.event.occurred_at), e.id))
         return pending[: max(limit, 0)]
+
+    async def pending_batch(self, limit: int = 100) -> store.Pending:
+        return await read_pending(self, limit)
 
     async def get_approval(self, source: str, approval_id: str) -> store.Approval | None:
         return self.approvals.get((source, approval_id))

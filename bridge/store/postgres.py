@@ -250,9 +250,12 @@ class PostgresStore(SqlReads, SqlStatementWrites, PostgresShared):
 
     # --- deciding ------------------------------------------------------------------------------------------
     async def pending_events(self, limit: int = 100) -> list[store.InboxEvent]:
-        events: list[store.InboxEvent] = await self._write(
+        return list((await self.pending_batch(limit)).events)
+
+    async def pending_batch(self, limit: int = 100) -> store.Pending:
+        pending: store.Pending = await self._write(
             pq.pending_body(self.owner, datetime.now(UTC), self.decide_lease_s, limit))
-        return events
+        return pending
 
     async def apply_decision(self, decision: store.Decision, now: datetime) -> list[int]:
         ids: list[int] = await self._write(pq.decision_body(decision, now, self.owner))

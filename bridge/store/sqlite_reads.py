@@ -17,6 +17,7 @@ from bridge import records as store
 from bridge.records import JobState
 from bridge.store import recipients_sql as rs
 from bridge.store import sqlite_sql as sq
+from bridge.store.pending import read_pending
 from bridge.store.sql_reads import SqlReads, of_approval
 
 __all__ = ["SQLiteReads", "of_approval"]
@@ -30,6 +31,9 @@ class SQLiteReads(SqlReads):
 
     async def pending_events(self, limit: int = 100) -> list[store.InboxEvent]:
         return [sq.inbox_row(r) for r in await self._read("pending_events", {"limit": limit})]
+
+    async def pending_batch(self, limit: int = 100) -> store.Pending:
+        return await read_pending(self, limit)
 
     async def job_counts(self, now: datetime) -> store.JobCounts:
         counts = {r["state"]: r["n"] for r in await self._read("job_counts")}

@@ -84,3 +84,21 @@ async def test_two_deciders_racing_make_one_decision_and_one_claim(st: store.Sto
     won = [r for r in results if isinstance(r, store.Applied)]
     assert len(won) == 1 and sum(isinstance(r, AlreadyDecided) for r in results) == 1
     assert len(won[0].claimed) == 1 and len(await st.jobs_for("erp", "PO-1")) == 2
+
+
+# --- pending_batch: the events with their approvals and notices ----------------------------------------------
+async def test_pending_batch_brings_each_approvals_row_and_notices(st: store.Store) -> None:
+    await send_setup(st)  # PO-1 decided: its approval and one notice
+    later = await add(st, ev(minutes=1))
+    new = await add(st, ev("PO-2"))
+    batch = await st.pending_batch()
+    assert [e.id for e in batch.events] == [later, new]
+    assert batch.approvals == {("erp", "PO-1"): await st.get_approval("erp", "PO-1")}  # PO-2 is new: absent
+    assert batch.notices == {("erp", "PO-1"): tuple(await st.notices_for("erp", "PO-1"))}
+    assert len(batch.notices["erp", "PO-1"]) == 1
+    assert [e.id for e in await st.pending_events()] == [later, new]
+
+
+async def test_pending_batch_of_nothing(st: store.Store) -> None:
+    batch = await st.pending_batch()
+    assert batch.events == () and batch.approvals == {} and batch.notices == {}

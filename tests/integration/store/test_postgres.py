@@ -94,8 +94,10 @@ async def test_two_workers_claim_1000_jobs_each_once_in_per_approval_order(pg_ur
                     runs.setdefault(job.id, []).append(name)
                     order.append((job.lock_key or "", job.id, "start"))
                 for job in claimed:
-                    await st.finish_job(job.id, T0)
+                    # marked before the finish is sent: the finish commits before another claim can see it, and
+                    # that claim's answer may reach this loop before the finish's does (both sockets readable)
                     order.append((job.lock_key or "", job.id, "done"))
+                    await st.finish_job(job.id, T0)
                 await asyncio.sleep(0)
 
         await asyncio.gather(worker("one", one), worker("two", two))

@@ -94,6 +94,18 @@ WHERE NOT i.processed
 ORDER BY i.source, i.approval_id, i.occurred_at, i.id
 LIMIT %(limit)s
 
+-- name: leased_approvals
+-- The approvals this owner's take_pending has just leased (lease_until is that call's), read in the same
+-- pipelined transaction right after it (a statement of its own: its snapshot sees the leases taken and every
+-- decision committed before them), so the decider needs no get_approval round trip for them.
+SELECT a.* FROM approvals AS a JOIN deciding AS d ON d.source = a.source AND d.approval_id = a.approval_id
+WHERE d.owner = %(owner)s AND d.lease_until = %(lease_until)s
+
+-- name: leased_notices
+SELECT n.* FROM notices AS n JOIN deciding AS d ON d.source = n.source AND d.approval_id = n.approval_id
+WHERE d.owner = %(owner)s AND d.lease_until = %(lease_until)s
+ORDER BY n.id
+
 -- name: claim_decision
 -- apply_decision's claim, one statement: lock the approval's deciding lease (so it cannot change hands before
 -- the transaction ends), then mark the event processed unless it is processed already or another live owner
