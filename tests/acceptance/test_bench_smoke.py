@@ -22,6 +22,7 @@ RESULTS = ROOT / "bench" / "results"
 CASES = {
     "ingest": ([], {"ingest": ["bare", "receiver", "all", "bridge", "ratio", "ratio_all", "missing_in_db",
                                "connections", "loadavg"]}),
+    "ingest_parts": ([], {"ingest_parts": ["baseline_us", "steps_us", "total_us", "ratio", "loadavg"]}),
     "ingest_cli": ([], {"ingest-cli": ["lines_per_s", "lines_per_cpu_s", "stored", "loadavg"]}),
     "e2e": ([], {"e2e": ["events_per_s", "idle_latency_ms", "approvals", "calls"]}),
     "drain": ([], {"drain": ["achieved_qps", "configured_qps", "ratio", "throttled"]}),
