@@ -192,6 +192,11 @@ class SimState:
         self._tokens[token] = (app.app_key, now + ttl)
         return token, int(self.settings.token_ttl_s)
 
+    def token_expiry(self, token: str) -> datetime | None:
+        """When a token the simulator issued expires (as extended by its latest gettoken), None if unknown."""
+        entry = self._tokens.get(token)
+        return None if entry is None else entry[1]
+
     def app_for_token(self, token: str | None) -> SimApp:
         if not token:
             raise SimError(88, "access_token is blank", sub_code="40000")

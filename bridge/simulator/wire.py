@@ -121,6 +121,8 @@ def _gettoken(state: SimState, method: str, query: Mapping[str, str], entry: dic
             token, expires_in = state.gettoken(query.get("corpid"), query.get("corpsecret"), legacy=True)
     except SimError as exc:
         return SimAnswer(body=_envelope(state, exc, topapi=False))
+    expiry = state.token_expiry(token)
+    entry["expires_at"] = None if expiry is None else expiry.isoformat()  # the lifetime this answer gave
     return SimAnswer(body={"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in})
 
 

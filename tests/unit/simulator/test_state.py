@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -76,6 +77,18 @@ def test_gettoken_wire_answers(clock: FakeClock) -> None:
     assert bad == {"errcode": 40096, "errmsg": "不合法的appKey或appSecret"}
     missing = sim_wire.handle(state, "GET", "/gettoken", {}).body
     assert missing == {"errcode": 40035, "errmsg": "缺少参数 corpid or appkey"}
+
+
+def test_gettoken_calls_log_the_lifetime_they_gave(clock: FakeClock) -> None:
+    state = make(clock, token_ttl_s=20.0)
+    query = {"appkey": DEMO_APP.app_key, "appsecret": DEMO_APP.app_secret}
+    sim_wire.handle(state, "GET", "/gettoken", query)
+    clock.advance(12)
+    sim_wire.handle(state, "GET", "/gettoken", query)  # the same token, extended: its lifetime now ends later
+    sim_wire.handle(state, "GET", "/gettoken", {**query, "appsecret": "nope"})
+    logged = state.calls(path="/gettoken")
+    ends = [datetime.fromisoformat(c["expires_at"]) - datetime.fromisoformat(c["at"]) for c in logged[:2]]
+    assert ends == [timedelta(seconds=20)] * 2 and "expires_at" not in logged[2]
 
 
 def test_tokens_belong_to_one_app(clock: FakeClock) -> None:
