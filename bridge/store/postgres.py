@@ -37,6 +37,7 @@ from bridge import records as store  # the records, not the package: open_store 
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
 from bridge.records import JobState
+from bridge.store import postgres_decide as pd
 from bridge.store import postgres_sql as pq
 from bridge.store import recipients_sql as rs
 from bridge.store import sqlite_sql as sq
@@ -263,8 +264,22 @@ class PostgresStore(SqlReads, SqlStatementWrites, PostgresShared):
 
     async def apply_decision_and_claim(self, decision: store.Decision, now: datetime, lease_s: float,
                                        limit: int) -> store.Applied:
-        applied: store.Applied = await self._write(pq.decision_body(decision, now, self.owner, (lease_s, limit)))
-        return applied
+        if not pd.one_trip(decision):
+            applied: store.Applied = await self._write(pq.decision_body(decision, now, self.owner, (lease_s, limit)))
+            return applied
+        try:
+            done: store.Applied = await self._write(pd.decided_body(decision, now, self.owner, lease_s, limit))
+        except psycopg.errors.DivisionByZero:  # claim_decision_or_fail claimed nothing: nothing was written
+            raise await self._refusal(decision.inbox_id, now) from None
+        return done
+
+    async def _refusal(self, inbox_id: int, now: datetime) -> Exception:
+        """Why a decision's claim was refused: AlreadyDecided, or LookupError for no such event."""
+        try:
+            async with self._ready().connection() as conn:
+                return await pq.refused(conn, inbox_id, self.owner, sq.to_us(now))
+        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+            raise StorageUnavailable(f"storage unavailable: {exc}") from None
 
     # --- delivering ----------------------------------------------------------------------------------------
     async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:

@@ -164,7 +164,7 @@ async def _send_jobs(conn: Conn, prepared: Sequence[Mapping[str, Any]]) -> list[
     return cursors
 
 
-async def _refused(conn: Conn, inbox_id: int, owner: str, now_us: int) -> Exception:
+async def refused(conn: Conn, inbox_id: int, owner: str, now_us: int) -> Exception:
     """Why claim_decision marked nothing: LookupError for no such event, else AlreadyDecided."""
     found = await fetch(conn, "decision_refused", {"id": inbox_id})
     if not found:
@@ -208,7 +208,7 @@ def decision_body(decision: Decision, now: datetime, owner: str, claim: tuple[fl
         notice_cursors = [await send(conn, "insert_notice", n) for n in notices]
         claimed = await claim.fetchall()  # round trip 1
         if not claimed:
-            raise await _refused(conn, decision.inbox_id, owner, at)
+            raise await refused(conn, decision.inbox_id, owner, at)
         row = claimed[0]
         owner_of = {"source": row["source"], "approval_id": row["approval_id"]}
         notice_ids = await _ids(notice_cursors)

@@ -102,3 +102,28 @@ async def test_pending_batch_brings_each_approvals_row_and_notices(st: store.Sto
 async def test_pending_batch_of_nothing(st: store.Store) -> None:
     batch = await st.pending_batch()
     assert batch.events == () and batch.approvals == {} and batch.notices == {}
+
+
+async def test_an_update_on_an_existing_card_is_claimed_with_its_notice(st: store.Store) -> None:
+    _, [send] = await send_setup(st)
+    await st.claim_jobs(T0, LEASE_S, 10)
+    await st.finish_job(send, T0)
+    [card] = await st.notices_for("erp", "PO-1")
+    inbox_id = await add(st, ev(event_id="approved-1", minutes=1))
+    applied = await st.apply_decision_and_claim(store.Decision(
+        inbox_id=inbox_id, outcome=store.Outcome.APPLIED, reason="pending → approved", from_status="pending",
+        to_status="approved", approval=approval("approved", at=T0 + timedelta(minutes=1)),
+        jobs=[store.NewJob(kind=store.JobKind.UPDATE, lock_key=KEY, notice_id=card.id, payload={"status": "approved"},
+                           event_id="approved-1")],
+    ), T0, LEASE_S, 5)
+    [update] = applied.claimed
+    assert (update.kind, update.notice_id, update.event_id, update.source) == ("update", card.id, "approved-1", "erp")
+    assert applied.notices[card.id] == card
+    [audit_first, audit] = await st.audit_for("erp", "PO-1")
+    assert (audit.event_id, audit.from_status, audit.to_status) == ("approved-1", "pending", "approved")
+
+
+async def test_deciding_an_event_that_does_not_exist_is_a_lookup_error(st: store.Store) -> None:
+    with pytest.raises(LookupError):
+        await st.apply_decision_and_claim(two_groups(424242), T0, LEASE_S, 5)
+    assert await st.list_approvals() == []
