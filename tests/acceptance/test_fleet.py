@@ -16,13 +16,17 @@ database and the simulator read the same system clock; the checks rest on that:
 1. The schedule, exactly. A trigger the test puts on `rate_slots` in its database (nothing in bridge knows
    it) logs every reservation any process made: the first slot and where `next_at` moved, so every slot the
    fleet was granted is known to the µs. Per endpoint at most `qps` of them lie in any 1.02 s.
-2. No call ahead of the schedule, exactly. For every endpoint and every moment t, the calls the simulator had
-   received by t (throttled ones too) are no more than the slots granted by t + SPREAD_S: the i-th arrival is
-   no earlier than the i-th slot less SPREAD_S, the limiter's own allowance for the error of its clock offset.
-   Load cannot break this (it only delays arrivals); a process keeping its own limit (three processes, three
-   times the rate), calling without a slot or starting a reserved slot early would. With 1: the fleet never
-   started calls faster than the app's qps. (A call started late, after its slot, looks at the simulator just
-   like a delayed one; the limiter drops slots that are late instead of using them.)
+2. No call without its slot, exactly. Per endpoint and for every moment t, the calls the simulator had
+   received by t (throttled ones too) are no more than the slots granted by t + SPREAD_S: the i-th arrival
+   is no earlier than the i-th slot less SPREAD_S, the limiter's own allowance for the error of its clock
+   offset. And per process: the calls each process that lived to the end made (its /metrics, whatever the
+   answer) are no more than the slots its own connections took (the trigger logs each connection's
+   application_name, `bridge:PID:…`; the killed worker's count died with it). Load cannot break either (it
+   only delays arrivals; a count is a count); a process keeping its own limit (three processes, three times
+   the rate) or calling without a slot would. With 1: the fleet's calls came from one schedule, and it keeps
+   the app's qps. The cumulative bound is looser than it looks by the slots the limiter drops (a slot reached late is
+   dropped, not used: a third of them on this loaded machine), so it catches early starts only where the
+   schedule is the limit; a call started late looks like a delayed one, which is what the dropping prevents.
 3. The simulator's own count, a second and coarse bound: at most 11 × qps arrivals in any 10.2 s. Those ten
    windows hold at most 10 × qps slots; more can only be calls delayed into them, and one window's worth
    would take a stall of about a second.
@@ -51,9 +55,11 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -89,11 +95,13 @@ KILL_AFTER = 500  # events posted before the kill: early, so the killed worker's
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 SLOT_LOG = """
-CREATE TABLE fleet_test_slots (key TEXT NOT NULL, first_us BIGINT NOT NULL, next_us BIGINT NOT NULL);
+CREATE TABLE fleet_test_slots (key TEXT NOT NULL, first_us BIGINT NOT NULL, next_us BIGINT NOT NULL,
+                               taker TEXT NOT NULL);
 CREATE FUNCTION fleet_test_log_slots() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO fleet_test_slots VALUES (NEW.key, CASE WHEN TG_OP = 'INSERT' THEN NEW.touched_at
-                                                  ELSE GREATEST(OLD.next_at, NEW.touched_at) END, NEW.next_at);
+                                                  ELSE GREATEST(OLD.next_at, NEW.touched_at) END, NEW.next_at,
+                                         current_setting('application_name'));
     RETURN NULL;
 END $$;
 CREATE TRIGGER fleet_test_slots AFTER INSERT OR UPDATE ON rate_slots
@@ -252,14 +260,28 @@ def rows(pg_url: str, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql.encode()).fetchall()
 
 
-def granted_slots(pg_url: str) -> dict[str, list[int]]:
-    """Every start slot the fleet's schedule granted, per endpoint, in µs on the database's clock."""
+def granted_slots(pg_url: str) -> tuple[dict[str, list[int]], Counter[tuple[int, str]]]:
+    """Every start slot the fleet's schedule granted, per endpoint, in µs on the database's clock; and how
+    many each process took, per endpoint, by pid (its connections are named `bridge:PID:…`)."""
     slots: dict[str, list[int]] = defaultdict(list)
-    for key, first, nxt in rows(pg_url, "SELECT key, first_us, next_us FROM fleet_test_slots"):
+    taken: Counter[tuple[int, str]] = Counter()
+    for key, first, nxt, taker in rows(pg_url, "SELECT key, first_us, next_us, taker FROM fleet_test_slots"):
         count, rest = divmod(nxt - first, SLOT_US)
         assert count >= 1 and rest == 0, (key, first, nxt)  # one reservation: `count` slots SLOT_US apart
-        slots[key.rpartition(":")[2]].extend(first + i * SLOT_US for i in range(count))
-    return slots
+        call = key.rpartition(":")[2]
+        slots[call].extend(first + i * SLOT_US for i in range(count))
+        taken[(int(taker.split(":")[1]), call)] += count
+    return slots, taken
+
+
+def calls_made(url: str) -> Counter[str]:
+    """The DingTalk calls one bridge process made, per call name, whatever their answer (its /metrics)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    made: Counter[str] = Counter()
+    for call, n in re.findall(r'^bridge_dingtalk_calls_total\{[^}]*call="([^"]+)"[^}]*\} (\S+)$', text, re.M):
+        made[call] += int(float(n))
+    return made
 
 
 def ahead_of_schedule(arrivals: list[int], slots: list[int]) -> list[tuple[int, int]]:
@@ -341,15 +363,19 @@ def test_receiver_two_workers_and_all_share_one_database_through_a_kill(pg_url: 
         ok = {call: n - stats["errors_per_call"].get(call, 0) for call, n in stats["per_call"].items()}
         assert CARDS <= ok["asyncsend_v2"] <= CARDS + 1, (stats, logged(tmp_path))  # one repeated send per kill
         assert CARDS <= ok["status_bar_update"] <= CARDS + 1, (stats, logged(tmp_path))  # and one repeated update
+        made = {proc.pid: calls_made(url) for proc, url in [*started, (again, again_url)] if proc is not one}
         calls = http_json(sim_url + "/_sim/calls", timeout=60)[1]["calls"]
         arrivals: dict[str, list[int]] = defaultdict(list)
         for c in calls:
             arrivals[c["call"]].append(us(c["at"]))
-        slots = granted_slots(pg_url)
+        slots, taken = granted_slots(pg_url)
         scheduled = {call: most_in_window(s, RATE_WINDOW_S) for call, s in slots.items()}
         assert max(scheduled.values()) <= QPS, scheduled  # 1. the one schedule keeps the app's qps
         early = {call: ahead_of_schedule(a, slots.get(call, [])) for call, a in arrivals.items()}
         assert set(arrivals) <= set(slots) and not any(early.values()), early  # 2. every call on its slot
+        beyond = {(pid, call): (n, taken[(pid, call)]) for pid, m in made.items() for call, n in m.items()
+                  if n > taken[(pid, call)]}
+        assert not beyond and sum(map(sum, (m.values() for m in made.values()))) > 0, beyond  # 2. and per process
         long = {call: most_in_window(a, LONG_WINDOWS * RATE_WINDOW_S) for call, a in arrivals.items()}
         assert max(long.values()) <= (LONG_WINDOWS + 1) * QPS, long  # 3. the simulator's count, coarse
         renewed = renewals_per_lifetime(calls)
