@@ -33,6 +33,12 @@ database and the simulator read the same system clock; the checks rest on that:
 The simulator's throttle counter is not checked: under load it counts its own bunched arrivals. Throttled
 calls are retried, and the counts of successful sends and updates still see every card once.
 
+Repeats are counted by body: a repeated send or update is a successful call whose body the simulator had
+already accepted. A kill between a send reaching DingTalk and its commit repeats it, the repeat is filtered
+(143106), the card is orphaned and its next status goes out as a new, distinct card instead of an update
+(docs/design.md, orphaned cards): so besides at most one repeat of each, the cards sent may exceed the 1,333
+by the sends repeated, and the updates fall short by as many (the old count of all sends failed then).
+
 The token: the simulator logs, with each gettoken it answers, the expiry of the lifetime that answer gave.
 Within each such lifetime the whole fleet makes at most one more gettoken, the renewal: bridge renews a short
 token at half its lifetime, counted from when the answer arrived, so no lifetime can hold two renewals, while
@@ -255,6 +261,12 @@ def logged(work: Path) -> Counter[str]:
     return events
 
 
+def accepted(calls: list[dict[str, Any]], name: str) -> Counter[str]:
+    """The successful calls of one name, counted by their body: a body seen twice is a repeated call."""
+    return Counter(json.dumps(c["body"], sort_keys=True, ensure_ascii=False) for c in calls
+                   if c["call"] == name and c["errcode"] == 0)
+
+
 def rows(pg_url: str, sql: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(pg_url) as conn:
         return conn.execute(sql.encode()).fetchall()
@@ -361,10 +373,14 @@ def test_receiver_two_workers_and_all_share_one_database_through_a_kill(pg_url: 
 
         stats = http_json(sim_url + "/_sim/stats")[1]
         ok = {call: n - stats["errors_per_call"].get(call, 0) for call, n in stats["per_call"].items()}
-        assert CARDS <= ok["asyncsend_v2"] <= CARDS + 1, (stats, logged(tmp_path))  # one repeated send per kill
-        assert CARDS <= ok["status_bar_update"] <= CARDS + 1, (stats, logged(tmp_path))  # and one repeated update
         made = {proc.pid: calls_made(url) for proc, url in [*started, (again, again_url)] if proc is not one}
         calls = http_json(sim_url + "/_sim/calls", timeout=60)[1]["calls"]
+        sends, updates = accepted(calls, "asyncsend_v2"), accepted(calls, "status_bar_update")
+        repeated = {"sends": sends.total() - len(sends), "updates": updates.total() - len(updates)}
+        why = (repeated, stats, logged(tmp_path))
+        assert max(repeated.values()) <= 1, why  # at most one repeated send and one repeated update per kill
+        resent = len(sends) - CARDS  # a card whose send was repeated into an orphan is sent again, distinct
+        assert 0 <= resent <= repeated["sends"] and CARDS - resent <= len(updates) <= CARDS, why
         arrivals: dict[str, list[int]] = defaultdict(list)
         for c in calls:
             arrivals[c["call"]].append(us(c["at"]))
