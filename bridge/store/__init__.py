@@ -39,7 +39,7 @@ never pruned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -167,10 +167,14 @@ class Store(Protocol):
         slots runs a new card's send from this answer, without a claim_jobs and a notices_for of its own."""
 
     # --- delivering ----------------------------------------------------------------------------------
-    async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[Job]:
+    async def claim_jobs(self, now: datetime, lease_s: float, limit: int,
+                         kinds: Mapping[str, int] | None = None) -> list[Job]:
         """Claim up to `limit` due jobs: state pending (or running with an expired lease), run_at <= now,
         and, when the job has a lock_key, it is the lowest-id job of that key not yet done (a dead head
-        blocks its key). Claimed jobs become running with lease_until = now + lease_s, attempts + 1."""
+        blocks its key). Claimed jobs become running with lease_until = now + lease_s, attempts + 1.
+        Oldest first (run_at, id). With `kinds` (the claim fair by kind): only jobs of the kinds it names,
+        at most kinds[kind] of each, oldest first within each kind; a kind's skipped head still holds back
+        the rest of its key, so the per-key order is unchanged."""
 
     async def finish_job(
         self,

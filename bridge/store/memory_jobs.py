@@ -5,7 +5,7 @@ for a keyed job only the lowest-id job of its key not yet done (a dead head bloc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,11 +41,14 @@ class MemoryJobs(MemoryTokens):
     def _append_journal(self, entries: Sequence[store.NewJournal], at: datetime) -> None:
         raise NotImplementedError
 
-    async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
-        return self._claim(now, lease_s, limit)
+    async def claim_jobs(self, now: datetime, lease_s: float, limit: int,
+                         kinds: Mapping[str, int] | None = None) -> list[store.Job]:
+        return self._claim(now, lease_s, limit, kinds=kinds)
 
-    def _claim(self, now: datetime, lease_s: float, limit: int, of: tuple[str, str] | None = None) -> list[store.Job]:
-        """claim_jobs; with `of` (source, approval_id), only that approval's jobs."""
+    def _claim(self, now: datetime, lease_s: float, limit: int, of: tuple[str, str] | None = None,
+               kinds: Mapping[str, int] | None = None) -> list[store.Job]:
+        """claim_jobs; with `of` (source, approval_id), only that approval's jobs; with `kinds`, at most
+        kinds[kind] jobs of each kind it names and none of the others."""
         now = _utc(now)
         self._writable()
         heads: dict[str, int] = {}
@@ -61,6 +64,9 @@ class MemoryJobs(MemoryTokens):
             and (j.lock_key is None or heads[j.lock_key] == j.id)
         ]
         due.sort(key=lambda j: (j.run_at, j.id))
+        if kinds is not None:
+            room = dict(kinds)
+            due = [j for j in due if room.get(j.kind, 0) > 0 and _take(room, j.kind)]
         lease_until = now + timedelta(seconds=lease_s)
         claimed = []
         for job in due[: max(limit, 0)]:
@@ -185,3 +191,9 @@ class MemoryJobs(MemoryTokens):
                                             updated_at=now)
                 revived += 1
         return revived
+
+
+def _take(room: dict[str, int], kind: str) -> bool:
+    """One job of `kind` is taken from its room (the kinds of a fair claim)."""
+    room[kind] -= 1
+    return True

@@ -282,10 +282,11 @@ class PostgresStore(SqlReads, SqlStatementWrites, PostgresShared):
             raise StorageUnavailable(f"storage unavailable: {exc}") from None
 
     # --- delivering ----------------------------------------------------------------------------------------
-    async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
+    async def claim_jobs(self, now: datetime, lease_s: float, limit: int,
+                         kinds: Mapping[str, int] | None = None) -> list[store.Job]:
         if limit <= 0:
             return []
-        jobs: list[store.Job] = await self._write(pq.claim_body(now, lease_s, limit))
+        jobs: list[store.Job] = await self._write(pq.claim_body(now, lease_s, limit, kinds))
         return jobs
 
     async def _statement(self, st: Statement) -> int:

@@ -24,6 +24,7 @@ from psycopg.rows import DictRow
 
 from bridge.errors import AlreadyDecided
 from bridge.records import Applied, Decision, Job, NewJob, NewJournal, Notice, NoticeChange, Pending, Pruned
+from bridge.store import claim_sql as cs
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_sql import Migration, load_queries
 
@@ -329,17 +330,17 @@ def many_body(name: str, rows: Sequence[Mapping[str, Any]]) -> Work:
     return Work(run)
 
 
-def claim_body(now: datetime, lease_s: float, limit: int) -> Work:
-    """claim_jobs: one statement, one round trip (pipelined with its BEGIN and COMMIT). Not durable: a lease lost
-    in a database crash gives the job back, and it runs again as after a kill -9."""
-    params = {"now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)), "limit": limit}
+def claim_body(now: datetime, lease_s: float, limit: int, kinds: Mapping[str, int] | None = None) -> Work:
+    """claim_jobs (by kind: bridge.store.claim_sql): one statement, one round trip (pipelined with BEGIN and COMMIT).
+    Not durable: a lease lost in a database crash gives the job back, and it runs again as after a kill -9."""
+    params = {"now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)), "limit": limit,
+              **({} if kinds is None else cs.kind_limits(kinds))}
 
     async def run(conn: Conn) -> After:
-        cur = await send(conn, "claim_jobs", params)
+        cur = await conn.execute(Q["claim_jobs"] if kinds is None else cs.PG_CLAIM_BY_KIND, params)
 
         async def read() -> list[Job]:
-            claimed = [sq.job_row(r) for r in await cur.fetchall()]
-            return sorted(claimed, key=lambda j: (j.run_at, j.id))
+            return sorted(map(sq.job_row, await cur.fetchall()), key=lambda j: (j.run_at, j.id))
 
         return read
 

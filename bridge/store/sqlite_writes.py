@@ -8,11 +8,12 @@ runs it as its own `BEGIN IMMEDIATE … COMMIT` and answers StorageUnavailable w
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from bridge import records as store
+from bridge.store import claim_sql as cs
 from bridge.store import recipients_sql as rs
 from bridge.store import sqlite_sql as sq
 from bridge.store.sql_statements import SqlStatementWrites, Statement
@@ -50,8 +51,20 @@ class SQLiteWrites(SqlStatementWrites):
 
         return await self._write(run)
 
-    async def claim_jobs(self, now: datetime, lease_s: float, limit: int) -> list[store.Job]:
-        return await self._write(sq.claim_writer(now, lease_s, limit)) if limit > 0 else []
+    async def claim_jobs(self, now: datetime, lease_s: float, limit: int,
+                         kinds: Mapping[str, int] | None = None) -> list[store.Job]:
+        if limit <= 0:
+            return []
+        if kinds is None:
+            return await self._write(sq.claim_writer(now, lease_s, limit))
+        params = {"now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)), "limit": limit,
+                  **cs.kind_limits(kinds)}
+
+        async def run(conn: SqlConnection) -> list[store.Job]:  # the claim by kind (bridge.store.claim_sql)
+            rows = await conn.execute_fetchall(cs.SQLITE_CLAIM_BY_KIND, params)
+            return sorted(map(sq.job_row, rows), key=lambda j: (j.run_at, j.id))
+
+        return await self._write(run)
 
     async def finish_job(
         self,

@@ -217,3 +217,11 @@ CREATE INDEX journal_alerts ON journal (at, id) WHERE kind IN ('job.retry_schedu
 CREATE INDEX jobs_open_state ON jobs (state, id) WHERE state != 'done';
 
 PRAGMA user_version = 8;
+
+-- migration: 9
+
+-- The claim fair by kind (bridge.store.claim_sql): each kind's due jobs walked in (run_at, id) order, so the
+-- update branch of a claim does not read through a backlog of sends to find the few due updates.
+CREATE INDEX jobs_kind_due ON jobs (kind, state, run_at, id) WHERE state != 'done';
+
+PRAGMA user_version = 9;

@@ -121,3 +121,39 @@ async def test_a_notice_keeps_the_app_that_sent_it(st: store.Store) -> None:
     await st.save_notice(store.NoticeChange(notice_id=n.id, status_value="已同意", updated_at=T0))
     [n] = await st.notices_for("erp", "PO-1")
     assert n.app == "hr" and n.status_value == "已同意"
+
+
+# --- the claim fair by kind --------------------------------------------------------------------------------
+def update_behind(approval_id: str) -> store.NewJob:
+    return store.NewJob(kind=store.JobKind.UPDATE, lock_key=f"erp:{approval_id}", new_notice_index=0,
+                        payload={"status": "approved"})
+
+
+async def test_a_claim_by_kind_takes_each_kind_up_to_its_number_and_keeps_each_approvals_order(
+        st: store.Store) -> None:
+    for i in range(3):  # three sent cards, each with an update due behind its (done) send
+        await send_setup(st, approval_id=f"U-{i}", extra_jobs=(update_behind(f"U-{i}"),))
+    for job in await st.claim_jobs(T0, 30.0, 10):
+        await st.finish_job(job.id, T0)
+    _, [b_send, b_update] = await send_setup(st, approval_id="B", extra_jobs=(update_behind("B"),))
+    sends = [(await send_setup(st, approval_id=f"S-{i}"))[1][0] for i in range(4)]
+
+    first = await st.claim_jobs(T0, 30.0, 10, {store.JobKind.SEND: 2, store.JobKind.UPDATE: 10})
+    assert [j.kind for j in first].count(store.JobKind.SEND) == 2
+    assert {j.id for j in first if j.kind == store.JobKind.SEND} == {b_send, sends[0]}  # the oldest sends
+    assert sorted(j.approval_id for j in first if j.kind == store.JobKind.UPDATE) == ["U-0", "U-1", "U-2"]
+    assert [(j.run_at, j.id) for j in first] == sorted((j.run_at, j.id) for j in first)
+    assert all(j.state == store.JobState.RUNNING and j.attempts == 1 for j in first)
+    for job in first:
+        if job.kind == store.JobKind.UPDATE:
+            await st.finish_job(job.id, T0)
+    # B's update waits for B's send (running), however much room updates have; a kind not named is not claimed
+    assert await st.claim_jobs(T0, 30.0, 10, {store.JobKind.UPDATE: 10, store.JobKind.CHECK: 10}) == []
+    assert [j.id for j in await st.claim_jobs(T0, 30.0, 1, {store.JobKind.SEND: 5})] == [sends[1]]  # `limit` too
+    assert await st.claim_jobs(T0, 30.0, 10, {store.JobKind.SEND: 0}) == []
+    # a lease that passed makes its job claimable by kind again, oldest first
+    [again] = await st.claim_jobs(T0 + timedelta(seconds=31), 30.0, 10, {store.JobKind.SEND: 1})
+    assert (again.id, again.attempts) == (b_send, 2)
+    await st.finish_job(b_send, T0 + timedelta(seconds=32))
+    [behind] = await st.claim_jobs(T0 + timedelta(seconds=32), 30.0, 10, {store.JobKind.UPDATE: 1})
+    assert behind.id == b_update

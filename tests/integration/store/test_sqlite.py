@@ -72,7 +72,7 @@ async def test_an_event_survives_close_and_reopen(tmp_path: Path) -> None:
 
 
 async def test_schema_version_wal_and_tables(st: SQLiteStore) -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 8
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 9
     assert peek(st.path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert peek(st.path, "PRAGMA journal_mode") == [("wal",)]
     tables = {name for (name,) in peek(st.path, "SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.store.claim_sql import SQLITE_CLAIM_BY_KIND, kind_limits
 from bridge.store.sqlite import MIGRATIONS, SQLiteStore
 from bridge.store.sqlite_sql import Q, to_us
 
@@ -154,3 +155,28 @@ async def test_the_last_hours_alerts_are_read_without_the_other_journal_lines(st
                         [(to_us(T0), "job.dead" if i % 400 == 0 else "event.applied") for i in range(20_000)])
     assert vm_steps(st.path, "journal_alerts", {"since": to_us(T0 - timedelta(hours=1)), "limit": 5000}) < 5_000
     assert len(await st.journal_alerts(T0 - timedelta(hours=1), 5000)) == 50
+
+
+async def test_a_claim_by_kind_finds_the_few_due_updates_behind_a_backlog_of_sends(st: SQLiteStore) -> None:
+    """The claim fair by kind (migration 9, bridge.store.claim_sql): with 20,000 due sends older than 5 due
+    updates, a claim of 2 sends and 5 updates reads about those rows, not the backlog."""
+    add_jobs(st.path, ["pending"] * 20_000)
+    with contextlib.closing(sqlite3.connect(st.path)) as con, con:
+        con.executemany(
+            "INSERT INTO jobs (kind, source, approval_id, payload, state, run_at, created_at, updated_at)"
+            " VALUES ('update', 'erp', ?, '{}', 'pending', ?, ?, ?)",
+            [(f"U-{i}", to_us(T0 + timedelta(seconds=1)), to_us(T0), to_us(T0)) for i in range(5)])
+    params = {"now": to_us(T0 + timedelta(seconds=2)), "lease_until": to_us(T0 + timedelta(seconds=32)),
+              "limit": 16, **kind_limits({"send": 2, "update": 16, "check": 16, "recall": 16})}
+    steps = 0
+
+    def step() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    with contextlib.closing(sqlite3.connect(st.path)) as con:
+        con.set_progress_handler(step, 1)
+        claimed = con.execute(SQLITE_CLAIM_BY_KIND, params).fetchall()
+        con.rollback()
+    assert len(claimed) == 7 and steps < 5_000, steps  # a walk over 20,000 rows takes well over 100,000 steps

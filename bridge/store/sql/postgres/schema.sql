@@ -180,3 +180,9 @@ CREATE INDEX approvals_status ON approvals (source, status);
 -- Alert lines by time for the console's overview, and the newest jobs of a state (see SQLite's migration 8).
 CREATE INDEX journal_alerts ON journal (at, id) WHERE kind IN ('job.retry_scheduled', 'job.dead', 'notice.orphaned');
 CREATE INDEX jobs_open_state ON jobs (state, id) WHERE state <> 'done';
+
+-- migration: 7
+
+-- The claim fair by kind (bridge.store.claim_sql): each kind's open jobs in (run_at, id) order (see SQLite's
+-- migration 9).
+CREATE INDEX jobs_kind_due ON jobs (kind, run_at, id) WHERE state <> 'done';
