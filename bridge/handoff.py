@@ -11,6 +11,7 @@ idle 202 → DingTalk path (docs/performance.md). Meanwhile the calls' rate slot
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,6 +24,11 @@ from bridge.records import JobKind
 __all__ = ["Handoff", "Prefetching"]
 
 _CALLS: Mapping[str, str] = {JobKind.SEND: SEND, JobKind.UPDATE: STATUS_BAR}  # the call a due job starts with
+# The kinds a process runs one at a time (Worker._exposed) and how many of one it holds at once: one in its gate
+# and one ready behind it, so the gate never waits for a claim. More would only wait in the gate, in slots that
+# the other kinds (other DingTalk endpoints, with their own rate budget) could use.
+GATED: tuple[JobKind, ...] = (JobKind.SEND, JobKind.UPDATE)
+GATED_AHEAD = 2
 
 
 @runtime_checkable
@@ -40,6 +46,7 @@ class Handoff:
     _tasks: dict[int, asyncio.Task[None]]
     _stopping: bool
     _reserved: int  # slots granted to decisions whose write is in flight
+    _kinds: dict[int, str]  # the kind of each running job, by id
 
     def _start(self, jobs: list[store.Job], stats: Any, notices: Mapping[int, store.Notice] | None = None) -> int:
         raise NotImplementedError  # Worker: one task per job
@@ -51,11 +58,27 @@ class Handoff:
         """Slots neither running a job nor granted to a decision in flight."""
         return self.cfg.worker.concurrency - len(self._tasks) - self._reserved
 
+    def _kind_room(self, free: int) -> dict[str, int]:
+        """How many jobs of each kind this process can start soon, within `free` slots (the claim by kind,
+        `Store.claim_jobs`): of a gated kind, up to GATED_AHEAD in all; of the others, every free slot. So a
+        backlog of sends does not fill the slots with sends waiting for the send gate while updates and checks
+        of other approvals wait behind them."""
+        busy = Counter(self._kinds.values())
+        return {k.value: max(0, min(free, GATED_AHEAD - busy[k.value])) if k in GATED else max(0, free)
+                for k in JobKind}
+
     def reserve(self, decision: store.Decision) -> int:
-        """Free slots for a decision to claim its due jobs into (none while stopping); their DingTalk calls' rate
-        slots are reserved meanwhile, so that round trip overlaps the decision's write."""
-        due = [job.kind for job in decision.jobs if job.run_at is None]
-        granted = 0 if self._stopping or not due else max(0, min(len(due), self._free()))
+        """Free slots for a decision to claim its due jobs into (none while stopping), as many as of its due jobs'
+        kinds can start soon (`_kind_room`); their DingTalk calls' rate slots are reserved meanwhile, so that
+        round trip overlaps the decision's write."""
+        free = self._free()
+        room = self._kind_room(free)
+        due = []
+        for job in decision.jobs:
+            if job.run_at is None and room.get(job.kind, 0) > 0:
+                room[job.kind] -= 1
+                due.append(job.kind)
+        granted = 0 if self._stopping or not due else max(0, min(len(due), free))
         if granted and decision.approval is not None:
             self._prefetch(decision.approval.source, due)
         self._reserved += granted

@@ -27,7 +27,7 @@ from bridge import errors, service, store
 from bridge.clock import Clock
 from bridge.config import Config
 from bridge.dingtalk.apps import AppClients
-from bridge.handoff import Handoff
+from bridge.handoff import GATED, Handoff
 from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, journal
 from bridge.records import JobKind
 from bridge.resolve import Resolver
@@ -112,12 +112,14 @@ class Worker(Handoff):
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._kinds: dict[int, str] = {}  # the kind of each job in _tasks (the claim by kind counts them)
         self._claiming = asyncio.Lock()
         # A kill -9 repeats every send or update whose request had left but whose result was not committed yet.
         # One of each at a time per process between "request leaves" and "result committed" bounds that to one
         # send and one update per kill; the rate limiter spaces calls ~51 ms apart anyway, and the call plus the
         # commit take a few ms, so this costs no throughput (tests/acceptance/test_fleet.py counts the repeats).
-        self._exposed: dict[str, asyncio.Lock] = {JobKind.SEND: asyncio.Lock(), JobKind.UPDATE: asyncio.Lock()}
+        # The claim asks for no more of these kinds than can start soon (bridge.handoff.GATED_AHEAD).
+        self._exposed: dict[str, asyncio.Lock] = {kind: asyncio.Lock() for kind in GATED}
         # set while the decider works through a batch of events (a big one takes a while): a job finishing
         # meanwhile claims the next ones itself, or a backlog of undecided events would starve delivery
         self._deciding: RunStats | None = None
@@ -228,7 +230,8 @@ class Worker(Handoff):
                 return 0
             self._reserved += free  # while this claim is out, a decision's hand-off cannot promise these slots too
             try:
-                jobs = await self.store.claim_jobs(self.clock.now(), self.cfg.worker.lease_s, free)
+                jobs = await self.store.claim_jobs(self.clock.now(), self.cfg.worker.lease_s, free,
+                                                   self._kind_room(free))
             finally:
                 self._reserved -= free
             return self._start(jobs, stats)
@@ -246,6 +249,7 @@ class Worker(Handoff):
             known = None if notices is None or job.notice_id is None else notices.get(job.notice_id)
             task = asyncio.create_task(self._run_job(job, stats, known), name=f"job-{job.id}")
             self._tasks[job.id] = task
+            self._kinds[job.id] = job.kind
             task.add_done_callback(self._forget(job.id))
         stats.jobs += len(jobs)
         return len(jobs)
@@ -254,6 +258,7 @@ class Worker(Handoff):
         """The done-callback that drops a finished job's task, freeing its concurrency slot."""
         def forget(_task: asyncio.Task[None]) -> None:
             self._tasks.pop(job_id, None)
+            self._kinds.pop(job_id, None)
 
         return forget
 
@@ -303,6 +308,7 @@ class Worker(Handoff):
         if stats is None or self._stopping:
             return
         self._tasks.pop(job_id, None)  # this task is done with its job: its slot is free
+        self._kinds.pop(job_id, None)
         try:
             await self._claim_and_start(stats)
         except errors.StorageUnavailable as exc:

@@ -27,6 +27,7 @@ CASES = {
     "e2e": ([], {"e2e": ["events_per_s", "idle_latency_ms", "approvals", "calls"]}),
     "drain": ([], {"drain": ["achieved_qps", "configured_qps", "ratio", "throttled"]}),
     "backlog": ([], {"backlog": ["runs", "ratio", "load"]}),
+    "fair_claim": ([], {"fair_claim": ["fair_s", "oldest_first_s", "ratio", "load"]}),
     "operator_reads": ([], {"operator_reads": ["reads_ms", "target_ms", "approvals", "journal"]}),
     "fleet_limit": ([], {"fleet_limit": ["local_us", "fleet_us", "ratio", "share", "load"]}),
     "memory": (["--events", "1000"], {"memory": ["samples", "peak_ingest_mib", "peak_drain_mib", "rss_last_mib"]}),

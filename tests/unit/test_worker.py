@@ -395,8 +395,8 @@ async def test_a_decision_claims_its_send_for_the_running_worker(env) -> None:
     reads: list[str] = []
     real_claim, real_notices = st.claim_jobs, st.notices_for
 
-    async def claim_jobs(now, lease_s, limit):
-        jobs = await real_claim(now, lease_s, limit)
+    async def claim_jobs(now, lease_s, limit, kinds=None):
+        jobs = await real_claim(now, lease_s, limit, kinds)
         claims.append([j.kind for j in jobs])
         return jobs
 

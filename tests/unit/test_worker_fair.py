@@ -1,0 +1,73 @@
+"""The claim fair by kind, at the worker: a backlog of sends does not hold back the status-bar updates of other
+approvals (the fake DingTalk's send endpoint is slow, its status-bar endpoint is not; the clock is a fake)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bridge import store, worker
+from bridge.clock import FakeClock
+from bridge.dingtalk.fake import FakeDingTalk
+from bridge.events import Status
+from bridge.store.memory import MemoryStore
+from tests.unit.helpers import event, make_config
+
+SENDS, UPDATES = 50, 5
+
+
+class SlowSends(FakeDingTalk):
+    """A send endpoint that answers only when `flowing` is set (its rate budget used up, DingTalk slow)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+
+    async def send(self, msg: Mapping[str, Any], *, userids: Sequence[str] = (), dept_ids: Sequence[int] = (),
+                   to_all_user: bool = False) -> int:
+        await self.flowing.wait()
+        return await super().send(msg, userids=userids, dept_ids=dept_ids, to_all_user=to_all_user)
+
+
+async def test_due_updates_start_while_a_backlog_of_sends_waits_on_dingtalk(clock: FakeClock) -> None:
+    st = MemoryStore()
+    await st.open()
+    fake = SlowSends()
+    cfg = make_config()  # [worker] concurrency = 4
+    w = worker.Worker(st, fake, cfg, clock)
+    try:
+        for i in range(UPDATES):  # five cards already sent
+            await st.add_event(event(Status.PENDING, n=1, approval_id=f"U-{i}"), b"{}", clock.now())
+        await w.run(burst=True)
+        assert len(fake.named("send")) == UPDATES
+        fake.flowing.clear()
+        # then 50 new approvals (older) and the five approvals' decisions (newer), decided before the worker runs:
+        # 50 due sends and 5 due updates in the store, the sends first in (run_at, id) order (the first cards' delivery
+        # checks are due later: the clock does not move)
+        for i in range(SENDS):
+            await st.add_event(event(Status.PENDING, n=1, approval_id=f"S-{i}"), b"{}", clock.now())
+        for i in range(UPDATES):
+            await st.add_event(event(Status.APPROVED, minutes=1, card=False, approval_id=f"U-{i}"), b"{}",
+                               clock.now())
+        await w.decider.process_pending()
+        due = [j for j in st.jobs.values() if j.state == store.JobState.PENDING and j.run_at <= clock.now()]
+        assert sorted(j.kind for j in due) == ["send"] * SENDS + ["update"] * UPDATES
+        assert max(j.id for j in due if j.kind == "send") < min(j.id for j in due if j.kind == "update")
+
+        running = asyncio.create_task(w.run())
+        for _ in range(5000):  # event-loop turns, not time: the in-memory store and the fake never wait
+            if len(fake.named("status_bar_update")) == UPDATES:
+                break
+            await asyncio.sleep(0)
+        updated = len(fake.named("status_bar_update"))
+        sent_meanwhile = len(fake.named("send")) - UPDATES
+        held = {j.kind for j in st.jobs.values() if j.state == store.JobState.RUNNING}
+        fake.flowing.set()
+        w.stop()
+        await asyncio.wait_for(running, 5)
+    finally:
+        await st.close()
+    assert updated == UPDATES  # every update ran while the first send of the backlog was still waiting on DingTalk
+    assert sent_meanwhile == 0 and held == {"send"}  # the sends had not drained: a few of them held, no more
