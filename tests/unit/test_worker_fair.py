@@ -71,3 +71,21 @@ async def test_due_updates_start_while_a_backlog_of_sends_waits_on_dingtalk(cloc
         await st.close()
     assert updated == UPDATES  # every update ran while the first send of the backlog was still waiting on DingTalk
     assert sent_meanwhile == 0 and held == {"send"}  # the sends had not drained: a few of them held, no more
+
+
+def test_a_decision_claims_its_due_jobs_only_as_far_as_their_kinds_have_room(clock: FakeClock) -> None:
+    """The hand-off (bridge.handoff.reserve): with two sends held (one in the send gate, one ready behind it),
+    a new card's send is left for a later claim, while an update of another approval still gets its slot."""
+    w = worker.Worker(MemoryStore(), FakeDingTalk(), make_config(), clock)
+    w._kinds = {1: store.JobKind.SEND, 2: store.JobKind.SEND}
+    w._tasks = dict.fromkeys(w._kinds, None)  # type: ignore[arg-type]  # two of the four slots taken
+
+    def decision(kind: str) -> store.Decision:
+        return store.Decision(inbox_id=1, outcome=store.Outcome.APPLIED, reason=None, from_status="new",
+                              to_status="pending", approval=None, new_notices=[],
+                              jobs=[store.NewJob(kind=kind, lock_key="erp:X", notice_id=1)])
+
+    assert w.reserve(decision(store.JobKind.SEND)) == 0 and w._reserved == 0
+    assert w.reserve(decision(store.JobKind.UPDATE)) == 1 and w._reserved == 1
+    w.take(1, None)
+    assert w._reserved == 0
