@@ -276,8 +276,10 @@ class PostgresStore(SqlReads, SqlStatementWrites, PostgresShared):
             return applied
         try:
             done: store.Applied = await self._write(pd.decided_body(decision, now, self.owner, lease_s, limit))
-        except psycopg.errors.DivisionByZero:  # claim_decision_or_fail claimed nothing: nothing was written
-            raise await self._refusal(decision.inbox_id, now) from None
+        except psycopg.DatabaseError as exc:
+            if exc.sqlstate != pd.REFUSED:
+                raise
+            raise await self._refusal(decision.inbox_id, now) from None  # bridge_decide claimed nothing, wrote nothing
         return done
 
     async def _refusal(self, inbox_id: int, now: datetime) -> Exception:

@@ -1,23 +1,29 @@
-"""`apply_decision_and_claim` on PostgreSQL in one round trip: every statement of the decision, the claim of its
-jobs and the read of its notices queued behind the claim in one pipelined transaction, with one sync.
+"""`apply_decision_and_claim` on PostgreSQL as one statement: `bridge_decide(p jsonb)` (PostgreSQL migration 8)
+writes the decision, claims its approval's due jobs and reads the approval's notices inside the server.
 
-`postgres_sql.decision_body` waits for the claim's answer (round trip 1) before the job inserts, which need the
-new notices' ids and the event's approval. Here nothing waits: the claim fails loudly when it claims nothing
-(claim_decision_or_fail, a division by zero that aborts the transaction, so nothing queued behind it is
-written), and the job and audit rows take the approval and event from the inbox row and a new notice's id from
-its generation and group (insert_decided_job). The idle 202 → DingTalk path loses a round trip and a turn of
-the event loop (docs/performance.md). Why a claim failed is asked afterwards (`refusal`), on that rare path only.
+The pipelined transaction this replaces sent ~12 statements (BEGIN, SET LOCAL, the claim, the approval, the
+notices, the jobs, the NOTIFY, the audit row, the journal, the claim of the jobs, the notices, COMMIT) in one
+round trip, but psycopg's client-side work per statement (~60 µs each) made the write ~1 ms of bridge CPU on the
+idle 202 → DingTalk path (docs/performance.md). Now the decision goes out as one JSON parameter (orjson) and comes
+back as one JSON value. The function runs the same statements in the same order (each its own snapshot under
+READ COMMITTED; the deciding lease locked before the inbox row) and raises SQLSTATE `REFUSED` when the claim
+claims nothing, so nothing is written; why is asked afterwards (`refused`), on that rare path only.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
 
 from bridge.records import Applied, Decision
 from bridge.store import sqlite_sql as sq
-from bridge.store.postgres_sql import After, Conn, Mode, Work, execute_many, notify, send
+from bridge.store.postgres_sql import Conn, Mode, Work, fetch
 
-__all__ = ["decided_body", "one_trip"]
+__all__ = ["REFUSED", "decided_body", "one_trip"]
+
+REFUSED = "BR001"  # bridge_decide's SQLSTATE: the event was not claimed (processed, or another owner's lease)
 
 
 def one_trip(decision: Decision) -> bool:
@@ -25,17 +31,12 @@ def one_trip(decision: Decision) -> bool:
     return decision.approval is not None or not decision.jobs
 
 
-def decided_body(decision: Decision, now: datetime, owner: str, lease_s: float, limit: int) -> Work:
-    """The decision, the claim of up to `limit` of its approval's due jobs and the approval's notices, in one
-    round trip; raises psycopg.errors.DivisionByZero when the event was not claimed (see the module)."""
-    at = sq.to_us(now)
-    upsert = None if decision.approval is None else sq.approval_params(decision.approval)
-    of = None if decision.approval is None else {"source": decision.approval.source,
-                                                 "approval_id": decision.approval.approval_id}
+def decision_json(decision: Decision, now: datetime, owner: str, lease_s: float, limit: int) -> dict[str, Any]:
+    """bridge_decide's parameter (see its migration): the statements' parameters, times in microseconds and
+    JSON columns as text, as the pipelined statements took them."""
     notices = [
-        dict(inbox_id=decision.inbox_id, generation=n.generation, group_index=n.group_index,
-             userids=sq.dumps(list(n.userids)), msg=sq.dumps(dict(n.msg)), status_value=n.status_value,
-             status_bg=n.status_bg)
+        dict(generation=n.generation, group_index=n.group_index, userids=sq.dumps(list(n.userids)),
+             msg=sq.dumps(dict(n.msg)), status_value=n.status_value, status_bg=n.status_bg)
         for n in decision.new_notices
     ]
     jobs = []
@@ -43,40 +44,30 @@ def decided_body(decision: Decision, now: datetime, owner: str, lease_s: float, 
         index = job.new_notice_index
         if index is not None and not 0 <= index < len(notices):
             raise ValueError(f"new_notice_index {index} is outside the decision's new notices")
-        made = None if index is None else decision.new_notices[index]
-        jobs.append({**sq.job_params(job, now), "inbox_id": decision.inbox_id,
-                     "generation": None if made is None else made.generation,
-                     "group_index": None if made is None else made.group_index})
-    lines = sq.journal_params(decision.journal, now)
-    mark = {"id": decision.inbox_id, "outcome": decision.outcome, "reason": decision.reason, "now": at,
-            "owner": owner}
-    leased = {"now": at, "lease_until": sq.to_us(now + timedelta(seconds=lease_s)), "limit": limit}
+        jobs.append({**sq.job_params(job, now), "new_notice_index": index})
+    approval = decision.approval
+    return {
+        "id": decision.inbox_id, "owner": owner, "outcome": decision.outcome, "reason": decision.reason,
+        "now": sq.to_us(now), "from_status": decision.from_status, "to_status": decision.to_status,
+        "approval": None if approval is None else sq.approval_params(approval),
+        "notices": notices, "jobs": jobs, "journal": sq.journal_params(decision.journal, now),
+        "of": None if approval is None else {"source": approval.source, "approval_id": approval.approval_id},
+        "lease_until": sq.to_us(now + timedelta(seconds=lease_s)), "limit": limit,
+    }
 
-    async def run(conn: Conn) -> After:
-        guard = await send(conn, "claim_decision_or_fail", mark)
-        if upsert is not None:
-            await send(conn, "upsert_approval", upsert)
-        for n in notices:
-            await send(conn, "insert_notice", n)
-        job_cursors = [await send(conn, "insert_decided_job", p) for p in jobs]  # in order: ids keep the order
-        if job_cursors:
-            await notify(conn, "job")
-        await send(conn, "insert_decided_audit", dict(
-            inbox_id=decision.inbox_id, from_status=decision.from_status, to_status=decision.to_status,
-            outcome=decision.outcome, reason=decision.reason, at=at))
-        await execute_many(conn, "insert_journal", lines)
-        taking = await send(conn, "claim_jobs_of", {**leased, **of}) if of is not None and limit > 0 else None
-        reading = await send(conn, "notices_for", of) if of is not None else None
 
-        async def applied() -> Applied:
-            await guard.fetchall()
-            ids = tuple([int(row["id"]) for cur in job_cursors for row in await cur.fetchall()])
-            claimed = [] if taking is None else [sq.job_row(r) for r in await taking.fetchall()]
-            found = [] if reading is None else [sq.notice_row(r) for r in await reading.fetchall()]
-            return Applied(job_ids=ids, claimed=tuple(sorted(claimed, key=lambda j: (j.run_at, j.id))),
-                           notices={n.id: n for n in found})
+def decided_body(decision: Decision, now: datetime, owner: str, lease_s: float, limit: int) -> Work:
+    """The decision, the claim of up to `limit` of its approval's due jobs and the approval's notices, in one
+    statement; raises a psycopg.DatabaseError with sqlstate REFUSED when the event was not claimed."""
+    param = orjson.dumps(decision_json(decision, now, owner, lease_s, limit)).decode()
 
-        return applied
+    async def run(conn: Conn) -> Applied:
+        [row] = await fetch(conn, "decide", {"p": param})
+        done = orjson.loads(row["applied"])
+        claimed = [sq.job_row(r) for r in done["claimed"]]
+        return Applied(job_ids=tuple(done["job_ids"]), claimed=tuple(sorted(claimed, key=lambda j: (j.run_at, j.id))),
+                       notices={n.id: n for n in map(sq.notice_row, done["notices"])})
 
-    # not durable, as decision_body: a decision lost in a database crash is made again from its inbox row
-    return Work(run, Mode.PIPELINED, durable=False)
+    # autocommit: the statement is its own transaction, not durable (bridge_decide turns synchronous_commit off for
+    # it, as decision_body's SET LOCAL does): a decision lost in a database crash is made again from its inbox row
+    return Work(run, Mode.ALONE)

@@ -122,42 +122,10 @@ WHERE id = %(id)s AND NOT processed
   AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.owner <> %(owner)s AND lease.lease_until > %(now)s)
 RETURNING source, approval_id, event_id
 
--- name: claim_decision_or_fail
--- claim_decision for the one-round-trip decision: the same claim, but claiming nothing is an error (division by
--- zero), which aborts the pipelined transaction, so the statements queued behind it write nothing. The store
--- then asks decision_refused why.
-WITH lease AS MATERIALIZED (
-    SELECT d.owner, d.lease_until
-    FROM deciding AS d JOIN inbox AS e ON d.source = e.source AND d.approval_id = e.approval_id
-    WHERE e.id = %(id)s
-    FOR UPDATE OF d
-), claimed AS (
-    UPDATE inbox SET processed = TRUE, outcome = %(outcome)s, reason = %(reason)s, processed_at = %(now)s
-    WHERE id = %(id)s AND NOT processed
-      AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.owner <> %(owner)s AND lease.lease_until > %(now)s)
-    RETURNING id
-)
-SELECT 1 / COUNT(*) AS claimed FROM claimed
-
--- name: insert_decided_job
--- A decision's job, queued behind its claim without waiting: approval and event from the inbox row, and a new
--- notice's id looked up by its generation and group (the newest: the one this decision has just inserted; the
--- approval's deciding lease keeps other decisions of it out meanwhile).
-INSERT INTO jobs (kind, source, approval_id, lock_key, notice_id, payload, state, attempts, run_at,
-                  created_at, updated_at, event_id)
-SELECT %(kind)s, i.source, i.approval_id, %(lock_key)s,
-       COALESCE(%(notice_id)s::bigint,
-                (SELECT MAX(n.id) FROM notices AS n
-                 WHERE n.source = i.source AND n.approval_id = i.approval_id
-                   AND n.generation = %(generation)s::integer AND n.group_index = %(group_index)s::integer)),
-       %(payload)s, 'pending', 0, %(run_at)s, %(now)s, %(now)s, COALESCE(%(event_id)s::text, i.event_id)
-FROM inbox AS i WHERE i.id = %(inbox_id)s
-RETURNING id
-
--- name: insert_decided_audit
-INSERT INTO audit (inbox_id, source, approval_id, event_id, from_status, to_status, outcome, reason, at)
-SELECT i.id, i.source, i.approval_id, i.event_id, %(from_status)s, %(to_status)s, %(outcome)s, %(reason)s, %(at)s
-FROM inbox AS i WHERE i.id = %(inbox_id)s
+-- name: decide
+-- apply_decision_and_claim in one statement, in autocommit: see bridge_decide (PostgreSQL migration 8) and
+-- bridge/store/postgres_decide.py. The answer is JSON text, parsed by orjson.
+SELECT bridge_decide(%(p)s::jsonb)::text AS applied
 
 -- name: decision_refused
 -- Why claim_decision changed nothing: no such event, or who holds it.

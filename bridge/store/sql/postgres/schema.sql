@@ -186,3 +186,112 @@ CREATE INDEX jobs_open_state ON jobs (state, id) WHERE state <> 'done';
 -- The claim fair by kind (bridge.store.claim_sql): each kind's open jobs in (run_at, id) order (see SQLite's
 -- migration 9).
 CREATE INDEX jobs_kind_due ON jobs (kind, run_at, id) WHERE state <> 'done';
+
+-- migration: 8
+
+-- apply_decision_and_claim as one statement (bridge.store.postgres_decide): the statements the pipelined
+-- transaction sent one by one, run in the same order inside the server, so the client pays psycopg's work for one
+-- statement instead of ~12. `p` is the decision as JSON: id, owner, outcome, reason, now, from_status, to_status,
+-- approval (upsert_approval's columns, or null), notices, jobs (new_notice_index: a new notice of this call, by
+-- position), journal, of (source, approval_id, or null: no claim and no notices read), lease_until, limit.
+-- Under READ COMMITTED each statement takes a fresh snapshot, as each pipelined statement did; the deciding lease
+-- is locked before the inbox row, as in claim_decision. Claiming nothing raises SQLSTATE BR001 (nothing written):
+-- the store then asks decision_refused why. Run in autocommit: the statement is its own transaction, and
+-- set_config(..., true) turns synchronous_commit off for it alone (see `Work` in bridge/store/postgres_sql.py).
+-- Times are integer microseconds and JSON columns text, inside `p` and in the answer (to_jsonb of the rows).
+CREATE OR REPLACE FUNCTION bridge_decide(p jsonb) RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $body$
+DECLARE
+    at_us     bigint := (p->>'now')::bigint;
+    ev        record;
+    a         jsonb := p->'approval';
+    n         jsonb;
+    j         jsonb;
+    new_ids   bigint[] := '{}';
+    job_ids   bigint[] := '{}';
+    new_id    bigint;
+    claimed   jsonb := '[]';
+    notes     jsonb := '[]';
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    WITH lease AS MATERIALIZED (
+        SELECT d.owner, d.lease_until
+        FROM deciding AS d JOIN inbox AS e ON d.source = e.source AND d.approval_id = e.approval_id
+        WHERE e.id = (p->>'id')::bigint
+        FOR UPDATE OF d
+    )
+    UPDATE inbox SET processed = TRUE, outcome = p->>'outcome', reason = p->>'reason', processed_at = at_us
+    WHERE id = (p->>'id')::bigint AND NOT processed
+      AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.owner <> p->>'owner' AND lease.lease_until > at_us)
+    RETURNING source, approval_id, event_id INTO ev;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'inbox event % was not claimed', p->>'id' USING ERRCODE = 'BR001';
+    END IF;
+    IF jsonb_typeof(a) = 'object' THEN
+        INSERT INTO approvals (source, approval_id, status, last_occurred_at, generation, card, created_at,
+                               updated_at)
+        VALUES (a->>'source', a->>'approval_id', a->>'status', (a->>'last_occurred_at')::bigint,
+                (a->>'generation')::integer, a->>'card', (a->>'created_at')::bigint, (a->>'updated_at')::bigint)
+        ON CONFLICT (source, approval_id) DO UPDATE SET
+            status = excluded.status,
+            last_occurred_at = excluded.last_occurred_at,
+            generation = excluded.generation,
+            card = excluded.card,
+            updated_at = excluded.updated_at;
+    END IF;
+    FOR n IN SELECT value FROM jsonb_array_elements(p->'notices') WITH ORDINALITY ORDER BY ordinality LOOP
+        INSERT INTO notices (source, approval_id, generation, group_index, userids, msg, status_value, status_bg)
+        VALUES (ev.source, ev.approval_id, (n->>'generation')::integer, (n->>'group_index')::integer,
+                n->>'userids', n->>'msg', n->>'status_value', n->>'status_bg')
+        RETURNING id INTO new_id;
+        new_ids := new_ids || new_id;
+    END LOOP;
+    FOR j IN SELECT value FROM jsonb_array_elements(p->'jobs') WITH ORDINALITY ORDER BY ordinality LOOP
+        INSERT INTO jobs (kind, source, approval_id, lock_key, notice_id, payload, state, attempts, run_at,
+                          created_at, updated_at, event_id)
+        VALUES (j->>'kind', ev.source, ev.approval_id, j->>'lock_key',
+                COALESCE((j->>'notice_id')::bigint, new_ids[(j->>'new_notice_index')::integer + 1]),
+                j->>'payload', 'pending', 0, (j->>'run_at')::bigint, at_us, at_us,
+                COALESCE(j->>'event_id', ev.event_id))
+        RETURNING id INTO new_id;
+        job_ids := job_ids || new_id;
+    END LOOP;
+    IF cardinality(job_ids) > 0 THEN
+        PERFORM pg_notify('bridge_work', current_setting('application_name') || ' job');
+    END IF;
+    INSERT INTO audit (inbox_id, source, approval_id, event_id, from_status, to_status, outcome, reason, at)
+    VALUES ((p->>'id')::bigint, ev.source, ev.approval_id, ev.event_id, p->>'from_status', p->>'to_status',
+            p->>'outcome', p->>'reason', at_us);
+    INSERT INTO journal (at, kind, source, approval_id, event_id, job_id, task_id, message, data)
+    SELECT at_us, l->>'kind', l->>'source', l->>'approval_id', l->>'event_id', (l->>'job_id')::bigint,
+           (l->>'task_id')::bigint, l->>'message', l->>'data'
+    FROM jsonb_array_elements(p->'journal') WITH ORDINALITY AS t (l, i)
+    ORDER BY i;
+    IF jsonb_typeof(p->'of') = 'object' THEN
+        IF (p->>'limit')::integer > 0 THEN
+            WITH picked AS MATERIALIZED (
+                SELECT c.id FROM jobs AS c
+                WHERE c.source = p->'of'->>'source' AND c.approval_id = p->'of'->>'approval_id'
+                  AND c.run_at <= at_us
+                  AND ((c.state = 'pending') OR (c.state = 'running' AND c.lease_until <= at_us))
+                  AND (c.lock_key IS NULL
+                       OR c.id = (SELECT MIN(h.id) FROM jobs AS h WHERE h.lock_key = c.lock_key AND h.state <> 'done'))
+                ORDER BY c.run_at, c.id
+                LIMIT (p->>'limit')::integer
+                FOR UPDATE OF c SKIP LOCKED
+            ), taken AS (
+                UPDATE jobs
+                SET state = 'running', attempts = jobs.attempts + 1, lease_until = (p->>'lease_until')::bigint,
+                    updated_at = at_us
+                FROM picked
+                WHERE jobs.id = picked.id
+                RETURNING jobs.*
+            )
+            SELECT COALESCE(jsonb_agg(to_jsonb(taken) ORDER BY taken.run_at, taken.id), '[]') INTO claimed
+            FROM taken;
+        END IF;
+        SELECT COALESCE(jsonb_agg(to_jsonb(x) ORDER BY x.id), '[]') INTO notes
+        FROM notices AS x WHERE x.source = p->'of'->>'source' AND x.approval_id = p->'of'->>'approval_id';
+    END IF;
+    RETURN jsonb_build_object('job_ids', to_jsonb(job_ids), 'claimed', claimed, 'notices', notes);
+END
+$body$;
