@@ -1,6 +1,6 @@
 """`Store.pending_batch` for the stores in one process (memory, SQLite): `pending_events`, then each approval's row
 and notices read one after the other. Nothing is saved by batching there (no round trips); PostgreSQL reads them
-in the same pipelined transaction as its take_pending (bridge.store.postgres_sql.pending_body)."""
+in the same statement as its take_pending (bridge_pending, bridge.store.postgres_decide.pending_body)."""
 
 from __future__ import annotations
 

@@ -262,7 +262,7 @@ class PostgresStore(SqlReads, SqlStatementWrites, PostgresShared):
 
     async def pending_batch(self, limit: int = 100) -> store.Pending:
         pending: store.Pending = await self._write(
-            pq.pending_body(self.owner, datetime.now(UTC), self.decide_lease_s, limit))
+            pd.pending_body(self.owner, datetime.now(UTC), self.decide_lease_s, limit))
         return pending
 
     async def apply_decision(self, decision: store.Decision, now: datetime) -> list[int]:

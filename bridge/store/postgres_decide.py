@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
-from bridge.records import Applied, Decision
+from bridge.records import Applied, Decision, Notice, Pending
 from bridge.store import sqlite_sql as sq
 from bridge.store.postgres_sql import Conn, Mode, Work, fetch
 
-__all__ = ["REFUSED", "decided_body", "one_trip"]
+__all__ = ["REFUSED", "decided_body", "one_trip", "pending_body"]
 
 REFUSED = "BR001"  # bridge_decide's SQLSTATE: the event was not claimed (processed, or another owner's lease)
 
@@ -70,4 +70,25 @@ def decided_body(decision: Decision, now: datetime, owner: str, lease_s: float, 
 
     # autocommit: the statement is its own transaction, not durable (bridge_decide turns synchronous_commit off for
     # it, as decision_body's SET LOCAL does): a decision lost in a database crash is made again from its inbox row
+    return Work(run, Mode.ALONE)
+
+
+def pending_body(owner: str, now: datetime, lease_s: float, limit: int) -> Work:
+    """pending_batch as one statement, `bridge_pending(p jsonb)` (migration 9): take_pending (give back this
+    owner's previous approvals, lease the next free ones, return their events), then the leased approvals' rows
+    and notices, each a statement of its own inside the server. Not durable: leases are lost in a database crash
+    anyway (deciders take them again)."""
+    param = orjson.dumps({"owner": owner, "now": sq.to_us(now), "limit": limit,
+                          "lease_until": sq.to_us(now + timedelta(seconds=lease_s))}).decode()
+
+    async def run(conn: Conn) -> Pending:
+        [row] = await fetch(conn, "pending", {"p": param})
+        got = orjson.loads(row["batch"])
+        rows = {(a.source, a.approval_id): a for a in map(sq.approval_row, got["approvals"])}
+        by: dict[tuple[str, str], list[Notice]] = {key: [] for key in rows}
+        for n in map(sq.notice_row, got["notices"]):
+            by.get((n.source, n.approval_id), []).append(n)
+        return Pending(events=tuple(map(sq.inbox_row, got["events"])), approvals=rows,
+                       notices={key: tuple(found) for key, found in by.items()})
+
     return Work(run, Mode.ALONE)

@@ -23,7 +23,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 
 from bridge.errors import AlreadyDecided
-from bridge.records import Applied, Decision, Job, NewJob, NewJournal, Notice, NoticeChange, Pending, Pruned
+from bridge.records import Applied, Decision, Job, NewJob, NewJournal, NoticeChange, Pruned
 from bridge.store import claim_sql as cs
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_sql import Migration, load_queries
@@ -341,32 +341,6 @@ def claim_body(now: datetime, lease_s: float, limit: int, kinds: Mapping[str, in
 
         async def read() -> list[Job]:
             return sorted(map(sq.job_row, await cur.fetchall()), key=lambda j: (j.run_at, j.id))
-
-        return read
-
-    return Work(run, Mode.PIPELINED, durable=False)
-
-
-def pending_body(owner: str, now: datetime, lease_s: float, limit: int) -> Work:
-    """pending_batch in one round trip: take_pending (give back this owner's previous approvals, lease the next
-    free ones, return their events), then the leased approvals' rows and notices, each read by a statement of its
-    own after the leases. Not durable: leases are lost in a database crash anyway (deciders take them again)."""
-    params = {"owner": owner, "now": sq.to_us(now), "lease_until": sq.to_us(now + timedelta(seconds=lease_s)),
-              "limit": limit}
-    leased = {"owner": owner, "lease_until": params["lease_until"]}
-
-    async def run(conn: Conn) -> After:
-        events = await send(conn, "take_pending", params)
-        approvals = await send(conn, "leased_approvals", leased)
-        notices = await send(conn, "leased_notices", leased)
-
-        async def read() -> Pending:
-            rows = {(a.source, a.approval_id): a for a in map(sq.approval_row, await approvals.fetchall())}
-            by: dict[tuple[str, str], list[Notice]] = {key: [] for key in rows}
-            for n in map(sq.notice_row, await notices.fetchall()):
-                by.get((n.source, n.approval_id), []).append(n)
-            return Pending(events=tuple(map(sq.inbox_row, await events.fetchall())), approvals=rows,
-                           notices={key: tuple(found) for key, found in by.items()})
 
         return read
 

@@ -61,50 +61,10 @@ SELECT EXISTS (SELECT 1 FROM approvals WHERE source = %(source)s AND approval_id
 -- name: release_deciding
 DELETE FROM deciding WHERE owner = %(owner)s
 
--- name: take_pending
--- pending_events in one statement: take the approvals of the first :limit pending events that no other live
--- owner is deciding, give back this owner's other approvals, and return the taken approvals' unprocessed events.
--- The DELETE and the INSERT touch disjoint rows (the released ones are not candidates). A concurrent claimer of
--- the same approval waits on the row's lock, then finds another owner's live lease and takes nothing (the
--- ON CONFLICT ... WHERE is re-checked against the committed row).
-WITH candidates AS MATERIALIZED (
-    SELECT DISTINCT i.source, i.approval_id FROM (
-        SELECT source, approval_id FROM inbox AS p
-        WHERE NOT p.processed
-          AND NOT EXISTS (SELECT 1 FROM deciding AS d
-                          WHERE d.source = p.source AND d.approval_id = p.approval_id
-                            AND d.owner <> %(owner)s AND d.lease_until > %(now)s)
-        ORDER BY source, approval_id, occurred_at, id
-        LIMIT %(limit)s
-    ) AS i
-), released AS (
-    DELETE FROM deciding AS r
-    WHERE r.owner = %(owner)s
-      AND NOT EXISTS (SELECT 1 FROM candidates AS c WHERE c.source = r.source AND c.approval_id = r.approval_id)
-), taken AS (
-    INSERT INTO deciding (source, approval_id, owner, lease_until)
-    SELECT source, approval_id, %(owner)s, %(lease_until)s FROM candidates
-    ON CONFLICT (source, approval_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
-    WHERE deciding.owner = excluded.owner OR deciding.lease_until <= %(now)s
-    RETURNING source, approval_id
-)
-SELECT i.id, i.event, i.received_at, i.processed, i.outcome, i.reason, i.duplicates, i.processed_at
-FROM inbox AS i JOIN taken AS t ON t.source = i.source AND t.approval_id = i.approval_id
-WHERE NOT i.processed
-ORDER BY i.source, i.approval_id, i.occurred_at, i.id
-LIMIT %(limit)s
-
--- name: leased_approvals
--- The approvals this owner's take_pending has just leased (lease_until is that call's), read in the same
--- pipelined transaction right after it (a statement of its own: its snapshot sees the leases taken and every
--- decision committed before them), so the decider needs no get_approval round trip for them.
-SELECT a.* FROM approvals AS a JOIN deciding AS d ON d.source = a.source AND d.approval_id = a.approval_id
-WHERE d.owner = %(owner)s AND d.lease_until = %(lease_until)s
-
--- name: leased_notices
-SELECT n.* FROM notices AS n JOIN deciding AS d ON d.source = n.source AND d.approval_id = n.approval_id
-WHERE d.owner = %(owner)s AND d.lease_until = %(lease_until)s
-ORDER BY n.id
+-- name: pending
+-- pending_batch in one statement, in autocommit: see bridge_pending (PostgreSQL migration 9) and
+-- bridge/store/postgres_decide.py. The answer is JSON text, parsed by orjson.
+SELECT bridge_pending(%(p)s::jsonb)::text AS batch
 
 -- name: claim_decision
 -- apply_decision's claim, one statement: lock the approval's deciding lease (so it cannot change hands before

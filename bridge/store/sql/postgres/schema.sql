@@ -295,3 +295,69 @@ BEGIN
     RETURN jsonb_build_object('job_ids', to_jsonb(job_ids), 'claimed', claimed, 'notices', notes);
 END
 $body$;
+
+-- migration: 9
+
+-- pending_batch as one statement (bridge.store.postgres_decide): take_pending, then the leased approvals' rows and
+-- notices, each a statement of its own inside the server (its own snapshot: it sees the leases just taken and
+-- every decision committed before them), as the pipelined transaction ran them. `p`: owner, now, lease_until,
+-- limit; the answer: events, approvals, notices (to_jsonb of the rows, in take_pending's and id order).
+-- synchronous_commit off for this statement alone: leases are lost in a database crash anyway.
+-- take_pending: lease the approvals of the first `limit` pending events that no other live owner is deciding,
+-- give back this owner's other approvals, return the leased approvals' unprocessed events. The DELETE and the
+-- INSERT touch disjoint rows (the released ones are not candidates). A concurrent claimer of the same approval
+-- waits on the row's lock, then finds another owner's live lease and takes nothing (the ON CONFLICT ... WHERE is
+-- re-checked against the committed row).
+CREATE OR REPLACE FUNCTION bridge_pending(p jsonb) RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $body$
+DECLARE
+    who        text := p->>'owner';
+    at_us      bigint := (p->>'now')::bigint;
+    until_us   bigint := (p->>'lease_until')::bigint;
+    most       integer := (p->>'limit')::integer;
+    ev_rows    jsonb;
+    ap_rows    jsonb;
+    no_rows    jsonb;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    WITH candidates AS MATERIALIZED (
+        SELECT DISTINCT i.source, i.approval_id FROM (
+            SELECT q.source, q.approval_id FROM inbox AS q
+            WHERE NOT q.processed
+              AND NOT EXISTS (SELECT 1 FROM deciding AS d
+                              WHERE d.source = q.source AND d.approval_id = q.approval_id
+                                AND d.owner <> who AND d.lease_until > at_us)
+            ORDER BY q.source, q.approval_id, q.occurred_at, q.id
+            LIMIT most
+        ) AS i
+    ), released AS (
+        DELETE FROM deciding AS r
+        WHERE r.owner = who
+          AND NOT EXISTS (SELECT 1 FROM candidates AS c WHERE c.source = r.source AND c.approval_id = r.approval_id)
+    ), taken AS (
+        INSERT INTO deciding (source, approval_id, owner, lease_until)
+        SELECT source, approval_id, who, until_us FROM candidates
+        ON CONFLICT (source, approval_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+        WHERE deciding.owner = excluded.owner OR deciding.lease_until <= at_us
+        RETURNING source, approval_id
+    ), chosen AS (
+        SELECT i.id, i.event, i.received_at, i.processed, i.outcome, i.reason, i.duplicates, i.processed_at,
+               i.source, i.approval_id, i.occurred_at
+        FROM inbox AS i JOIN taken AS t ON t.source = i.source AND t.approval_id = i.approval_id
+        WHERE NOT i.processed
+        ORDER BY i.source, i.approval_id, i.occurred_at, i.id
+        LIMIT most
+    )
+    SELECT COALESCE(jsonb_agg(jsonb_build_object(
+               'id', f.id, 'event', f.event, 'received_at', f.received_at, 'processed', f.processed,
+               'outcome', f.outcome, 'reason', f.reason, 'duplicates', f.duplicates, 'processed_at', f.processed_at)
+           ORDER BY f.source, f.approval_id, f.occurred_at, f.id), '[]')
+    INTO ev_rows FROM chosen AS f;
+    SELECT COALESCE(jsonb_agg(to_jsonb(a)), '[]') INTO ap_rows
+    FROM approvals AS a JOIN deciding AS d ON d.source = a.source AND d.approval_id = a.approval_id
+    WHERE d.owner = who AND d.lease_until = until_us;
+    SELECT COALESCE(jsonb_agg(to_jsonb(n) ORDER BY n.id), '[]') INTO no_rows
+    FROM notices AS n JOIN deciding AS d ON d.source = n.source AND d.approval_id = n.approval_id
+    WHERE d.owner = who AND d.lease_until = until_us;
+    RETURN jsonb_build_object('events', ev_rows, 'approvals', ap_rows, 'notices', no_rows);
+END
+$body$;
