@@ -282,6 +282,9 @@ def _worker(t: Table) -> WorkerConfig:
         values[f.name] = t.integer(f.name, default) if isinstance(default, int) else t.number(f.name, default)
     if values["retry_cap_s"] < values["retry_base_s"]:
         raise t.fail("retry_cap_s", f"must be at least worker.retry_base_s ({values['retry_base_s']:g})")
+    if values["calls_in_flight"] > values["concurrency"]:
+        raise t.fail("calls_in_flight", f"must be at most worker.concurrency ({values['concurrency']}); "
+                                        f"got {values['calls_in_flight']}")
     return WorkerConfig(**values)
 
 

@@ -174,6 +174,9 @@ class WorkerConfig:
     prune_batch: int = 500  # rows of each kind per prune transaction (short, so webhooks never wait long)
     prune_every_s: float = 300.0  # how often the worker looks for rows past retention
     on_orphaned: str = "resend_distinct"  # a card DingTalk filtered as a duplicate: resend_distinct | mark
+    # sends (and, apart, status-bar updates) one process has out at DingTalk at once: a kill -9 repeats up to that
+    # many of each; one in flight makes at most 1 / (DingTalk's answer time) calls per second (docs/design.md)
+    calls_in_flight: int = 1
 
 
 @dataclass(frozen=True, slots=True)

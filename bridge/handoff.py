@@ -24,11 +24,11 @@ from bridge.records import JobKind
 __all__ = ["Handoff", "Prefetching"]
 
 _CALLS: Mapping[str, str] = {JobKind.SEND: SEND, JobKind.UPDATE: STATUS_BAR}  # the call a due job starts with
-# The kinds a process runs one at a time (Worker._exposed) and how many of one it holds at once: one in its gate
-# and one ready behind it, so the gate never waits for a claim. More would only wait in the gate, in slots that
-# the other kinds (other DingTalk endpoints, with their own rate budget) could use.
+# The kinds a process runs `[worker] calls_in_flight` at a time (Worker._exposed) and how many of one it holds
+# at once: those in its gate and one ready behind them, so the gate never waits for a claim. More would only
+# wait in the gate, in slots that the other kinds (other DingTalk endpoints, with their own rate budget) could use.
 GATED: tuple[JobKind, ...] = (JobKind.SEND, JobKind.UPDATE)
-GATED_AHEAD = 2
+GATED_READY = 1
 
 
 @runtime_checkable
@@ -60,11 +60,12 @@ class Handoff:
 
     def _kind_room(self, free: int) -> dict[str, int]:
         """How many jobs of each kind this process can start soon, within `free` slots (the claim by kind,
-        `Store.claim_jobs`): of a gated kind, up to GATED_AHEAD in all; of the others, every free slot. So a
-        backlog of sends does not fill the slots with sends waiting for the send gate while updates and checks
-        of other approvals wait behind them."""
+        `Store.claim_jobs`): of a gated kind, its calls in flight and GATED_READY more; of the others, every free
+        slot. So a backlog of sends does not fill the slots with sends waiting for the send gate while updates
+        and checks of other approvals wait behind them."""
         busy = Counter(self._kinds.values())
-        return {k.value: max(0, min(free, GATED_AHEAD - busy[k.value])) if k in GATED else max(0, free)
+        ahead = self.cfg.worker.calls_in_flight + GATED_READY
+        return {k.value: max(0, min(free, ahead - busy[k.value])) if k in GATED else max(0, free)
                 for k in JobKind}
 
     def reserve(self, decision: store.Decision) -> int:

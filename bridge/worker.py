@@ -115,11 +115,13 @@ class Worker(Handoff):
         self._kinds: dict[int, str] = {}  # the kind of each job in _tasks (the claim by kind counts them)
         self._claiming = asyncio.Lock()
         # A kill -9 repeats every send or update whose request had left but whose result was not committed yet.
-        # One of each at a time per process between "request leaves" and "result committed" bounds that to one
-        # send and one update per kill; the rate limiter spaces calls ~51 ms apart anyway, and the call plus the
-        # commit take a few ms, so this costs no throughput (tests/acceptance/test_fleet.py counts the repeats).
-        # The claim asks for no more of these kinds than can start soon (bridge.handoff.GATED_AHEAD).
-        self._exposed: dict[str, asyncio.Lock] = {kind: asyncio.Lock() for kind in GATED}
+        # `calls_in_flight` (default 1) of each at a time per process between "request leaves" and "result
+        # committed" bounds that to as many sends and updates per kill (tests/acceptance/test_fleet.py counts the
+        # repeats). One in flight makes at most 1 / (answer time) calls per second per endpoint: no limit next to
+        # the simulator's ~2 ms, but ~10/s against DingTalk answering in 100 ms, under its 20/s; hence the knob.
+        # The claim asks for no more of these kinds than can start soon (bridge.handoff.GATED_READY).
+        self._exposed: dict[str, asyncio.Semaphore] = {
+            kind: asyncio.Semaphore(cfg.worker.calls_in_flight) for kind in GATED}
         # set while the decider works through a batch of events (a big one takes a while): a job finishing
         # meanwhile claims the next ones itself, or a backlog of undecided events would starve delivery
         self._deciding: RunStats | None = None

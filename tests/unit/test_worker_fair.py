@@ -4,6 +4,7 @@ approvals (the fake DingTalk's send endpoint is slow, its status-bar endpoint is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -89,3 +90,57 @@ def test_a_decision_claims_its_due_jobs_only_as_far_as_their_kinds_have_room(clo
     assert w.reserve(decision(store.JobKind.UPDATE)) == 1 and w._reserved == 1
     w.take(1, None)
     assert w._reserved == 0
+
+
+class CountedSends(SlowSends):
+    """SlowSends that counts the sends out at once (called, not answered yet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = self.most_out = 0
+
+    async def send(self, msg: Mapping[str, Any], *, userids: Sequence[str] = (), dept_ids: Sequence[int] = (),
+                   to_all_user: bool = False) -> int:
+        self.out += 1
+        self.most_out = max(self.most_out, self.out)
+        try:
+            return await super().send(msg, userids=userids, dept_ids=dept_ids, to_all_user=to_all_user)
+        finally:
+            self.out -= 1
+
+
+async def _most_sends_out(clock: FakeClock, calls_in_flight: int) -> tuple[int, int]:
+    """10 due sends of 10 approvals, DingTalk not answering: how many are out at once, and how many jobs held."""
+    st = MemoryStore()
+    await st.open()
+    fake = CountedSends()
+    fake.flowing.clear()
+    base = make_config()
+    cfg = dataclasses.replace(base, worker=dataclasses.replace(base.worker, concurrency=8,
+                                                              calls_in_flight=calls_in_flight))
+    w = worker.Worker(st, fake, cfg, clock)
+    try:
+        for i in range(10):
+            await st.add_event(event(Status.PENDING, n=1, approval_id=f"S-{i}"), b"{}", clock.now())
+        await w.decider.process_pending()
+        running = asyncio.create_task(w.run())
+        for _ in range(2000):  # event-loop turns: nothing here waits on time
+            await asyncio.sleep(0)
+        held = sum(1 for j in st.jobs.values() if j.state == store.JobState.RUNNING)
+        most = fake.most_out
+        fake.flowing.set()
+        w.stop()
+        await asyncio.wait_for(running, 5)
+        await w.run(burst=True)
+        assert len(fake.named("send")) == 10  # all sent in the end
+    finally:
+        await st.close()
+    return most, held
+
+
+async def test_one_send_is_out_at_dingtalk_at_a_time_by_default(clock: FakeClock) -> None:
+    assert await _most_sends_out(clock, 1) == (1, 2)  # one out, one ready behind it
+
+
+async def test_calls_in_flight_lets_that_many_sends_out_at_once(clock: FakeClock) -> None:
+    assert await _most_sends_out(clock, 3) == (3, 4)  # three out (a kill may repeat three), one ready
