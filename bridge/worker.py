@@ -259,10 +259,14 @@ class Worker(Handoff):
     def _forget(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
         """The done-callback that drops a finished job's task, freeing its concurrency slot."""
         def forget(_task: asyncio.Task[None]) -> None:
-            self._tasks.pop(job_id, None)
-            self._kinds.pop(job_id, None)
+            self._free_slot(job_id)
 
         return forget
+
+    def _free_slot(self, job_id: int) -> None:
+        """A job's task and its kind forgotten together (the claim by kind counts `_kinds`)."""
+        self._tasks.pop(job_id, None)
+        self._kinds.pop(job_id, None)
 
     # --- one job ---------------------------------------------------------------------------------------
     async def _run_job(self, job: store.Job, stats: RunStats, notice: store.Notice | None = None) -> None:
@@ -309,8 +313,7 @@ class Worker(Handoff):
         stats = self._deciding
         if stats is None or self._stopping:
             return
-        self._tasks.pop(job_id, None)  # this task is done with its job: its slot is free
-        self._kinds.pop(job_id, None)
+        self._free_slot(job_id)  # this task is done with its job: its slot is free
         try:
             await self._claim_and_start(stats)
         except errors.StorageUnavailable as exc:
