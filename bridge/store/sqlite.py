@@ -36,6 +36,7 @@ import structlog
 from bridge import records as store  # the records, not the package: open_store imports this module
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
+from bridge.store import sqlite_inbox as inbox
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_files import FileGuard, ProcessLock
 from bridge.store.sqlite_reads import SQLiteReads, of_approval
@@ -53,6 +54,9 @@ T = TypeVar("T")
 OpenConnection = aiosqlite.Connection | WriterConnection
 SYNCHRONOUS = ("normal", "full")
 _CARD_CACHE_MAX = 10_000  # recent approvals known to have card data (positives never go stale: rows stay)
+# The writer checkpoints the WAL on its thread after this many commits (SQLite's own automatic checkpoint,
+# every 1,000 pages, is off: it would run inside whichever commit crossed the mark, maybe an inline one).
+CHECKPOINT_EVERY = 200
 
 
 
@@ -68,6 +72,7 @@ class _Insert:
 class _Op:
     run: Callable[[SqlConnection], Awaitable[Any]]
     future: asyncio.Future[Any]
+    inline: bool
 
 
 def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
@@ -114,6 +119,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
         self._closing = False
         self._lifecycle = asyncio.Lock()
         self._card_cache: set[tuple[str, str]] = set()
+        self._checkpointed_at = 0  # `commits` when the writer last checkpointed
         self._guard = FileGuard(self.path)
         self._lock = ProcessLock(self.path) if exclusive else None  # `bridge serve`: one server per database
 
@@ -185,6 +191,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
             await conn.execute(sq.Q["mmap_off"])  # never map the database file itself (SIGBUS on a bad file)
             if not read_only:
                 await conn.execute(sq.Q["journal_mode_wal"])
+                await conn.execute(sq.Q["wal_autocheckpoint_off"])
             await conn.execute(sq.Q[f"synchronous_{self.synchronous}"])
             await conn.execute(sq.Q["foreign_keys_on"])
             if read_only:
@@ -218,15 +225,26 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
         log.info("storage.migrated", path=str(self.path), from_version=found, to_version=latest)
 
     # --- the writer ------------------------------------------------------------------------------------------
+    @property
+    def _inline(self) -> bool:
+        """Whether transactions run on the event loop instead of the writer thread. They do when a commit does
+        not wait for the disk: with synchronous = normal a WAL commit writes its frames into the page cache
+        and fsyncs only at checkpoints, which run on the thread (`_checkpoint`). Then a transaction costs less
+        than handing it to the thread and back, and the GIL passed to and fro while the thread works (figures
+        in docs/performance.md). With synchronous = full every commit fsyncs, which must not stop the loop."""
+        return self.synchronous == "normal"
+
     def _check_open(self) -> None:
         if self._task is None or self._closing or self._task.done():
             raise StorageUnavailable("storage unavailable: the store is not open")
 
-    async def _write(self, run: Callable[[SqlConnection], Awaitable[T]]) -> T:
-        """Run `run` on the writer connection inside its own transaction, after the writes queued before it."""
+    async def _write(self, run: Callable[[SqlConnection], Awaitable[T]], *, inline: bool = True) -> T:
+        """Run `run` on the writer connection inside its own transaction, after the writes queued before it.
+        `inline`: on the event loop when commits do not wait for the disk (see `_inline`); False for a
+        transaction that may be long whatever the mode (retention's deletes)."""
         self._check_open()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Op(run, future))
+        self._queue.put_nowait(_Op(run, future, inline))
         return await future
 
     async def _run_writer(self) -> None:
@@ -237,15 +255,31 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
                 return
             if isinstance(item, _Op):
                 await self._commit_op(item)
-                continue
-            batch = [item]
-            while len(batch) < self.batch_max and not self._queue.empty():
-                nxt = self._queue.get_nowait()
-                if not isinstance(nxt, _Insert):
-                    held.append(nxt)
-                    break
-                batch.append(nxt)
-            await self._commit_inserts(batch)
+            else:
+                batch = [item]
+                if self._queue.empty():  # let this loop turn's other requests queue theirs: one commit for all
+                    await asyncio.sleep(0)
+                while len(batch) < self.batch_max and not self._queue.empty():
+                    nxt = self._queue.get_nowait()
+                    if not isinstance(nxt, _Insert):
+                        held.append(nxt)
+                        break
+                    batch.append(nxt)
+                await self._commit_inserts(batch)
+            if self.commits - self._checkpointed_at >= CHECKPOINT_EVERY:
+                await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL's committed pages back into the database file, on the writer thread (the loop runs on
+        meanwhile), so the WAL stays small. PASSIVE: it never waits for readers; what they still use is copied
+        next time. A failure is logged; the next write's own error handling reconnects if need be."""
+        self._checkpointed_at = self.commits
+        if not isinstance(self._writer, WriterConnection) or self._reconnect:
+            return
+        try:
+            await self._writer.execute_fetchall(sq.Q["wal_checkpoint"])
+        except sqlite3.Error as exc:
+            log.warning("storage.checkpoint_failed", error=str(exc))
 
     async def _writable(self) -> OpenConnection:
         if self._writer is None or self._reconnect:
@@ -271,7 +305,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
                 self._reader = await self._connect(read_only=True, create=False)
             self._guard.rearm_sidecars()
 
-    async def _transaction(self, run: Callable[[SqlConnection], Awaitable[T]]) -> T:
+    async def _transaction(self, run: Callable[[SqlConnection], Awaitable[T]], *, inline: bool = False) -> T:
         writer: WriterConnection | None = None
         self._guard.check()
         try:
@@ -279,7 +313,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
             assert isinstance(conn, WriterConnection)
             writer = conn
             result = await writer.transaction(run, begin=sq.Q["begin"], commit=sq.Q["commit"],
-                                              rollback=sq.Q["rollback"])
+                                              rollback=sq.Q["rollback"], inline=inline)
         except BaseException as exc:
             if writer is not None and writer.rollback_failed:
                 self._reconnect = True
@@ -295,7 +329,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
 
     async def _commit_op(self, op: _Op) -> None:
         try:
-            result = await self._transaction(op.run)
+            result = await self._transaction(op.run, inline=op.inline and self._inline)
         except StorageUnavailable as exc:
             log.error("storage.write_failed", error=str(exc), requests=1)
             _settle(op.future, error=exc)
@@ -307,11 +341,11 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
     async def _commit_inserts(self, batch: list[_Insert]) -> None:
         async def run(conn: SqlConnection) -> list[store.AddResult]:
             if len(batch) == 1:
-                return [await sq.insert_one(conn, batch[0].params)]
-            return await sq.insert_many(conn, [insert.params for insert in batch])
+                return [await inbox.insert_one(conn, batch[0].params)]
+            return await inbox.insert_many(conn, [insert.params for insert in batch])
 
         try:
-            results = await self._transaction(run)
+            results = await self._transaction(run, inline=self._inline)
         except Exception as exc:
             message = str(exc) if isinstance(exc, StorageUnavailable) else f"storage unavailable: {exc}"
             log.error("storage.write_failed", error=message, requests=len(batch))

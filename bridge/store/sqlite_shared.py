@@ -24,7 +24,7 @@ T = TypeVar("T")
 class SQLiteShared:
     """Token rows on SQLite, written once against the store's `_write`."""
 
-    async def _write(self, run: Callable[[SqlConnection], Awaitable[T]]) -> T:
+    async def _write(self, run: Callable[[SqlConnection], Awaitable[T]], *, inline: bool = True) -> T:
         raise NotImplementedError  # SQLiteStore queues it for its writer task
 
     async def get_token(self, key: str) -> SharedToken | None:

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from bridge.errors import AlreadyDecided
 from bridge.events import ApprovalEvent
 from bridge.records import (
-    AddResult,
     Approval,
     AuditEntry,
     Decision,
@@ -367,30 +366,4 @@ def claim_writer(now: datetime, lease_s: float, limit: int) -> Callable[[SqlConn
 
     return run
 
-
-async def insert_one(conn: SqlConnection, params: dict[str, Any]) -> AddResult:
-    """One event: insert it, or count it as a duplicate of the stored row."""
-    inserted = await fetch(conn, "insert_event", params)
-    if inserted:
-        return AddResult(inserted=True, inbox_id=inserted[0][0])
-    [row] = await fetch(conn, "count_duplicate", {"source": params["source"], "event_id": params["event_id"]})
-    return AddResult(inserted=False, inbox_id=row[0])
-
-
-async def insert_many(conn: SqlConnection, batch: list[dict[str, Any]]) -> list[AddResult]:
-    """A group commit's events in a fixed number of statements, whatever the batch size (each statement is a
-    hop to aiosqlite's thread). Inside BEGIN IMMEDIATE nobody else inserts, so an id above the previous
-    maximum is a row this batch created: its first occurrence inserted it, later ones are duplicates."""
-    [(max_before,)] = await fetch(conn, "max_inbox_id")
-    await conn.executemany(Q["insert_events"], batch)
-    keys = dumps([[p["source"], p["event_id"]] for p in batch])
-    ids = {row["pos"]: row["id"] for row in await fetch(conn, "inbox_ids_for_keys", {"keys": keys})}
-    results: list[AddResult] = []
-    seen: set[int] = set()
-    for pos in range(len(batch)):
-        inbox_id = ids[pos]
-        results.append(AddResult(inserted=inbox_id > max_before and inbox_id not in seen, inbox_id=inbox_id))
-        seen.add(inbox_id)
-    await conn.executemany(Q["count_duplicate_by_id"], [{"id": r.inbox_id} for r in results if not r.inserted])
-    return results
 

@@ -161,10 +161,16 @@ class WriterConnection:
         return self._db.in_transaction
 
     async def transaction(
-        self, run: Callable[[SqlConnection], Awaitable[T]], *, begin: str, commit: str, rollback: str
+        self, run: Callable[[SqlConnection], Awaitable[T]], *, begin: str, commit: str, rollback: str,
+        inline: bool = False,
     ) -> T:
         """BEGIN, `run(conn)`, COMMIT in one trip to the writer thread; on any failure, roll back there too
-        (`rollback_failed` tells the caller the connection should be replaced)."""
+        (`rollback_failed` tells the caller the connection should be replaced).
+
+        `inline` runs the same transaction on the calling thread instead, for a short one that cannot wait
+        on the disk (no fsync at commit, no checkpoint): the hand-off to the thread and back, and the GIL
+        passed to and fro while the thread works, cost more than the insert itself. The caller must be the
+        only user of the connection at that moment (the store's writer task is)."""
 
         def body() -> T:
             self._db.execute(begin)
@@ -180,7 +186,7 @@ class WriterConnection:
                         self.rollback_failed = True
                 raise
 
-        return await self._call(body)
+        return body() if inline else await self._call(body)
 
     async def close(self) -> None:
         try:

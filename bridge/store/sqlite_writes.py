@@ -29,7 +29,7 @@ class SQLiteWrites(SqlStatementWrites):
     """The write half of the Store protocol (besides `add_event`, which the writer batches), written once
     against `_write`."""
 
-    async def _write(self, run: Callable[[SqlConnection], Awaitable[T]]) -> T:
+    async def _write(self, run: Callable[[SqlConnection], Awaitable[T]], *, inline: bool = True) -> T:
         raise NotImplementedError  # SQLiteStore queues it for its writer task
 
     async def apply_decision(self, decision: store.Decision, now: datetime) -> list[int]:
@@ -100,7 +100,7 @@ class SQLiteWrites(SqlStatementWrites):
     async def prune(self, before: datetime, limit: int) -> store.Pruned:
         if limit < 1:
             return store.Pruned()
-        return await self._write(prune_writer(before, limit))
+        return await self._write(prune_writer(before, limit), inline=False)  # may delete many rows: not on the loop
 
     async def save_resolutions(self, resolutions: Sequence[store.Resolution]) -> None:
         rows = [rs.params(r) for r in resolutions]  # a naive time raises here, before anything is written

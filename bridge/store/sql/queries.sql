@@ -18,6 +18,14 @@ PRAGMA mmap_size = 0
 -- name: journal_mode_wal
 PRAGMA journal_mode = WAL
 
+-- name: wal_autocheckpoint_off
+-- The writer checkpoints on its own thread every so many commits (SQLiteStore._checkpoint), never inside a
+-- commit: an inline group commit would otherwise block the event loop for the checkpoint's writes and fsync.
+PRAGMA wal_autocheckpoint = 0
+
+-- name: wal_checkpoint
+PRAGMA wal_checkpoint(PASSIVE)
+
 -- name: synchronous_normal
 PRAGMA synchronous = NORMAL
 
@@ -58,6 +66,9 @@ SELECT COALESCE(MAX(id), 0) FROM inbox
 INSERT INTO inbox (source, event_id, approval_id, occurred_at, received_at, event, raw, card_data)
 VALUES (:source, :event_id, :approval_id, :occurred_at, :received_at, :event, :raw, :card_data)
 ON CONFLICT (source, event_id) DO NOTHING
+
+-- name: last_insert_rowid
+SELECT last_insert_rowid()
 
 -- name: inbox_ids_for_keys
 -- :keys is a JSON array of [source, event_id] pairs; pos is the pair's index in it.

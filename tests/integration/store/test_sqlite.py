@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import structlog
 from bridge import store
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent, Status
+from bridge.store import sqlite as sqlite_store
 from bridge.store.sqlite import MIGRATIONS, SCHEMA_VERSION, Migration, SQLiteStore
 from bridge.store.sqlite_sql import load_migrations, load_queries, split_statements
 
@@ -177,6 +179,60 @@ async def test_other_writes_interleave_with_batches(st: SQLiteStore) -> None:
     claimed = [job.id for batch in results[49:54] for job in batch]  # type: ignore[union-attr]
     assert claimed == [job_id]  # exactly one of the concurrent claims got it
     assert len(await st.events_for("erp", "PO-1")) == 50
+
+
+async def test_each_caller_gets_its_own_rows_id_new_or_duplicate(st: SQLiteStore) -> None:
+    """Group commit answers from the batch's row count when every event is new, and by looking each key up
+    when one is not: both must hand every caller the id its event has in the file."""
+    first = await asyncio.gather(*(st.add_event(ev(i), b"{}", T0) for i in range(40)))  # all new
+    assert all(r.inserted for r in first)
+    again = await asyncio.gather(*(st.add_event(ev(i), b"{}", T0) for i in (45, 3, 46, 45, 7, 47)))
+    assert [r.inserted for r in again] == [True, False, True, False, False, True]
+    stored = dict(peek(st.path, "SELECT event_id, id FROM inbox"))
+    for i, r in zip([*range(40), 45, 3, 46, 45, 7, 47], [*first, *again], strict=True):
+        assert r.inbox_id == stored[f"e{i}"]
+    assert dict(peek(st.path, "SELECT event_id, duplicates FROM inbox WHERE duplicates > 0")) == {
+        "e3": 1, "e7": 1, "e45": 1}
+
+
+async def test_transactions_run_on_the_loop_unless_they_may_wait_on_the_disk(tmp_path: Path) -> None:
+    """synchronous = normal: a commit only writes WAL frames, so transactions run on the event loop's thread
+    (no hand-off); retention's prune, and every transaction under synchronous = full (an fsync per commit),
+    run on the writer thread so the loop never waits for the disk."""
+    loop_thread = threading.get_ident()
+
+    async def where(_conn: object) -> int:
+        return threading.get_ident()
+
+    for mode, expected in (("normal", True), ("full", False)):
+        s = SQLiteStore(tmp_path / f"{mode}.db", synchronous=mode)
+        await s.open()
+        try:
+            assert (await s._write(where) == loop_thread) is expected
+            assert await s._write(where, inline=False) != loop_thread
+            assert (await s.add_event(ev(), b"{}", T0)).inserted
+        finally:
+            await s.close()
+
+
+async def test_the_writer_checkpoints_the_wal_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's automatic checkpoint is off (it would run inside an inline commit); the writer copies the WAL
+    back every CHECKPOINT_EVERY commits on its thread. Until then the database file does not grow, past
+    the 1,000 WAL pages at which SQLite's own checkpoint would have run."""
+    path = tmp_path / "bridge.db"
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 60)
+    s = SQLiteStore(path)
+    await s.open()
+    try:
+        size = path.stat().st_size
+        for i in range(55):  # 55 commits of 100 KB: ~1,400 WAL pages
+            await s.add_event(ev(i), b"x" * 100_000, T0)
+        assert path.stat().st_size == size
+        for i in range(55, 61):  # the 60th commit's checkpoint runs before the 61st write
+            await s.add_event(ev(i), b"x" * 100_000, T0)
+        assert path.stat().st_size > 60 * 100_000
+    finally:
+        await s.close()
 
 
 async def test_close_commits_what_is_already_queued(tmp_path: Path) -> None:
