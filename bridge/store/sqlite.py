@@ -54,9 +54,6 @@ T = TypeVar("T")
 OpenConnection = aiosqlite.Connection | WriterConnection
 SYNCHRONOUS = ("normal", "full")
 _CARD_CACHE_MAX = 10_000  # recent approvals known to have card data (positives never go stale: rows stay)
-# The writer checkpoints the WAL on its thread after this many commits (SQLite's own automatic checkpoint,
-# every 1,000 pages, is off: it would run inside whichever commit crossed the mark, maybe an inline one).
-CHECKPOINT_EVERY = 200
 
 
 
@@ -119,7 +116,6 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
         self._closing = False
         self._lifecycle = asyncio.Lock()
         self._card_cache: set[tuple[str, str]] = set()
-        self._checkpointed_at = 0  # `commits` when the writer last checkpointed
         self._guard = FileGuard(self.path)
         self._lock = ProcessLock(self.path) if exclusive else None  # `bridge serve`: one server per database
 
@@ -191,7 +187,6 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
             await conn.execute(sq.Q["mmap_off"])  # never map the database file itself (SIGBUS on a bad file)
             if not read_only:
                 await conn.execute(sq.Q["journal_mode_wal"])
-                await conn.execute(sq.Q["wal_autocheckpoint_off"])
             await conn.execute(sq.Q[f"synchronous_{self.synchronous}"])
             await conn.execute(sq.Q["foreign_keys_on"])
             if read_only:
@@ -229,9 +224,10 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
     def _inline(self) -> bool:
         """Whether transactions run on the event loop instead of the writer thread. They do when a commit does
         not wait for the disk: with synchronous = normal a WAL commit writes its frames into the page cache
-        and fsyncs only at checkpoints, which run on the thread (`_checkpoint`). Then a transaction costs less
-        than handing it to the thread and back, and the GIL passed to and fro while the thread works (figures
-        in docs/performance.md). With synchronous = full every commit fsyncs, which must not stop the loop."""
+        and fsyncs only at SQLite's automatic checkpoint (every ~1,000 pages, ~4 MB). Then a transaction costs
+        less than handing it to the thread and back, and the GIL passed to and fro while the thread works
+        (figures in docs/performance.md); the checkpoint's fsync is the one wait on the loop. With synchronous
+        = full every commit fsyncs, which must not stop the loop."""
         return self.synchronous == "normal"
 
     def _check_open(self) -> None:
@@ -266,20 +262,6 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
                         break
                     batch.append(nxt)
                 await self._commit_inserts(batch)
-            if self.commits - self._checkpointed_at >= CHECKPOINT_EVERY:
-                await self._checkpoint()
-
-    async def _checkpoint(self) -> None:
-        """Copy the WAL's committed pages back into the database file, on the writer thread (the loop runs on
-        meanwhile), so the WAL stays small. PASSIVE: it never waits for readers; what they still use is copied
-        next time. A failure is logged; the next write's own error handling reconnects if need be."""
-        self._checkpointed_at = self.commits
-        if not isinstance(self._writer, WriterConnection) or self._reconnect:
-            return
-        try:
-            await self._writer.execute_fetchall(sq.Q["wal_checkpoint"])
-        except sqlite3.Error as exc:
-            log.warning("storage.checkpoint_failed", error=str(exc))
 
     async def _writable(self) -> OpenConnection:
         if self._writer is None or self._reconnect:

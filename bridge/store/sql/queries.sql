@@ -18,14 +18,6 @@ PRAGMA mmap_size = 0
 -- name: journal_mode_wal
 PRAGMA journal_mode = WAL
 
--- name: wal_autocheckpoint_off
--- The writer checkpoints on its own thread every so many commits (SQLiteStore._checkpoint), never inside a
--- commit: an inline group commit would otherwise block the event loop for the checkpoint's writes and fsync.
-PRAGMA wal_autocheckpoint = 0
-
--- name: wal_checkpoint
-PRAGMA wal_checkpoint(PASSIVE)
-
 -- name: synchronous_normal
 PRAGMA synchronous = NORMAL
 

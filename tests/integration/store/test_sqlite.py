@@ -17,7 +17,6 @@ import structlog
 from bridge import store
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent, Status
-from bridge.store import sqlite as sqlite_store
 from bridge.store.sqlite import MIGRATIONS, SCHEMA_VERSION, Migration, SQLiteStore
 from bridge.store.sqlite_sql import load_migrations, load_queries, split_statements
 
@@ -213,26 +212,6 @@ async def test_transactions_run_on_the_loop_unless_they_may_wait_on_the_disk(tmp
             assert (await s.add_event(ev(), b"{}", T0)).inserted
         finally:
             await s.close()
-
-
-async def test_the_writer_checkpoints_the_wal_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite's automatic checkpoint is off (it would run inside an inline commit); the writer copies the WAL
-    back every CHECKPOINT_EVERY commits on its thread. Until then the database file does not grow, past
-    the 1,000 WAL pages at which SQLite's own checkpoint would have run."""
-    path = tmp_path / "bridge.db"
-    monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 60)
-    s = SQLiteStore(path)
-    await s.open()
-    try:
-        size = path.stat().st_size
-        for i in range(55):  # 55 commits of 100 KB: ~1,400 WAL pages
-            await s.add_event(ev(i), b"x" * 100_000, T0)
-        assert path.stat().st_size == size
-        for i in range(55, 61):  # the 60th commit's checkpoint runs before the 61st write
-            await s.add_event(ev(i), b"x" * 100_000, T0)
-        assert path.stat().st_size > 60 * 100_000
-    finally:
-        await s.close()
 
 
 async def test_close_commits_what_is_already_queued(tmp_path: Path) -> None:
