@@ -175,6 +175,17 @@ def start_bare(workdir: Path) -> Proc:
     return Proc(p, url, log)
 
 
+def start_floor(workdir: Path, *, checks: bool = False) -> Proc:
+    """bench/floor.py: the work a durable receiver cannot skip, done as cheaply as Python allows."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    name = "floor-checks" if checks else "floor"
+    (workdir / name).mkdir(exist_ok=True)
+    argv = [sys.executable, str(Path(__file__).with_name("floor.py")), "--port", str(port),
+            "--db", str(workdir / name / "floor.db"), *(["--checks"] if checks else [])]
+    return Proc(_spawn(argv, workdir / f"{name}-{port}.log", url + "/"), url, workdir / f"{name}-{port}.log")
+
+
 @dataclass
 class BridgeSetup:
     workdir: Path

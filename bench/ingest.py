@@ -8,6 +8,10 @@ installed, else from the asyncio client in bench/common.py (`--client python`, a
 are measured: the receiver alone (`--role receiver`: verify, store, answer; nothing deciding beside it) and
 the all-in-one process with its worker deciding and sending to an unlimited simulator subprocess. bridge
 logs at info level in JSON into a file, as a production process would.
+Two floors are measured too (bench/floor.py, not with --quick or --no-floor): the work a durable receiver
+cannot skip (HMAC, JSON, a group-committed insert into an inbox-shaped table, one log line) as cheaply as
+Python allows, and the same plus bridge's own decoding and event checks; they say how much of the gap to
+the bare handler any receiver must pay and how much is bridge's.
 Targets (full mode): receiver >= 0.5x bare with p99 < 20 ms at 32 connections; all-in-one >= 0.3x bare.
 `--profile` also records each bridge with py-spy (collapsed stacks, bench/results/profile-<role>.txt).
 """
@@ -101,6 +105,19 @@ def _bridge(a: argparse.Namespace, runner: Runner, work: Path, sim_url: str, rol
     return summary, len(accepted - stored)
 
 
+def _floors(runner: Runner, work: Path, size: int) -> dict[str, dict[str, Any]]:
+    """Both floors (bench/floor.py), each warmed and measured like bridge."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, checks in (("floor", False), ("floor+checks", True)):
+        proc = common.start_floor(work, checks=checks)
+        try:
+            asyncio.run(common.load(proc.url, _requests(f"W{name}{runner.run}", 200), runner.a.connections))
+            out[name], _ = runner.measure(name, proc.url, proc.pid, size)
+        finally:
+            proc.stop()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small fast CI mode (Python client, 300 requests)")
@@ -111,6 +128,7 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--log-level", default="info", help="bridge's --log-level (info: as in production)")
     ap.add_argument("--profile", action="store_true", help="record each bridge with py-spy")
+    ap.add_argument("--no-floor", action="store_true", help="skip the two floors (bench/floor.py)")
     ap.add_argument("--receiver-only", action="store_true",
                     help="measure bare and the receiver only (while cutting the receiver; no all-in-one target)")
     a = ap.parse_args()
@@ -128,6 +146,7 @@ def main() -> int:
             sb, _ = runner.measure("bare", bare.url, bare.pid, 20_000 if runner.use_wrk else n)
             # wrk: bare may repeat its list (it stores nothing); bridge gets enough distinct events to never repeat
             size = int(sb["rps"] * a.duration * 1.3) + 2000 if runner.use_wrk else n
+            floors = {} if a.quick or a.no_floor else _floors(runner, work, size)
             sr, missing_r = _bridge(a, runner, work, sim.url, "receiver", size)
             if a.receiver_only:
                 sa, missing_a = {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "codes": {}, "errors": 0, "accepted": 0}, 0
@@ -139,9 +158,11 @@ def main() -> int:
     load_after = os.getloadavg()
     ratio_r = sr["rps"] / sb["rps"] if sb["rps"] else 0.0
     ratio_a = sa["rps"] / sb["rps"] if sb["rps"] else 0.0
-    for label, s in (("bare", sb), ("receiver", sr), ("all", sa)):
+    for label, s in (("bare", sb), *floors.items(), ("receiver", sr), ("all", sa)):
         print(f"{label:<9}: {s['rps']:>8} req/s  p50 {s['p50_ms']} ms  p99 {s['p99_ms']} ms  "
               f"CPU {s.get('cpu_us_per_request')} us/request  codes {s['codes']}")
+    if floors and sb["rps"]:
+        print("floors/bare: " + ", ".join(f"{k} {f['rps'] / sb['rps']:.2f}" for k, f in floors.items()))
     print(f"ratio receiver/bare: {ratio_r:.2f}   all-in-one/bare: {ratio_a:.2f}   "
           f"client {a.client}, {a.connections} connections")
     cpu = {k: s.get("cpu_us_per_request") for k, s in (("bare", sb), ("receiver", sr), ("all", sa))}
@@ -153,7 +174,7 @@ def main() -> int:
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}  ({time.strftime('%H:%M:%S')})")
     common.write_result("ingest", {
         "quick": a.quick, "client": a.client, "connections": a.connections, "log_level": a.log_level,
-        "bare": sb, "receiver": sr, "all": sa, "bridge": sr, "ratio": round(ratio_r, 3),
+        "bare": sb, "floors": floors, "receiver": sr, "all": sa, "bridge": sr, "ratio": round(ratio_r, 3),
         "ratio_all": round(ratio_a, 3), "missing_in_db": missing_r + missing_a,
         "requests": n if a.client == "python" else None,
         "loadavg": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after]}})
