@@ -74,10 +74,10 @@ def _local_port(request: web.Request) -> int | None:
     return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
 
 
-@web.middleware
-async def split_listeners(request: web.Request, handler: Handler) -> web.StreamResponse:
+def wrong_listener(request: web.Request) -> web.Response | None:
     """With a separate admin listener, admin routes exist only there and webhooks only on the other one;
-    each answers 404 on the wrong port, as if the route did not exist. Open probes are served on both."""
+    each answers 404 on the wrong port, as if the route did not exist (None: the request may go on). Open
+    probes are served on both. Checked by the app's one middleware (bridge.app.edge)."""
     ports = request.app[ADMIN_PORTS]
     if ports:
         route_handler = request.match_info.route.handler
@@ -87,7 +87,7 @@ async def split_listeners(request: web.Request, handler: Handler) -> web.StreamR
         if (is_admin and not on_admin) or (is_webhook and on_admin):
             return json_error(404, "not_found", f"no such endpoint on this listener: {request.method} "
                                                 f"{request.path[:200]}")
-    return await handler(request)
+    return None
 
 
 def _int_arg(request: web.Request, name: str, default: int, lo: int = 1, hi: int = 1000) -> int:

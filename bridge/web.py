@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -32,7 +31,6 @@ from bridge.store import Store
 log = structlog.get_logger("bridge.web")
 
 JSON_TYPES = ("application/json", "text/json")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def dumps(data: Any) -> str:
@@ -55,20 +53,18 @@ def json_error(status: int, code: str, message: str, **extra: Any) -> web.Respon
     return json_response({"error": code, "message": message, **extra}, status=status)
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own 404 / 405 / 413 answers are plain text; ours are JSON, everywhere."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.content_type == "application/json" or exc.status < 400:
-            raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "error")
-        message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} {request.path[:200]}"
-        resp = json_error(exc.status, code, message)
-        if "Allow" in exc.headers:  # RFC 9110: a 405 names the methods the resource has
-            resp.headers["Allow"] = exc.headers["Allow"]
-        return resp
+def json_answer_for(request: web.Request, exc: web.HTTPException) -> web.Response | None:
+    """aiohttp's own 404 / 405 / 413 answers are plain text; ours are JSON, everywhere. The JSON answer for
+    `exc`, or None when it is to be raised as it is (already JSON, or not an error). Used by the app's one
+    middleware (bridge.app.edge)."""
+    if exc.content_type == "application/json" or exc.status < 400:
+        return None
+    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "error")
+    message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} {request.path[:200]}"
+    resp = json_error(exc.status, code, message)
+    if "Allow" in exc.headers:  # RFC 9110: a 405 names the methods the resource has
+        resp.headers["Allow"] = exc.headers["Allow"]
+    return resp
 
 
 def _source_label(cfg: Config, name: str) -> str:

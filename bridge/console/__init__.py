@@ -40,21 +40,14 @@ def _asset(name: str, content_type: str) -> auth.Handler:
     return handler
 
 
-@web.middleware
-async def _headers(request: web.Request, handler: auth.Handler) -> web.StreamResponse:
-    """Security headers on every console answer (redirects and errors included)."""
-    try:
-        resp = await handler(request)
-    except web.HTTPException as exc:
-        if request.path.startswith("/console"):
-            _secure(exc)
-        raise
+def secure(request: web.Request, answer: web.StreamResponse | web.HTTPException) -> None:
+    """Security headers on every console answer (redirects and errors included); other paths are left as they
+    are. Applied by the app's one middleware (bridge.app.edge)."""
     if request.path.startswith("/console"):
-        _secure(resp)
-    return resp
+        _secure(answer)
 
 
-def _secure(resp: web.StreamResponse) -> None:
+def _secure(resp: web.StreamResponse | web.HTTPException) -> None:
     resp.headers.setdefault("Content-Security-Policy", CSP)
     resp.headers.setdefault("X-Frame-Options", "DENY")
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -63,7 +56,7 @@ def _secure(resp: web.StreamResponse) -> None:
         resp.headers.setdefault("Cache-Control", "no-store")
 
 
-def _cacheable(resp: web.StreamResponse) -> bool:
+def _cacheable(resp: web.StreamResponse | web.HTTPException) -> bool:
     return "max-age" in resp.headers.get("Cache-Control", "")
 
 
@@ -73,10 +66,10 @@ def _mark(handler: auth.Handler) -> auth.Handler:
 
 
 def add_routes(app: web.Application) -> None:
-    """Mount the console on `app` (before it starts): routes, the per-process session key, headers."""
+    """Mount the console on `app` (before it starts): routes and the per-process session key (its security
+    headers are added by bridge.app.edge, through `secure`)."""
     app[auth.KEY] = auth.new_key()
     app[auth.THROTTLE] = LoginThrottle()
-    app.middlewares.append(_headers)
     r = app.router
     for name, ctype in STATIC.items():
         r.add_get(f"/console/static/{name}", _asset(name, ctype))
