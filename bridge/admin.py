@@ -17,17 +17,16 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from bridge import errors, operate, operator_http, views
+from bridge import errors, logs, operate, operator_http, views
 from bridge import openapi as spec
 from bridge.appkeys import ADMIN_PORTS, CLIENTS, CLOCK, CONFIG, METRICS, ROLE, STORE, STREAMS, WAKE, WORKER, Role
 from bridge.records import ApprovalState, JobState
 from bridge.web import json_error, json_response
 
-log = structlog.get_logger("bridge.admin")
+log = logs.get_logger("bridge.admin")
 
 VIA = "admin API"  # who did it, in the journal and in the operator.* log lines
 

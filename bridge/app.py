@@ -47,7 +47,7 @@ from bridge.sources import stream
 from bridge.sources.native import native_keys
 from bridge.store import Store, open_store
 
-log = structlog.get_logger("bridge.app")
+log = logs.get_logger("bridge.app")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

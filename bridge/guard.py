@@ -29,13 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from aiohttp import web, web_protocol, web_server
 from aiohttp.http_exceptions import HttpProcessingError
 
+from bridge import logs
 from bridge.config import ServerConfig
 
-log = structlog.get_logger("bridge.http")
+log = logs.get_logger("bridge.http")
 
 FD_RESERVE = 64  # descriptors kept free for the database, logs, DingTalk client sockets and the listeners
 FLOOD_WINDOW_S = 60.0

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from bridge import errors
+from bridge import errors, logs
 from bridge.clock import Clock
 from bridge.config import DEFAULT_APP, DingTalkConfig, WorkerConfig
 from bridge.decide import lock_key
@@ -44,7 +44,7 @@ from bridge.resolve import Resolved, Resolver
 
 __all__ = ["HANDLERS", "DingTalk", "Finish", "Handler", "JobContext", "NotReachedHook", "NotYet", "journal"]
 
-log = structlog.get_logger("bridge.worker")
+log = logs.get_logger("bridge.worker")
 
 
 class DingTalk(Protocol):

@@ -8,14 +8,13 @@ same way, name a missing approval the same way, and log the same event with `via
 
 from __future__ import annotations
 
-import structlog
 from aiohttp import web
 
-from bridge import events, operate, store
+from bridge import events, logs, operate, store
 from bridge.appkeys import CLOCK, CONFIG, STORE, WAKE
 from bridge.records import JobState
 
-log = structlog.get_logger("bridge.operator")
+log = logs.get_logger("bridge.operator")
 
 MAX_JOB_ID = 2**63 - 1  # past a 64-bit integer the database cannot even look it up
 

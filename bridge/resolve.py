@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
-import structlog
-
-from bridge import errors, recipients
+from bridge import errors, logs, recipients
 from bridge.clock import Clock
 from bridge.config import DEFAULT_APP, DingTalkConfig
 from bridge.recipients import RecipientKind, Reference
@@ -28,7 +26,7 @@ from bridge.records import Resolution
 
 __all__ = ["Directory", "ResolutionStore", "Resolved", "Resolver"]
 
-log = structlog.get_logger("bridge.resolve")
+log = logs.get_logger("bridge.resolve")
 
 
 class Directory(Protocol):

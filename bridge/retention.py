@@ -18,13 +18,11 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Protocol
 
-import structlog
-
-from bridge import store
+from bridge import logs, store
 from bridge.clock import Clock
 from bridge.config import WorkerConfig
 
-log = structlog.get_logger("bridge.retention")
+log = logs.get_logger("bridge.retention")
 
 _MAX_BATCHES = 20  # per look; the rest waits for the next look
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import structlog
 
-from bridge import errors, store
+from bridge import errors, logs, store
 from bridge.clock import Clock
 from bridge.config import Config
 from bridge.decide import CARD_TRUNCATED, Policy, decide
@@ -25,7 +25,7 @@ from bridge.records import Outcome
 
 __all__ = ["Decider", "DecisionObserver", "JobTaker", "Processed", "policy_for"]
 
-log = structlog.get_logger("bridge.service")
+log = logs.get_logger("bridge.service")
 
 
 class DecisionObserver(Protocol):

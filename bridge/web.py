@@ -22,13 +22,13 @@ import orjson
 import structlog
 from aiohttp import web
 
-from bridge import errors, events
+from bridge import errors, events, logs
 from bridge.appkeys import CLOCK, CONFIG, METRICS, REJECTIONS, STORE, WAKE
 from bridge.config import Config, SourceConfig
 from bridge.sources import intake, signatures
 from bridge.store import Store
 
-log = structlog.get_logger("bridge.web")
+log = logs.get_logger("bridge.web")
 
 JSON_TYPES = ("application/json", "text/json")
 

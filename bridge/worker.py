@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from bridge import errors, service, store
+from bridge import errors, logs, service, store
 from bridge.clock import Clock
 from bridge.config import Config
 from bridge.dingtalk.apps import AppClients
@@ -36,7 +36,7 @@ from bridge.retry import RetryPolicy
 
 __all__ = ["DingTalk", "JobObserver", "RunStats", "Worker"]
 
-log = structlog.get_logger("bridge.worker")
+log = logs.get_logger("bridge.worker")
 
 
 class JobObserver(Protocol):

@@ -10,16 +10,15 @@ from __future__ import annotations
 import math
 from urllib.parse import quote
 
-import structlog
 from aiohttp import web
 
-from bridge import operate, operator_http
+from bridge import logs, operate, operator_http
 from bridge.admin import host_allowed
 from bridge.appkeys import CLOCK, CONFIG, STORE, WAKE
 from bridge.console import auth
 from bridge.console.html import approval_path, esc, page, template
 
-log = structlog.get_logger("bridge.console")
+log = logs.get_logger("bridge.console")
 
 VIA = "console"  # who did it, in the journal and in the operator.* log lines
 

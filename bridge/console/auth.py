@@ -20,15 +20,15 @@ import secrets
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
-import structlog
 from aiohttp import web
 
+from bridge import logs
 from bridge.admin import host_allowed
 from bridge.appkeys import CLOCK, CONFIG
 from bridge.console.html import esc, page
 from bridge.console.throttle import DEVICE_TTL_S, LoginThrottle
 
-log = structlog.get_logger("bridge.console")
+log = logs.get_logger("bridge.console")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

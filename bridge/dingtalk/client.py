@@ -21,9 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
-import structlog
 
-from bridge import errors
+from bridge import errors, logs
 from bridge.clock import Clock, SystemClock
 from bridge.config import DingTalkConfig
 from bridge.dingtalk import messages
@@ -52,7 +51,7 @@ from bridge.dingtalk.wire import SendProgress as SendProgress
 from bridge.dingtalk.wire import SendResult as SendResult
 from bridge.secret import Secret
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 # DingTalk counts a rolling second of calls per app and API as they *arrive*. Between a call starting here and
 # arriving there lie a few milliseconds of scheduling jitter on both sides (more under load), enough to put 21

@@ -41,15 +41,14 @@ import math
 from collections import deque
 from typing import Protocol, runtime_checkable
 
-import structlog
-
+from bridge import logs
 from bridge.clock import Clock
 from bridge.dingtalk.ratelimit import RateLimiter
 from bridge.errors import StorageUnavailable
 
 __all__ = ["BATCH_MAX", "FleetLimiter", "FleetLimiters", "SlotSource"]
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 BATCH_MAX = 4  # slots one process may hold ahead: enough to halve round trips under load, few to waste
 SPREAD_S = 0.02  # per window: how much closer than planned two processes' neighbouring starts may come

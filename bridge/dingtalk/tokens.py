@@ -37,12 +37,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
-import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bridge import logs
 from bridge.clock import Clock
 from bridge.dingtalk.wire import TOKEN_REFRESH_MARGIN_S
 from bridge.errors import StorageUnavailable
@@ -51,7 +51,7 @@ from bridge.secret import Secret
 
 __all__ = ["AppToken", "Fetch", "TokenRegistry", "TokenSeal", "TokenStore", "app_key_hash"]
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 TOKEN_LEASE_S = 15.0  # longer than one gettoken (the client's timeout_s, 10 s by default), short enough to wait out
 POLL_FIRST_S = 0.05  # a process waiting for another's refresh reads the row again after this, doubling …

@@ -23,9 +23,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import aiohttp
-import structlog
 
-from bridge import errors, events
+from bridge import errors, events, logs
 from bridge.clock import Clock
 from bridge.config_model import SourceConfig
 from bridge.sources.native.stream_frames import (
@@ -43,7 +42,7 @@ from bridge.sources.native.stream_frames import (
 from bridge.sources.native.stream_keys import StreamKeys
 from bridge.store import Store
 
-log = structlog.get_logger("bridge.stream")
+log = logs.get_logger("bridge.stream")
 
 USER_AGENT = "bridge-stream/1.0 (aiohttp)"
 

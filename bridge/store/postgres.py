@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
-import structlog
 from psycopg.rows import DictRow, dict_row
 
+from bridge import logs
 from bridge import records as store  # the records, not the package: open_store imports this module
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
@@ -48,7 +48,7 @@ from bridge.store.sql_statements import SqlStatementWrites, Statement
 
 __all__ = ["PostgresStore"]
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 T = TypeVar("T")
 DECIDE_LEASE_S = 10.0  # a batch of decisions takes well under this; a killed decider's approvals free up after it
 _LISTEN_RETRY_S = 1.0

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
-import structlog
 
+from bridge import logs
 from bridge import records as store  # the records, not the package: open_store imports this module
 from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent
@@ -47,7 +47,7 @@ from bridge.store.sqlite_writes import SQLiteWrites
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SYNCHRONOUS", "Migration", "SQLiteStore"]
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 T = TypeVar("T")
 # A connection the store opened and must close: the aiosqlite reader or the writer thread's connection.

@@ -228,3 +228,22 @@ def test_native_keys_and_the_stream_client_secret_are_scrubbed(log_stream: io.St
     assert len(parse_all(log_stream)) == len(env)
     for value in env.values():
         assert value not in text, value
+
+
+def test_a_module_logger_follows_every_new_configuration(log_stream: io.StringIO) -> None:
+    """bridge's module loggers keep their bound logger between lines, but not across a new configuration:
+    a line goes where and at the level the configuration of the moment says, and captured logs see it."""
+    log = logs.get_logger("bridge.test")
+    log.info("first.line")
+    second = io.StringIO()
+    logs.configure(fmt="json", level="warning", stream=second)
+    log.info("dropped.line")
+    log.warning("second.line", approval_id="PO-1")
+    with structlog.testing.capture_logs() as captured:
+        log.warning("captured.line")
+    log.warning("third.line")
+    assert [json.loads(line)["event"] for line in log_stream.getvalue().splitlines()] == ["first.line"]
+    lines = [json.loads(line) for line in second.getvalue().splitlines()]
+    assert [(d["event"], d["logger"], d["level"]) for d in lines] == [
+        ("second.line", "bridge.test", "warning"), ("third.line", "bridge.test", "warning")]
+    assert [c["event"] for c in captured] == ["captured.line"]
