@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -50,11 +50,8 @@ from bridge.store import Store, open_store
 log = logs.get_logger("bridge.app")
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 @web.middleware
-async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def edge(request: web.Request, handler: admin.Handler) -> web.StreamResponse:
     """The rules every answer passes, in one middleware: a route on the wrong listener is a 404
     (`admin.wrong_listener`), console answers carry their security headers (`console.secure`), and aiohttp's
     plain-text errors become JSON (`web.json_answer_for`). One frame per request instead of three: the

@@ -14,7 +14,6 @@ on every field's edge cases, comparing the two paths' answers. Pure: `now` is pa
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from bridge.decoding import parse_time
 from bridge.event_checks import TimeWindow
@@ -51,11 +50,6 @@ def _clean_link(value: object) -> bool:
             and value.isprintable() and " " not in value and value.partition("://")[2][:1] not in ("", "/", "?", "#"))
 
 
-def _optional(obj: dict[str, Any], key: str, max_chars: int) -> tuple[bool, str | None]:
-    value = obj.get(key)
-    return (True, None) if value is None else (_clean_text(value, max_chars), value)
-
-
 def event(source: str, obj: object, now: datetime, window: TimeWindow, *,
           webhook_id: str | None = None) -> ApprovalEvent | None:
     """The event `obj` (a decoded canonical body) describes, when it is plainly clean; None means "not at a
@@ -83,9 +77,9 @@ def event(source: str, obj: object, now: datetime, window: TimeWindow, *,
     joined = "".join((*ids, *users))  # printable iff every part is; no space, and no comma or prefix in userids
     if not joined.isprintable() or " " in joined or (users and any(c in "".join(users) for c in ",:")):
         return None
-    texts = (_optional(obj, "title", MAX_TITLE_CHARS), _optional(obj, "applicant", MAX_APPLICANT_CHARS),
-             _optional(obj, "content", MAX_CONTENT_CHARS))
-    if not all(ok for ok, _ in texts):
+    title, applicant, content = obj.get("title"), obj.get("applicant"), obj.get("content")
+    texts = ((title, MAX_TITLE_CHARS), (applicant, MAX_APPLICANT_CHARS), (content, MAX_CONTENT_CHARS))
+    if not all(text is None or _clean_text(text, limit) for text, limit in texts):
         return None
     url, pc_url = obj.get("url"), obj.get("pc_url")
     if (url is not None and not _clean_link(url)) or (pc_url is not None and not _clean_link(pc_url)):
@@ -96,7 +90,6 @@ def event(source: str, obj: object, now: datetime, window: TimeWindow, *,
         return None
     if not now - timedelta(days=window.max_age_days) <= occurred_at <= now + timedelta(seconds=window.max_future_s):
         return None
-    (_, title), (_, applicant), (_, content) = texts
     return ApprovalEvent(source=source, event_id=event_id, approval_id=approval_id,
                          status=status, occurred_at=occurred_at, title=title, recipients=users, applicant=applicant,
                          url=url, pc_url=pc_url, content=content)
