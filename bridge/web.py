@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 import orjson
-import structlog
 from aiohttp import web
 
 from bridge import errors, events, logs
@@ -76,7 +75,7 @@ async def receive_webhook(request: web.Request) -> web.StreamResponse:
     cfg, metrics = app[CONFIG], app[METRICS]
     started = time.perf_counter()
     name = request.match_info["source"]
-    structlog.contextvars.bind_contextvars(source=name[:64])
+    bound = logs.bind_request(source=name[:64])
     response: web.StreamResponse
     try:
         response = await _receive(request, name)
@@ -90,7 +89,7 @@ async def receive_webhook(request: web.Request) -> web.StreamResponse:
         response = json_error(503, "storage_unavailable", str(exc), retry=True)
         response.headers["Retry-After"] = "5"
     finally:
-        structlog.contextvars.unbind_contextvars("source", "approval_id", "event_id")
+        logs.reset_request(bound)
     metrics.webhook_answered(_source_label(cfg, name), response.status, time.perf_counter() - started)
     return response
 
@@ -135,7 +134,7 @@ async def _receive(request: web.Request, name: str) -> web.StreamResponse:
     event = intake.decode(source, body, clock.now(), headers=request.headers, webhook_id=webhook_id,
                           window=intake.window_of(cfg.server)).event
     assert event is not None  # only native handshakes carry no event
-    structlog.contextvars.bind_contextvars(approval_id=event.approval_id, event_id=event.event_id)
+    logs.bind_request(approval_id=event.approval_id, event_id=event.event_id)
     await _require_card_data(st, event)
     return await _store(request, event, intake.redact(source, body), accepted_reply=None)
 
@@ -178,7 +177,7 @@ async def _receive_native(request: web.Request, source: SourceConfig, body: byte
     if result.event is None:
         log.info("webhook.handshake")
         return reply
-    structlog.contextvars.bind_contextvars(approval_id=result.event.approval_id, event_id=result.event.event_id)
+    logs.bind_request(approval_id=result.event.approval_id, event_id=result.event.event_id)
     return await _store(request, result.event, intake.redact(source, body), accepted_reply=reply)
 
 

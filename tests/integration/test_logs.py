@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import structlog
@@ -247,3 +247,68 @@ def test_a_module_logger_follows_every_new_configuration(log_stream: io.StringIO
     assert [(d["event"], d["logger"], d["level"]) for d in lines] == [
         ("second.line", "bridge.test", "warning"), ("third.line", "bridge.test", "warning")]
     assert [c["event"] for c in captured] == ["captured.line"]
+
+
+def test_a_bridge_logger_writes_what_structlog_writes(log_stream: io.StringIO) -> None:
+    """`bridge.logs.Logger` runs the configured chain itself while it is the one `configure` installed: the
+    line it writes is the line structlog's own bound logger writes for the same call, field for field and in
+    the same order (the timestamps aside), context, scrubbing and non-ASCII text included."""
+    assert logs._chain is not None and logs._chain.installed()  # the path under test is the one taken
+    logs.register_secrets(["s3cr3t-value-42"])
+    ours, theirs = logs.get_logger("bridge.same"), structlog.get_logger("bridge.same")
+    token = logs.bind_request(source="erp", approval_id="PO-1")
+    with structlog.contextvars.bound_contextvars(job_id=7):
+        for log in (ours, theirs):
+            log.info("webhook.accepted", status="pending", title="采购申请", app_secret="x1",
+                     detail="said s3cr3t-value-42", amount=1.5, recipients=["u1"], obj=object)
+            log.debug("test.debug", n=1)
+            log.error("test.error", problems=None)
+    logs.reset_request(token)
+    lines = parse_all(log_stream)
+    assert len(lines) == 6
+    for line in lines:
+        line.pop("timestamp")
+    assert [list(line.items()) for line in lines[:3]] == [list(line.items()) for line in lines[3:]]
+    first = lines[0]
+    assert (first["source"], first["approval_id"], first["job_id"]) == ("erp", "PO-1", 7)
+    assert first["app_secret"] == "****" and first["detail"] == "said ****" and first["title"] == "采购申请"
+
+
+def test_timestamps_are_written_as_structlog_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`add_timestamp` replaces `TimeStamper(fmt="iso", utc=True)` on the hot path: same text for the same
+    instant, with and without microseconds, across a second, a day and a leap day."""
+    import datetime as dt
+    import time
+
+    stamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    for text in ("2026-12-02T12:56:31.712405", "2026-12-02T12:56:31", "2028-02-29T23:59:59.999999",
+                 "2029-01-01T00:00:00.000001", "1999-12-31T23:59:59"):
+        instant = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+        unix_us = int(instant.timestamp()) * 1_000_000 + instant.microsecond
+
+        class Frozen(dt.datetime):
+            at = instant
+
+            @classmethod
+            def now(cls, tz: dt.tzinfo | None = None) -> Frozen:
+                return cast(Frozen, cls.at)
+
+        monkeypatch.setattr(dt, "datetime", Frozen)
+        expected = stamper(None, "info", {})["timestamp"]
+        monkeypatch.undo()
+        assert logs.iso_utc(unix_us) == expected, text
+        monkeypatch.setattr(time, "time_ns", lambda ns=unix_us * 1000: ns)
+        assert logs.add_timestamp(None, "info", {})["timestamp"] == expected
+        monkeypatch.undo()
+
+
+def test_what_a_request_binds_is_gone_when_it_ends(log_stream: io.StringIO) -> None:
+    log = logs.get_logger("bridge.test")
+    outer = logs.bind_request(source="erp")
+    logs.bind_request(approval_id="PO-1", event_id="e-1")
+    log.info("inside.line")
+    logs.reset_request(outer)
+    log.info("after.line")
+    inside, after = parse_all(log_stream)
+    assert (inside["source"], inside["approval_id"], inside["event_id"]) == ("erp", "PO-1", "e-1")
+    assert not {"source", "approval_id", "event_id"} & set(after)
