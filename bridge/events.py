@@ -93,21 +93,28 @@ class ApprovalEvent:
             "status": self.status.value if self.status else None,
             "occurred_at": self.occurred_at.isoformat(),
         }
-        optional: dict[str, Any] = {
-            "title": self.title,
-            "recipients": list(self.recipients) or None,
-            "applicant": self.applicant,
-            "url": self.url,
-            "pc_url": self.pc_url,
-            "form": [{"key": f.key, "value": f.value} for f in self.form] or None,
-            "amount": {"num": self.amount.num, "unit": self.amount.unit} if self.amount else None,
-            "content": self.content,
-            "raw_status": self.raw_status,
-            "note": self.note,
-            "unresolved": self.unresolved,
-            "extra": dict(self.extra) or None,
-        }
-        d.update({k: v for k, v in optional.items() if v is not None})
+        # the optional fields only when set, in this order (one test per field: the stored form is written for
+        # every event received, so no dict of all of them is built and filtered)
+        if self.title is not None:
+            d["title"] = self.title
+        if self.recipients:
+            d["recipients"] = list(self.recipients)
+        if self.applicant is not None:
+            d["applicant"] = self.applicant
+        if self.url is not None:
+            d["url"] = self.url
+        if self.pc_url is not None:
+            d["pc_url"] = self.pc_url
+        if self.form:
+            d["form"] = [{"key": f.key, "value": f.value} for f in self.form]
+        if self.amount is not None:
+            d["amount"] = {"num": self.amount.num, "unit": self.amount.unit}
+        for key, value in (("content", self.content), ("raw_status", self.raw_status), ("note", self.note),
+                           ("unresolved", self.unresolved)):
+            if value is not None:
+                d[key] = value
+        if self.extra:
+            d["extra"] = dict(self.extra)
         return d
 
     def to_json(self) -> str:
