@@ -39,6 +39,7 @@ class Row(Protocol):  # sqlite3.Row, or the PostgreSQL store's dict rows (same Â
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)  # made once: every stored time goes through to_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,7 @@ def to_us(at: datetime) -> int:
     """An aware datetime as integer microseconds since the epoch; naive datetimes are a programming error."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"naive datetime {at.isoformat()}: bridge stores timezone-aware UTC times only")
-    return (at - _EPOCH) // timedelta(microseconds=1)
+    return (at - _EPOCH) // _MICROSECOND
 
 
 def from_us(us: int) -> datetime:
