@@ -136,7 +136,10 @@ class Proc:
         return self.popen.returncode
 
 
-def _spawn(argv: list[str], log: Path, ready_url: str, timeout: float = 120.0) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, ready_url: str, timeout: float = 120.0, wrap: Sequence[str] = ()
+           ) -> subprocess.Popen[bytes]:
+    """Start `argv` (behind `wrap`, e.g. valgrind's command line) and wait until `ready_url` answers."""
+    argv = [*wrap, *argv]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("BRIDGE_CONFIG", None)
     with log.open("ab") as out:
@@ -167,15 +170,16 @@ def start_simulator(workdir: Path, *, qps: int = 0, port: int | None = None) -> 
     return Proc(p, url, log)
 
 
-def start_bare(workdir: Path) -> Proc:
+def start_bare(workdir: Path, *, wrap: Sequence[str] = (), timeout: float = 120.0) -> Proc:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = workdir / f"bare-{port}.log"
-    p = _spawn([sys.executable, str(Path(__file__).resolve()), "bare", "--port", str(port)], log, url + "/")
+    p = _spawn([sys.executable, str(Path(__file__).resolve()), "bare", "--port", str(port)], log, url + "/",
+               timeout, wrap)
     return Proc(p, url, log)
 
 
-def start_floor(workdir: Path, *, checks: bool = False) -> Proc:
+def start_floor(workdir: Path, *, checks: bool = False, wrap: Sequence[str] = (), timeout: float = 120.0) -> Proc:
     """bench/floor.py: the work a durable receiver cannot skip, done as cheaply as Python allows."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -183,7 +187,8 @@ def start_floor(workdir: Path, *, checks: bool = False) -> Proc:
     (workdir / name).mkdir(exist_ok=True)
     argv = [sys.executable, str(Path(__file__).with_name("floor.py")), "--port", str(port),
             "--db", str(workdir / name / "floor.db"), *(["--checks"] if checks else [])]
-    return Proc(_spawn(argv, workdir / f"{name}-{port}.log", url + "/"), url, workdir / f"{name}-{port}.log")
+    log = workdir / f"{name}-{port}.log"
+    return Proc(_spawn(argv, log, url + "/", timeout, wrap), url, log)
 
 
 @dataclass
@@ -251,11 +256,12 @@ format = "canonical"
 """
 
 
-def start_bridge(setup: BridgeSetup, timeout: float = 120.0, role: str = "all", log_level: str = "warning") -> Proc:
+def start_bridge(setup: BridgeSetup, timeout: float = 120.0, role: str = "all", log_level: str = "warning",
+                 wrap: Sequence[str] = ()) -> Proc:
     cfg = setup.workdir / f"bridge-{setup.port}.toml"
     cfg.write_text(setup.toml())
     log = setup.workdir / f"bridge-{setup.port}.log"
-    argv = [str(BIN / "bridge")]
+    argv = [sys.executable, "-m", "bridge"] if wrap else [str(BIN / "bridge")]  # a wrapper runs the interpreter
     if switch := os.environ.get("BENCH_SWITCHINTERVAL"):  # experiment: the GIL switch interval of bridge
         argv = [sys.executable, "-c", f"import sys; sys.setswitchinterval({float(switch)}); "
                 "from bridge.cli.main import main; sys.argv[0] = 'bridge'; sys.exit(main())"]
@@ -264,7 +270,7 @@ def start_bridge(setup: BridgeSetup, timeout: float = 120.0, role: str = "all", 
                 "from bridge.cli.main import main; sys.argv[0] = 'bridge'; sys.exit(main())"]
     p = _spawn([*argv, "serve", "--config", str(cfg), "--role", role, "--log-format", "json",
                 "--log-level", log_level],
-               log, setup.url + "/readyz", timeout)
+               log, setup.url + "/readyz", timeout, wrap)
     return Proc(p, setup.url, log)
 
 

@@ -8,11 +8,14 @@ result each script writes to bench/results/.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests import real
 
 pytestmark = pytest.mark.acceptance
 
@@ -31,6 +34,7 @@ CASES = {
     "operator_reads": ([], {"operator_reads": ["reads_ms", "target_ms", "approvals", "journal"]}),
     "fleet_limit": ([], {"fleet_limit": ["local_us", "fleet_us", "ratio", "share", "load"]}),
     "memory": (["--events", "1000"], {"memory": ["samples", "peak_ingest_mib", "peak_drain_mib", "rss_last_mib"]}),
+    "instructions": ([], {"instructions": ["figures", "ratios", "requests"]}),
     "drills": ([], {"drills-crash": ["figures", "targets"], "drills-faults": ["figures", "targets"],
                     "drills-badinput": ["figures", "targets"], "drills-storage": ["figures", "targets"]}),
 }
@@ -42,6 +46,8 @@ CASES = {
 @pytest.mark.parametrize("script", list(CASES))
 def test_script_quick_mode(script: str) -> None:
     args, expected = CASES[script]
+    if script == "instructions" and shutil.which("valgrind") is None:
+        real.missing("valgrind", "apt-get install valgrind (bench/instructions.py counts instructions with callgrind)")
     for name in expected:
         (RESULTS / f"{name}.json").unlink(missing_ok=True)
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), "--quick", *args],
@@ -56,6 +62,10 @@ def test_script_quick_mode(script: str) -> None:
     if script == "ingest":
         data = json.loads((RESULTS / "ingest.json").read_text())
         assert data["missing_in_db"] == 0 and data["bridge"]["codes"] == {"202": data["requests"]}
+    if script == "instructions":
+        data = json.loads((RESULTS / "instructions.json").read_text())
+        assert set(data["figures"]) == {"bare", "receiver"} and data["ratios"]["bare"] == 1.0
+        assert all(f["instructions"] > 0 and f["accepted"] == f["requests"] for f in data["figures"].values())
     if script == "drills":
         for name in expected:
             data = json.loads((RESULTS / f"{name}.json").read_text())
