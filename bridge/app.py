@@ -31,6 +31,7 @@ from bridge.appkeys import (
     REJECTIONS,
     ROLE,
     STORE,
+    STORED,
     STREAMS,
     WAKE,
     WORKER,
@@ -104,7 +105,13 @@ def create_app(
         if w is not None:
             w.wake()
 
+    def stored() -> None:
+        w = app.get(WORKER)
+        if w is not None:
+            w.webhook_stored()
+
     app[WAKE] = wake
+    app[STORED] = stored
 
     async def store_ctx(_app: web.Application) -> AsyncIterator[None]:
         await store.open()

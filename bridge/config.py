@@ -274,6 +274,8 @@ def _worker(t: Table) -> WorkerConfig:
     values: dict[str, Any] = {
         "on_orphaned": t.text("on_orphaned", d.on_orphaned, choices=tuple(OrphanPolicy)),
         "retention_days": t.number("retention_days", d.retention_days, low=0.0, open_low=False),
+        "intake_priority_s": t.number("intake_priority_s", d.intake_priority_s, low=0.0, open_low=False,
+                                      high=60.0),
     }
     for f in fields:
         if f.name in values:

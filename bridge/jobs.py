@@ -42,7 +42,8 @@ from bridge.dingtalk.wire import DUPLICATE_CONTENT_CODES, RECALL_REFUSED, SendPr
 from bridge.records import Job, JobKind, NewJob, NewJournal, Notice, NoticeChange, NoticeState, OrphanPolicy
 from bridge.resolve import Resolved, Resolver
 
-__all__ = ["HANDLERS", "DingTalk", "Finish", "Handler", "JobContext", "NotReachedHook", "NotYet", "journal"]
+__all__ = ["HANDLERS", "DingTalk", "Finish", "Handler", "JobContext", "NotReachedHook", "NotYet", "describe",
+           "failure_data", "journal"]
 
 log = logs.get_logger("bridge.worker")
 
@@ -95,6 +96,23 @@ class JobContext:
 
 
 Handler = Callable[[JobContext, Job, Notice], Awaitable[Finish]]
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as a journal or log line names it: its message, else its class."""
+    return str(exc) or type(exc).__name__
+
+
+def failure_data(exc: Exception) -> dict[str, Any]:
+    """What a journal line keeps about a failure, so the console can count DingTalk errors by code and app
+    from the store (right for a fleet of workers): the most specific code, the exception's class and the app
+    `_execute` bound for the job (absent when the job failed before its app was known)."""
+    data: dict[str, Any] = {"error": type(exc).__name__}
+    if isinstance(exc, errors.DingTalkError):
+        data["code"] = exc.code
+    if app := structlog.contextvars.get_contextvars().get("app"):
+        data["app"] = str(app)
+    return data
 
 
 def journal(job: Job, kind: str, message: str, *, task_id: int | None = None, **data: Any) -> NewJournal:

@@ -28,7 +28,8 @@ from bridge.clock import Clock
 from bridge.config import Config
 from bridge.dingtalk.apps import AppClients
 from bridge.handoff import GATED, Handoff
-from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, journal
+from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, describe, failure_data, journal
+from bridge.priority import IntakeFirst
 from bridge.records import JobKind
 from bridge.resolve import Resolver
 from bridge.retention import PruneObserver, Retention
@@ -110,6 +111,7 @@ class Worker(Handoff):
         self.policy = policy or RetryPolicy(base_s=w.retry_base_s, cap_s=w.retry_cap_s, max_attempts=w.max_attempts)
         self.observer: JobObserver = observer or _IgnoreJobs()
         self._wake = asyncio.Event()
+        self.intake = IntakeFirst(cfg.worker.intake_priority_s)  # webhooks first (bridge.priority)
         self._stopping = False
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._kinds: dict[int, str] = {}  # the kind of each job in _tasks (the claim by kind counts them)
@@ -137,6 +139,17 @@ class Worker(Handoff):
         """New work was committed in this process: look now instead of at the next poll."""
         self._wake.set()
 
+    def webhook_stored(self) -> None:
+        """A webhook's event was stored in this process: `wake`, and count it as an arrival, so that while
+        webhooks keep coming the worker gives the receiver the CPU first (bridge.priority)."""
+        self.intake.arrived(self.clock.monotonic())
+        self._wake.set()
+
+    async def _after_webhooks(self) -> None:
+        """Wait while webhooks keep arriving, for at most `[worker] intake_priority_s` in a row."""
+        while not self._stopping and (wait_s := self.intake.wait_s(self.clock.monotonic())) > 0:
+            await self.clock.sleep(wait_s)
+
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
@@ -150,6 +163,8 @@ class Worker(Handoff):
         beating = None if burst else asyncio.create_task(self._heartbeat(), name="bridge-worker-heartbeat")
         try:
             while not self._stopping:
+                if not burst:
+                    await self._after_webhooks()
                 self._wake.clear()
                 try:
                     self._deciding = stats
@@ -323,7 +338,7 @@ class Worker(Handoff):
 
     async def _failed(self, job: store.Job, exc: Exception, stats: RunStats) -> None:
         now = self.clock.now()
-        message = _describe(exc)
+        message = describe(exc)
         if isinstance(exc, NotYet):  # a progress check that must look again: not a failure
             delay = min(60.0, self.cfg.worker.check_delay_s * 2 ** max(0, job.attempts - 1))
             await self.store.retry_job(job.id, now, now + timedelta(seconds=delay), message)
@@ -339,7 +354,7 @@ class Worker(Handoff):
                 job.id, now, run_at, message,
                 journal=[journal(job, "job.retry_scheduled",
                                  f"{job.kind} attempt {job.attempts} failed: {message}; retry in {delay:.1f}s",
-                                 attempt=job.attempts, delay_s=round(delay, 3), **_error_data(exc))],
+                                 attempt=job.attempts, delay_s=round(delay, 3), **failure_data(exc))],
             )
             stats.retried += 1
             self.observer.job_retried(job.kind)
@@ -349,7 +364,7 @@ class Worker(Handoff):
         await self.store.bury_job(
             job.id, now, message,
             journal=[journal(job, "job.dead", f"{job.kind} dead after {job.attempts} attempts ({reason}): "
-                             f"{message}", attempt=job.attempts, **_error_data(exc))],
+                             f"{message}", attempt=job.attempts, **failure_data(exc))],
         )
         stats.dead += 1
         self.observer.job_dead(job.kind)
@@ -373,22 +388,6 @@ class Worker(Handoff):
             raise errors.BridgeError(f"card {notice.id} was sent through DingTalk app {app!r}, which is no longer "
                                      f"configured (apps: {', '.join(self.contexts)})")
         return await handler(cx, job, notice)
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
-
-
-def _error_data(exc: Exception) -> dict[str, Any]:
-    """What a journal line keeps about a failure, so the console can count DingTalk errors by code and app
-    from the store (right for a fleet of workers): the most specific code, the exception's class and the app
-    `_execute` bound for the job (absent when the job failed before its app was known)."""
-    data: dict[str, Any] = {"error": type(exc).__name__}
-    if isinstance(exc, errors.DingTalkError):
-        data["code"] = exc.code
-    if app := structlog.contextvars.get_contextvars().get("app"):
-        data["app"] = str(app)
-    return data
 
 
 def _log_fields(fields: dict[str, Any]) -> dict[str, Any]:
