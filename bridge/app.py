@@ -27,11 +27,11 @@ from bridge.appkeys import (
     CLIENTS,
     CLOCK,
     CONFIG,
+    INTAKE,
     METRICS,
     REJECTIONS,
     ROLE,
     STORE,
-    STORED,
     STREAMS,
     WAKE,
     WORKER,
@@ -44,6 +44,7 @@ from bridge.dingtalk.fleetlimit import SlotSource
 from bridge.dingtalk.tokens import TokenRegistry
 from bridge.errors import BridgeError
 from bridge.metrics import Metrics
+from bridge.priority import IntakeFirst
 from bridge.sources import stream
 from bridge.sources.native import native_keys
 from bridge.store import Store, open_store
@@ -105,13 +106,8 @@ def create_app(
         if w is not None:
             w.wake()
 
-    def stored() -> None:
-        w = app.get(WORKER)
-        if w is not None:
-            w.webhook_stored()
-
     app[WAKE] = wake
-    app[STORED] = stored
+    app[INTAKE] = IntakeFirst(cfg.worker.intake_priority_s)
 
     async def store_ctx(_app: web.Application) -> AsyncIterator[None]:
         await store.open()
@@ -133,7 +129,7 @@ def create_app(
     async def worker_ctx(a: web.Application) -> AsyncIterator[None]:
         decider = service.Decider(store, cfg, clock, observer=metrics)
         w = worker.Worker(store, a[CLIENTS], cfg, clock, decider=decider, observer=metrics,
-                          prune_observer=metrics)
+                          prune_observer=metrics, intake=a[INTAKE])
         a[WORKER] = w
         task = None
         if run_worker:

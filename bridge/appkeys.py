@@ -17,13 +17,14 @@ from bridge.clock import Clock
 from bridge.config import Config
 from bridge.dingtalk.apps import AppClients
 from bridge.metrics import Metrics
+from bridge.priority import IntakeFirst
 from bridge.rejections import RejectionLog
 from bridge.sources.stream import StreamClient
 from bridge.store import Store
 from bridge.worker import Worker
 
-__all__ = ["ADMIN_PORTS", "CLIENTS", "CLOCK", "CONFIG", "METRICS", "REJECTIONS", "ROLE", "STORE", "STORED", "STREAMS",
-           "WAKE", "WORKER", "Role"]
+__all__ = ["ADMIN_PORTS", "CLIENTS", "CLOCK", "CONFIG", "INTAKE", "METRICS", "REJECTIONS", "ROLE", "STORE",
+           "STREAMS", "WAKE", "WORKER", "Role"]
 
 
 class Role(StrEnum):
@@ -47,8 +48,8 @@ STORE = web.AppKey("bridge.store", Store)
 CLOCK = web.AppKey("bridge.clock", Clock)
 METRICS = web.AppKey("bridge.metrics", Metrics)
 WAKE: web.AppKey[Callable[[], None]] = web.AppKey("bridge.wake")
-# a webhook's event was stored: WAKE, and an arrival the worker gives way to (bridge.priority)
-STORED: web.AppKey[Callable[[], None]] = web.AppKey("bridge.stored")
+# the webhooks in progress, which the worker of the same process gives way to (bridge.priority)
+INTAKE = web.AppKey("bridge.intake", IntakeFirst)
 WORKER = web.AppKey("bridge.worker", Worker)
 # name → the DingTalk client of each configured app (bridge.dingtalk.apps)
 CLIENTS: web.AppKey[AppClients[Any]] = web.AppKey("bridge.dingtalk.clients")

@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 
 from bridge import errors, events, logs
-from bridge.appkeys import CLOCK, CONFIG, METRICS, REJECTIONS, STORE, STORED
+from bridge.appkeys import CLOCK, CONFIG, INTAKE, METRICS, REJECTIONS, STORE, WAKE
 from bridge.config import Config, SourceConfig
 from bridge.sources import intake, signatures
 from bridge.store import Store
@@ -76,6 +76,7 @@ async def receive_webhook(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     name = request.match_info["source"]
     bound = logs.bind_request(source=name[:64])
+    app[INTAKE].arrived(app[CLOCK].monotonic())  # the worker's clock: it compares the two
     response: web.StreamResponse
     try:
         response = await _receive(request, name)
@@ -158,7 +159,7 @@ async def _store(
     result = await st.add_event(event, raw, clock.now())
     ids = {"event_id": event.event_id, "approval_id": event.approval_id, "inbox_id": result.inbox_id}
     if result.inserted:
-        app[STORED]()
+        app[WAKE]()
         log.info("webhook.accepted", status=event.status.value if event.status else None)
         return accepted_reply or fast_json_response({"status": "accepted", **ids}, status=202)
     log.info("webhook.duplicate")

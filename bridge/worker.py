@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,7 +30,7 @@ from bridge.config import Config
 from bridge.dingtalk.apps import AppClients
 from bridge.handoff import GATED, Handoff
 from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, describe, failure_data, journal
-from bridge.priority import IntakeFirst
+from bridge.priority import PROBE_S, IntakeFirst
 from bridge.records import JobKind
 from bridge.resolve import Resolver
 from bridge.retention import PruneObserver, Retention
@@ -98,6 +99,8 @@ class Worker(Handoff):
         policy: RetryPolicy | None = None,
         observer: JobObserver | None = None,
         prune_observer: PruneObserver | None = None,
+        intake: IntakeFirst | None = None,
+        cpu: Callable[[], float] = time.process_time,
     ) -> None:
         self.store = st
         # one client per DingTalk app; a single client given (tests) serves every configured app
@@ -111,7 +114,9 @@ class Worker(Handoff):
         self.policy = policy or RetryPolicy(base_s=w.retry_base_s, cap_s=w.retry_cap_s, max_attempts=w.max_attempts)
         self.observer: JobObserver = observer or _IgnoreJobs()
         self._wake = asyncio.Event()
-        self.intake = IntakeFirst(cfg.worker.intake_priority_s)  # webhooks first (bridge.priority)
+        # the arrivals of this process's receiver, which this worker gives way to (bridge.priority)
+        self.intake = intake or IntakeFirst(cfg.worker.intake_priority_s)
+        self.cpu = cpu  # the process's CPU seconds (injected: tests play a busy process)
         self._stopping = False
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._kinds: dict[int, str] = {}  # the kind of each job in _tasks (the claim by kind counts them)
@@ -139,16 +144,17 @@ class Worker(Handoff):
         """New work was committed in this process: look now instead of at the next poll."""
         self._wake.set()
 
-    def webhook_stored(self) -> None:
-        """A webhook's event was stored in this process: `wake`, and count it as an arrival, so that while
-        webhooks keep coming the worker gives the receiver the CPU first (bridge.priority)."""
-        self.intake.arrived(self.clock.monotonic())
-        self._wake.set()
-
     async def _after_webhooks(self) -> None:
-        """Wait while webhooks keep arriving, for at most `[worker] intake_priority_s` in a row."""
-        while not self._stopping and (wait_s := self.intake.wait_s(self.clock.monotonic())) > 0:
+        """Wait while webhooks arrive and keep a core busy without this worker, at most intake_priority_s."""
+        wait_s = PROBE_S
+        while not self._stopping and self.intake.arriving(self.clock.monotonic()):
+            started, cpu = self.clock.monotonic(), self.cpu()
             await self.clock.sleep(wait_s)
+            now = self.clock.monotonic()
+            share = (self.cpu() - cpu) / (now - started) if now > started else 0.0
+            wait_s = self.intake.wait_s(now, share)
+            if wait_s <= 0:
+                return
 
     def stop(self) -> None:
         self._stopping = True
