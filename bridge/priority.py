@@ -8,10 +8,10 @@ event; the card can follow a second later.
 
 When to hold off: while webhooks keep arriving (two within `QUIET_S` of each other, the last less than
 `QUIET_S` ago) and the process keeps a core busy without the worker (at least `BUSY_CPU_SHARE` of a core's
-time in CPU while the worker itself waited, over a probe of `PROBE_S` and then over each wait; the process's
-CPU time is injected). Webhooks that arrive steadily but leave the CPU room do not hold it off: waiting would
-only leave the core idle and the cards later, and a worker held off at 150 webhooks a second would fall
-behind for good. Tried first and dropped: the time one turn of the event loop takes (~1.2 ms under wrk's
+time in CPU while the worker itself waited, over a probe of `PROBE_S` and then over each wait, read from
+the injected clock's `cpu()`). Webhooks that arrive steadily but leave the CPU room do not hold it off:
+waiting would only leave the core idle and the cards later, and a worker held off at 150 webhooks a second
+would fall behind for good. Tried first and dropped: the time one turn of the event loop takes (~1.2 ms under wrk's
 saturating load and under the e2e bench's, which left the CPU half idle) and the webhooks in progress at the
 moment the worker asks (nearly always 0: the worker runs right after a group commit answered them all).
 

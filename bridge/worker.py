@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -100,7 +99,6 @@ class Worker(Handoff):
         observer: JobObserver | None = None,
         prune_observer: PruneObserver | None = None,
         intake: IntakeFirst | None = None,
-        cpu: Callable[[], float] = time.process_time,
     ) -> None:
         self.store = st
         # one client per DingTalk app; a single client given (tests) serves every configured app
@@ -116,7 +114,6 @@ class Worker(Handoff):
         self._wake = asyncio.Event()
         # the arrivals of this process's receiver, which this worker gives way to (bridge.priority)
         self.intake = intake or IntakeFirst(cfg.worker.intake_priority_s)
-        self.cpu = cpu  # the process's CPU seconds (injected: tests play a busy process)
         self._stopping = False
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._kinds: dict[int, str] = {}  # the kind of each job in _tasks (the claim by kind counts them)
@@ -148,10 +145,10 @@ class Worker(Handoff):
         """Wait while webhooks arrive and keep a core busy without this worker, at most intake_priority_s."""
         wait_s = PROBE_S
         while not self._stopping and self.intake.arriving(self.clock.monotonic()):
-            started, cpu = self.clock.monotonic(), self.cpu()
+            started, cpu = self.clock.monotonic(), self.clock.cpu()
             await self.clock.sleep(wait_s)
             now = self.clock.monotonic()
-            share = (self.cpu() - cpu) / (now - started) if now > started else 0.0
+            share = (self.clock.cpu() - cpu) / (now - started) if now > started else 0.0
             wait_s = self.intake.wait_s(now, share)
             if wait_s <= 0:
                 return

@@ -50,6 +50,9 @@ class OffsetClock:
     def monotonic(self) -> float:
         return time.monotonic() + self.offset_s
 
+    def cpu(self) -> float:
+        return time.process_time()
+
     def advance(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError("time does not go backwards")

@@ -67,8 +67,8 @@ async def _worker_sleeps(clock: FakeClock, intake_priority_s: float, cpu_share: 
     cfg = make_config()
     cfg = replace(cfg, worker=replace(cfg.worker, intake_priority_s=intake_priority_s))
     intake = IntakeFirst(intake_priority_s)
-    start = clock.monotonic()
-    w = worker.Worker(st, fake, cfg, clock, intake=intake, cpu=lambda: (clock.monotonic() - start) * cpu_share)
+    clock.cpu_share = cpu_share
+    w = worker.Worker(st, fake, cfg, clock, intake=intake)
     await st.add_event(event(Status.PENDING, n=2), b"{}", clock.now())
     flooding = True
 
