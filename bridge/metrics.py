@@ -90,6 +90,9 @@ class Metrics:
                               ["kind"], registry=r)
         self.orphaned = Gauge("bridge_orphaned_notices",
                               "Cards DingTalk filtered as duplicate content whose task_id reaches nobody", registry=r)
+        self.held_off_seconds = Counter(
+            "bridge_worker_held_off_seconds", "Seconds the worker waited for the receiver's webhooks (bridge.priority)",
+            registry=r)
         self.orphans_found = Counter("bridge_notices_orphaned", "Sends found orphaned (duplicate content, 143106)",
                                      registry=r)
         self.ready = Gauge("bridge_ready", "1 when every /readyz check passes, else 0", registry=r)
@@ -131,7 +134,7 @@ class Metrics:
     def transition(self, from_state: str, to_state: str) -> None:
         self.transitions.labels(from_state=from_state, to_state=to_state).inc()
 
-    # --- worker.JobObserver ----------------------------------------------------------------------------
+    # --- job_observer.JobObserver ----------------------------------------------------------------------
     def job_retried(self, kind: str) -> None:
         self.retries.labels(kind=kind).inc()
 
@@ -147,6 +150,9 @@ class Metrics:
 
     def notice_orphaned(self) -> None:
         self.orphans_found.inc()
+
+    def held_off(self, seconds: float) -> None:
+        self.held_off_seconds.inc(seconds)
 
     # --- retention.PruneObserver -----------------------------------------------------------------------
     def rows_pruned(self, kind: str, count: int) -> None:

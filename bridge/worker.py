@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -28,6 +28,7 @@ from bridge.clock import Clock
 from bridge.config import Config
 from bridge.dingtalk.apps import AppClients
 from bridge.handoff import GATED, Handoff
+from bridge.job_observer import IgnoreJobs, JobObserver
 from bridge.jobs import HANDLERS, DingTalk, Finish, JobContext, NotYet, describe, failure_data, journal
 from bridge.priority import PROBE_S, IntakeFirst
 from bridge.records import JobKind
@@ -38,39 +39,6 @@ from bridge.retry import RetryPolicy
 __all__ = ["DingTalk", "JobObserver", "RunStats", "Worker"]
 
 log = logs.get_logger("bridge.worker")
-
-
-class JobObserver(Protocol):
-    """What the worker reports as it runs jobs (`bridge.metrics.Metrics` is one)."""
-
-    def job_retried(self, kind: str) -> None: ...
-
-    def job_dead(self, kind: str) -> None: ...
-
-    def job_done(self, kind: str, outcome: str) -> None: ...
-
-    def recipients_not_reached(self, reason: str, count: int) -> None: ...
-
-    def notice_orphaned(self) -> None: ...
-
-
-class _IgnoreJobs:
-    """The JobObserver of a worker nobody watches."""
-
-    def job_retried(self, kind: str) -> None:
-        pass
-
-    def job_dead(self, kind: str) -> None:
-        pass
-
-    def job_done(self, kind: str, outcome: str) -> None:
-        pass
-
-    def recipients_not_reached(self, reason: str, count: int) -> None:
-        pass
-
-    def notice_orphaned(self) -> None:
-        pass
 
 
 @dataclass
@@ -110,7 +78,7 @@ class Worker(Handoff):
         self._reserved = 0
         w = cfg.worker
         self.policy = policy or RetryPolicy(base_s=w.retry_base_s, cap_s=w.retry_cap_s, max_attempts=w.max_attempts)
-        self.observer: JobObserver = observer or _IgnoreJobs()
+        self.observer: JobObserver = observer or IgnoreJobs()
         self._wake = asyncio.Event()
         # the arrivals of this process's receiver, which this worker gives way to (bridge.priority)
         self.intake = intake or IntakeFirst(cfg.worker.intake_priority_s)
@@ -149,6 +117,7 @@ class Worker(Handoff):
             await self.clock.sleep(wait_s)
             now = self.clock.monotonic()
             share = (self.clock.cpu() - cpu) / (now - started) if now > started else 0.0
+            self.observer.held_off(now - started)
             wait_s = self.intake.wait_s(now, share)
             if wait_s <= 0:
                 return

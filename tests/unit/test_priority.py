@@ -13,6 +13,7 @@ from bridge import worker
 from bridge.clock import FakeClock
 from bridge.dingtalk.fake import FakeDingTalk
 from bridge.events import Status
+from bridge.metrics import Metrics
 from bridge.priority import BUSY_CPU_SHARE, PROBE_S, QUIET_S, IntakeFirst
 from bridge.store.memory import MemoryStore
 from tests.unit.helpers import event, make_config
@@ -68,7 +69,8 @@ async def _worker_sleeps(clock: FakeClock, intake_priority_s: float, cpu_share: 
     cfg = replace(cfg, worker=replace(cfg.worker, intake_priority_s=intake_priority_s))
     intake = IntakeFirst(intake_priority_s)
     clock.cpu_share = cpu_share
-    w = worker.Worker(st, fake, cfg, clock, intake=intake)
+    metrics = Metrics()
+    w = worker.Worker(st, fake, cfg, clock, intake=intake, observer=metrics)
     await st.add_event(event(Status.PENDING, n=2), b"{}", clock.now())
     flooding = True
 
@@ -86,7 +88,9 @@ async def _worker_sleeps(clock: FakeClock, intake_priority_s: float, cpu_share: 
                 break
             await asyncio.sleep(0)
         assert fake.named("send"), "the worker never sent the card"
-        return sum(clock.sleeps)  # only the worker sleeps on the clock here
+        slept = sum(clock.sleeps)  # only the worker sleeps on the clock here
+        assert metrics.registry.get_sample_value("bridge_worker_held_off_seconds_total") == pytest.approx(slept)
+        return slept
     finally:
         flooding = False
         w.stop()
