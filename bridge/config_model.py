@@ -177,8 +177,8 @@ class WorkerConfig:
     # sends (and, apart, status-bar updates) one process has out at DingTalk at once: a kill -9 repeats up to that
     # many of each; one in flight makes at most 1 / (DingTalk's answer time) calls per second (docs/design.md)
     calls_in_flight: int = 1
-    # the longest the all-in-one process's worker holds off deciding and sending while webhooks keep arriving
-    # (more than 20 a second), so a burst is received at the receiver's own rate; 0: never (bridge.priority)
+    # the longest the all-in-one process's worker holds off deciding and sending while webhooks keep arriving and
+    # keep a core busy on their own, so a burst is received at the receiver's own rate; 0: never (bridge.priority)
     intake_priority_s: float = 2.0
 
 
