@@ -1,6 +1,7 @@
-"""`Store.pending_batch` for the stores in one process (memory, SQLite): `pending_events`, then each approval's row
-and notices read one after the other. Nothing is saved by batching there (no round trips); PostgreSQL reads them
-in the same statement as its take_pending (bridge_pending, bridge.store.postgres_decide.pending_body)."""
+"""`Store.pending_batch` for the memory store: `pending_events`, then each approval's row and notices read one
+after the other, which costs nothing there (no I/O). SQLite reads the approvals and notices of the whole batch in
+one query each (bridge.store.sqlite_reads); PostgreSQL in the same statement as its take_pending (bridge_pending,
+bridge.store.postgres_decide.pending_body)."""
 
 from __future__ import annotations
 

@@ -110,6 +110,17 @@ SELECT source, approval_id FROM inbox WHERE id = :id
 -- name: get_approval
 SELECT * FROM approvals WHERE source = :source AND approval_id = :approval_id
 
+-- name: approvals_for_keys
+-- The approvals of a pending batch in one read: :keys is a JSON array of [source, approval_id] pairs.
+SELECT a.* FROM json_each(:keys) AS k
+JOIN approvals AS a ON a.source = json_extract(k.value, '$[0]') AND a.approval_id = json_extract(k.value, '$[1]')
+
+-- name: notices_for_keys
+-- Their notices, each approval's in id order (as notices_for reads them one approval at a time).
+SELECT n.* FROM json_each(:keys) AS k
+JOIN notices AS n ON n.source = json_extract(k.value, '$[0]') AND n.approval_id = json_extract(k.value, '$[1]')
+ORDER BY n.source, n.approval_id, n.id
+
 -- name: upsert_approval
 -- created_at is kept from the first insert; everything else is replaced.
 INSERT INTO approvals (source, approval_id, status, last_occurred_at, generation, card, created_at, updated_at)

@@ -99,6 +99,22 @@ async def test_pending_batch_brings_each_approvals_row_and_notices(st: store.Sto
     assert [e.id for e in await st.pending_events()] == [later, new]
 
 
+async def test_pending_batch_keeps_each_approvals_notices_apart_and_in_order(st: store.Store) -> None:
+    """Several approvals in one batch, each with its own notices (read for the whole batch at once on SQLite),
+    and two events of one approval: every approval gets exactly its notices, in id order, and only once."""
+    for approval_id, groups in (("PO-2", 3), ("PO-1", 2), ("PO-3", 1)):
+        await send_setup(st, approval_id=approval_id, groups=groups)
+    pending = [await add(st, ev(approval_id, minutes=m))
+               for approval_id in ("PO-3", "PO-1", "PO-2") for m in (1, 2)]
+    batch = await st.pending_batch()
+    assert sorted(e.id for e in batch.events) == sorted(pending)
+    assert set(batch.approvals) == set(batch.notices) == {("erp", "PO-1"), ("erp", "PO-2"), ("erp", "PO-3")}
+    for (source, approval_id), notices in batch.notices.items():
+        assert notices == tuple(await st.notices_for(source, approval_id))
+        assert batch.approvals[source, approval_id] == await st.get_approval(source, approval_id)
+    assert [len(batch.notices["erp", a]) for a in ("PO-1", "PO-2", "PO-3")] == [2, 3, 1]
+
+
 async def test_pending_batch_of_nothing(st: store.Store) -> None:
     batch = await st.pending_batch()
     assert batch.events == () and batch.approvals == {} and batch.notices == {}

@@ -19,6 +19,7 @@ from bridge.errors import StorageUnavailable
 from bridge.events import ApprovalEvent, Status
 from bridge.store.sqlite import MIGRATIONS, SCHEMA_VERSION, Migration, SQLiteStore
 from bridge.store.sqlite_sql import load_migrations, load_queries, split_statements
+from tests.integration.store import test_contract as contract
 
 pytestmark = pytest.mark.integration
 
@@ -192,6 +193,27 @@ async def test_each_caller_gets_its_own_rows_id_new_or_duplicate(st: SQLiteStore
         assert r.inbox_id == stored[f"e{i}"]
     assert dict(peek(st.path, "SELECT event_id, duplicates FROM inbox WHERE duplicates > 0")) == {
         "e3": 1, "e7": 1, "e45": 1}
+
+
+async def test_a_pending_batch_is_three_reads_however_many_approvals_it_holds(
+    st: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read is a trip to the reader thread: the batch's approvals and notices are read for all at once."""
+    for i in range(30):
+        await contract.send_setup(st, approval_id=f"PO-{i}")  # decided: its approval row and one notice
+        await st.add_event(contract.ev(f"PO-{i}", minutes=1), b"{}", T0)
+    reads: list[str] = []
+    real = st._read
+
+    async def counted(name: str, params: dict[str, object] | None = None) -> list[sqlite3.Row]:
+        reads.append(name)
+        return await real(name, params)
+
+    monkeypatch.setattr(st, "_read", counted)
+    batch = await st.pending_batch(limit=100)
+    assert len(batch.events) == 30 and len(batch.approvals) == 30
+    assert all(len(n) == 1 for n in batch.notices.values())
+    assert reads == ["pending_events", "approvals_for_keys", "notices_for_keys"]
 
 
 async def test_transactions_run_on_the_loop_unless_they_may_wait_on_the_disk(tmp_path: Path) -> None:
