@@ -7,7 +7,9 @@ Why it looks the way it does:
   owns the writer connection and runs each request as its own `BEGIN IMMEDIATE … COMMIT`.
 - A webhook is acknowledged only after its event is committed, and one commit per request would cap
   throughput at the disk's commit rate. The writer therefore drains every `add_event` waiting in its queue
-  into one transaction (group commit); each caller's future resolves after that commit.
+  into one transaction (group commit); each caller's future resolves after that commit. Other writes queued
+  together (decisions, finished jobs, claims) share one commit the same way, each in its own savepoint
+  (bridge.store.sqlite_queue).
 - Reads use a second, query-only connection: under WAL readers never wait for the writer.
 - A failed write (read-only file, full disk, lock held too long) rolls back, answers every caller in the
   batch with `StorageUnavailable`, and reconnects on the next write, so the store recovers by itself.
@@ -25,7 +27,6 @@ import contextlib
 import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +40,7 @@ from bridge.events import ApprovalEvent
 from bridge.store import sqlite_inbox as inbox
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_files import FileGuard, ProcessLock
+from bridge.store.sqlite_queue import GROUP_MAX, Insert, Op, group_body, refused, settle
 from bridge.store.sqlite_reads import SQLiteReads, of_approval
 from bridge.store.sqlite_shared import SQLiteShared
 from bridge.store.sqlite_sql import MIGRATIONS, SCHEMA_VERSION, Migration
@@ -56,29 +58,6 @@ SYNCHRONOUS = ("normal", "full")
 _CARD_CACHE_MAX = 10_000  # recent approvals known to have card data (positives never go stale: rows stay)
 
 
-
-
-# --- the writer queue -------------------------------------------------------------------------------------
-@dataclass(slots=True)
-class _Insert:
-    params: dict[str, Any]
-    future: asyncio.Future[store.AddResult]
-
-
-@dataclass(slots=True)
-class _Op:
-    run: Callable[[SqlConnection], Awaitable[Any]]
-    future: asyncio.Future[Any]
-    inline: bool
-
-
-def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
-    if future.done():  # the caller gave up (cancelled); the write itself stands
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
@@ -111,7 +90,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
         self._writer: OpenConnection | None = None
         self._reader: OpenConnection | None = None
         self._reconnect = False
-        self._queue: asyncio.Queue[_Insert | _Op | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Insert | Op | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._lifecycle = asyncio.Lock()
@@ -240,24 +219,31 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
         transaction that may be long whatever the mode (retention's deletes)."""
         self._check_open()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Op(run, future, inline))
+        self._queue.put_nowait(Op(run, future, inline))
         return await future
 
     async def _run_writer(self) -> None:
-        held: deque[_Insert | _Op | None] = deque()
+        held: deque[Insert | Op | None] = deque()
         while True:
             item = held.popleft() if held else await self._queue.get()
             if item is None:
                 return
-            if isinstance(item, _Op):
-                await self._commit_op(item)
+            if isinstance(item, Op):
+                ops = [item]
+                while item.inline and len(ops) < GROUP_MAX and not self._queue.empty():
+                    nxt = self._queue.get_nowait()
+                    if not isinstance(nxt, Op) or not nxt.inline:
+                        held.append(nxt)
+                        break
+                    ops.append(nxt)
+                await (self._commit_op(item) if len(ops) == 1 else self._commit_ops(ops))
             else:
                 batch = [item]
                 if self._queue.empty():  # let this loop turn's other requests queue theirs: one commit for all
                     await asyncio.sleep(0)
                 while len(batch) < self.batch_max and not self._queue.empty():
                     nxt = self._queue.get_nowait()
-                    if not isinstance(nxt, _Insert):
+                    if not isinstance(nxt, Insert):
                         held.append(nxt)
                         break
                     batch.append(nxt)
@@ -300,7 +286,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
             if writer is not None and writer.rollback_failed:
                 self._reconnect = True
             if isinstance(exc, sqlite3.IntegrityError):
-                raise ValueError(f"the database refused the write: {exc}") from None
+                raise refused(exc) from None
             if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.ProgrammingError):
                 self._reconnect = True  # a read-only file may be writable again after a fresh open
                 raise StorageUnavailable(f"storage unavailable: {exc}") from None
@@ -309,18 +295,32 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
         self._guard.check()  # committed into a file that is no longer the database: the callers must retry
         return result
 
-    async def _commit_op(self, op: _Op) -> None:
+    async def _commit_op(self, op: Op) -> None:
         try:
             result = await self._transaction(op.run, inline=op.inline and self._inline)
         except StorageUnavailable as exc:
             log.error("storage.write_failed", error=str(exc), requests=1)
-            _settle(op.future, error=exc)
+            settle(op.future, error=exc)
         except Exception as exc:
-            _settle(op.future, error=exc)
+            settle(op.future, error=exc)
         else:
-            _settle(op.future, result)
+            settle(op.future, result)
 
-    async def _commit_inserts(self, batch: list[_Insert]) -> None:
+    async def _commit_ops(self, ops: list[Op]) -> None:
+        """Several queued writes in one transaction (bridge.store.sqlite_queue): one commit, one pair of file
+        checks; an op whose body refuses is undone alone, a fault of the database fails them all."""
+        try:
+            outcomes = await self._transaction(group_body(ops), inline=self._inline)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, StorageUnavailable) else f"storage unavailable: {exc}"
+            log.error("storage.write_failed", error=message, requests=len(ops))
+            for op in ops:
+                settle(op.future, error=StorageUnavailable(message))
+            return
+        for op, outcome in zip(ops, outcomes, strict=True):
+            settle(op.future, outcome.value, outcome.error)
+
+    async def _commit_inserts(self, batch: list[Insert]) -> None:
         async def run(conn: SqlConnection) -> list[store.AddResult]:
             if len(batch) == 1:
                 return [await inbox.insert_one(conn, batch[0].params)]
@@ -332,10 +332,10 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
             message = str(exc) if isinstance(exc, StorageUnavailable) else f"storage unavailable: {exc}"
             log.error("storage.write_failed", error=message, requests=len(batch))
             for insert in batch:
-                _settle(insert.future, error=StorageUnavailable(message))
+                settle(insert.future, error=StorageUnavailable(message))
             return
         for insert, result in zip(batch, results, strict=True):
-            _settle(insert.future, result)
+            settle(insert.future, result)
 
     # --- reads ---------------------------------------------------------------------------------------------
     async def _read(self, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
@@ -356,7 +356,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
         )
         self._check_open()
         future: asyncio.Future[store.AddResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Insert(params, future))
+        self._queue.put_nowait(Insert(params, future))
         result = await future
         if result.inserted and event.has_card_data:
             self._remember_card(event.source, event.approval_id)
