@@ -60,6 +60,14 @@ _CARD_CACHE_MAX = 10_000  # recent approvals known to have card data (positives 
 
 
 
+def _fail_all(futures: list[asyncio.Future[Any]], exc: Exception) -> None:
+    """A shared commit failed: logged once, and every caller in it answered StorageUnavailable."""
+    message = str(exc) if isinstance(exc, StorageUnavailable) else f"storage unavailable: {exc}"
+    log.error("storage.write_failed", error=message, requests=len(futures))
+    for future in futures:
+        settle(future, error=StorageUnavailable(message))
+
+
 class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
     """The Store protocol on one SQLite file. See the module docstring for the design.
 
@@ -312,10 +320,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
         try:
             outcomes = await self._transaction(group_body(ops), inline=self._inline)
         except Exception as exc:
-            message = str(exc) if isinstance(exc, StorageUnavailable) else f"storage unavailable: {exc}"
-            log.error("storage.write_failed", error=message, requests=len(ops))
-            for op in ops:
-                settle(op.future, error=StorageUnavailable(message))
+            _fail_all([op.future for op in ops], exc)
             return
         for op, outcome in zip(ops, outcomes, strict=True):
             settle(op.future, outcome.value, outcome.error)
@@ -329,10 +334,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
         try:
             results = await self._transaction(run, inline=self._inline)
         except Exception as exc:
-            message = str(exc) if isinstance(exc, StorageUnavailable) else f"storage unavailable: {exc}"
-            log.error("storage.write_failed", error=message, requests=len(batch))
-            for insert in batch:
-                settle(insert.future, error=StorageUnavailable(message))
+            _fail_all([insert.future for insert in batch], exc)
             return
         for insert, result in zip(batch, results, strict=True):
             settle(insert.future, result)
