@@ -40,7 +40,7 @@ from bridge.events import ApprovalEvent
 from bridge.store import sqlite_inbox as inbox
 from bridge.store import sqlite_sql as sq
 from bridge.store.sqlite_files import FileGuard, ProcessLock
-from bridge.store.sqlite_queue import GROUP_MAX, Insert, Op, group_body, refused, settle
+from bridge.store.sqlite_queue import GROUP_MAX, Insert, Op, group_body, refused, settle, storage_fault
 from bridge.store.sqlite_reads import SQLiteReads, of_approval
 from bridge.store.sqlite_shared import SQLiteShared
 from bridge.store.sqlite_sql import MIGRATIONS, SCHEMA_VERSION, Migration
@@ -295,7 +295,7 @@ class SQLiteStore(SQLiteReads, SQLiteWrites, SQLiteShared):
                 self._reconnect = True
             if isinstance(exc, sqlite3.IntegrityError):
                 raise refused(exc) from None
-            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.ProgrammingError):
+            if storage_fault(exc):
                 self._reconnect = True  # a read-only file may be writable again after a fresh open
                 raise StorageUnavailable(f"storage unavailable: {exc}") from None
             raise

@@ -23,7 +23,7 @@ from typing import Any
 from bridge import records as store
 from bridge.store.sqlite_thread import SqlConnection
 
-__all__ = ["GROUP_MAX", "Insert", "Op", "Outcome", "group_body", "refused", "settle"]
+__all__ = ["GROUP_MAX", "Insert", "Op", "Outcome", "group_body", "refused", "settle", "storage_fault"]
 
 GROUP_MAX = 64  # ops per group commit: bounds how long one transaction holds the writer
 _SAVEPOINT = "SAVEPOINT bridge_op"
@@ -66,13 +66,18 @@ def refused(exc: sqlite3.IntegrityError) -> ValueError:
     return ValueError(f"the database refused the write: {exc}")
 
 
+def storage_fault(exc: BaseException) -> bool:
+    """A fault of the database itself (locked, full, I/O, read-only), which the store answers
+    StorageUnavailable, as against a broken constraint (`refused`) or a mistake in the SQL."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError)
+
+
 def _fails_the_group(exc: BaseException) -> bool:
-    """A fault of the database itself (locked, full, I/O, read-only): SQLite may have ended the transaction,
-    so nothing in the group can be committed. A broken constraint or a refusal of the body's own (an event
-    already decided, a row not found) undoes that op alone."""
-    if isinstance(exc, sqlite3.DatabaseError):
-        return not isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError)
-    return not isinstance(exc, Exception)  # cancellation and the like: never swallowed
+    """A storage fault: SQLite may have ended the transaction, so nothing in the group can be committed. A
+    broken constraint or a refusal of the body's own (an event already decided, a row not found) undoes that
+    op alone. Cancellation and the like are never swallowed."""
+    return storage_fault(exc) or not isinstance(exc, Exception)
 
 
 def group_body(ops: Sequence[Op]) -> Callable[[SqlConnection], Awaitable[list[Outcome]]]:
