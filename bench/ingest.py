@@ -158,13 +158,14 @@ def main() -> int:
     load_after = os.getloadavg()
     ratio_r = sr["rps"] / sb["rps"] if sb["rps"] else 0.0
     ratio_a = sa["rps"] / sb["rps"] if sb["rps"] else 0.0
-    for label, s in (("bare", sb), *floors.items(), ("receiver", sr), ("all", sa)):
+    measured = (("bare", sb), *floors.items(), ("receiver", sr), *(() if a.receiver_only else (("all", sa),)))
+    for label, s in measured:
         print(f"{label:<9}: {s['rps']:>8} req/s  p50 {s['p50_ms']} ms  p99 {s['p99_ms']} ms  "
               f"CPU {s.get('cpu_us_per_request')} us/request  codes {s['codes']}")
     if floors and sb["rps"]:
         print("floors/bare: " + ", ".join(f"{k} {f['rps'] / sb['rps']:.2f}" for k, f in floors.items()))
-    print(f"ratio receiver/bare: {ratio_r:.2f}   all-in-one/bare: {ratio_a:.2f}   "
-          f"client {a.client}, {a.connections} connections")
+    all_part = "" if a.receiver_only else f"   all-in-one/bare: {ratio_a:.2f}"
+    print(f"ratio receiver/bare: {ratio_r:.2f}{all_part}   client {a.client}, {a.connections} connections")
     cpu = {k: s.get("cpu_us_per_request") for k, s in (("bare", sb), ("receiver", sr), ("all", sa))}
     if all(cpu.values()):
         print(f"CPU per request, bare/bridge (per-core ratio): receiver {cpu['bare'] / cpu['receiver']:.2f}, "
@@ -182,9 +183,11 @@ def main() -> int:
     def only_202(s: dict[str, Any]) -> bool:
         return (set(s["codes"]) == {"202"} or (a.receiver_only and s is sa)) and not s.get("wrapped")
 
+    targets = {"receiver ratio >= 0.5": ratio_r >= 0.5, "receiver p99 < 20 ms": sr["p99_ms"] < 20.0}
+    if not a.receiver_only:  # not measured: neither met nor missed
+        targets["all-in-one ratio >= 0.3"] = ratio_a >= 0.3
     return common.report(
-        {"receiver ratio >= 0.5": ratio_r >= 0.5, "receiver p99 < 20 ms": sr["p99_ms"] < 20.0,
-         "all-in-one ratio >= 0.3": ratio_a >= 0.3 or a.receiver_only},
+        targets,
         a.quick,
         {"every 202 durable": missing_r + missing_a == 0, "every answer a 202": only_202(sr) and only_202(sa),
          "no client errors": sb["errors"] == 0 and sr["errors"] == 0 and sa["errors"] == 0},
