@@ -72,11 +72,27 @@ def _undecided(db: Path) -> int:
     return _scalar(db, "SELECT count(*) FROM inbox WHERE processed = 0")
 
 
+def _window(db: Path, window_s: float, *, until_decided: bool) -> bool:
+    """Sleep through the counting window. With `until_decided` it ends early once every stored event is decided,
+    so that the figure is delivery *while* the decider works at both sizes (a small backlog is decided within
+    seconds, and the rest of a fixed window would measure plain delivery). True when it ended early."""
+    if not until_decided:
+        time.sleep(window_s)
+        return False
+    end = time.monotonic() + window_s
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(0.25, left))
+        if _undecided(db) == 0:
+            return True
+    return False
+
+
 def measure(n: int, warmup_s: float, window_s: float, profile: str | None, *, finish: bool,
             deciding: bool = False) -> dict[str, Any]:
     """One size; with `finish`, also wait until every send is done (the quick mode's functional check). With
     `deciding` the simulator is never frozen: the window falls while the decider is still working through the
-    stored events, as after an outage when webhooks arrived faster than they could be decided."""
+    stored events, as after an outage when webhooks arrived faster than they could be decided; the window ends
+    early when the last event is decided (`_window`)."""
     run = uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory(prefix="bench-backlog-") as tmp:
         work = Path(tmp)
@@ -102,7 +118,7 @@ def measure(n: int, warmup_s: float, window_s: float, profile: str | None, *, fi
             if profile:
                 spy = common.py_spy(bridge.pid, Path(f"{profile}-{n}.svg"), window_s)
             d0, w0 = _done(setup.db_path), time.monotonic()
-            time.sleep(window_s)
+            cut = _window(setup.db_path, window_s, until_decided=deciding and u0 > 0)
             d1, w1 = _done(setup.db_path), time.monotonic()
             u1 = _undecided(setup.db_path)
             if spy is not None:
@@ -119,23 +135,29 @@ def measure(n: int, warmup_s: float, window_s: float, profile: str | None, *, fi
     rate = (d1 - d0) / (w1 - w0)
     print(f"  backlog {n:,}: filled in {fill_s:.1f} s, decided in {decide_s:.1f} s; "
           f"{d1 - d0:,} jobs done in {w1 - w0:.1f} s → {rate:,.1f} jobs/s; undecided events {u0:,} → {u1:,} "
-          f"(simulator calls {calls})")
+          f"(simulator calls {calls}){'; the window ended when the last event was decided' if cut else ''}")
+    if deciding and u0 == 0:
+        print(f"  backlog {n:,}: every event was decided before the window opened: this is plain delivery; "
+              "use a larger --small")
     return {"backlog": n, "fill_s": round(fill_s, 2), "decide_s": round(decide_s, 2), "jobs_done": d1 - d0,
             "window_s": round(w1 - w0, 2), "jobs_per_s": round(rate, 1), "sends_done": sent, "undecided": [u0, u1],
-            "sim_calls": calls}
+            "window_cut": cut, "sim_calls": calls}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes, short window; functional checks only")
-    ap.add_argument("--small", type=int, default=None, help="the baseline backlog (default 20000)")
+    ap.add_argument("--small", type=int, default=None,
+                    help="the baseline backlog (default 20000; 60000 with --deciding)")
     ap.add_argument("--large", type=int, default=None, help="the large backlog (default 200000)")
     ap.add_argument("--window-s", type=float, default=None, help="seconds counted after the warm-up (default 30)")
     ap.add_argument("--deciding", action="store_true",
-                    help="do not wait for every event to be decided: measure delivery while the decider works")
+                    help="do not wait for every event to be decided: measure delivery while the decider works "
+                         "(each window ends when the last event is decided)")
     ap.add_argument("--profile", default=None, help="py-spy flame graph of bridge during each window, to PREFIX-N.svg")
     a = ap.parse_args()
-    small = a.small or (200 if a.quick else 20_000)
+    # while deciding, the baseline must still be deciding through its window: 20,000 are decided in seconds
+    small = a.small or (200 if a.quick else 60_000 if a.deciding else 20_000)
     large = a.large or (2_000 if a.quick else 200_000)
     window = a.window_s or (2.0 if a.quick else 30.0)
     warmup = 0.5 if a.quick else 5.0
