@@ -24,7 +24,7 @@ from bridge import errors, logs, operate, operator_http, views
 from bridge import openapi as spec
 from bridge.appkeys import ADMIN_PORTS, CLIENTS, CLOCK, CONFIG, METRICS, ROLE, STORE, STREAMS, WAKE, WORKER, Role
 from bridge.records import ApprovalState, JobState
-from bridge.web import json_error, json_response
+from bridge.web import Wrap, json_error, json_response, local_port, not_on_this_listener
 
 log = logs.get_logger("bridge.admin")
 
@@ -68,24 +68,14 @@ def admin_only(handler: Handler) -> Handler:
     return wrapped
 
 
-def _local_port(request: web.Request) -> int | None:
-    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
-    return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
-
-
 def wrong_listener(request: web.Request) -> web.Response | None:
-    """With a separate admin listener, admin routes exist only there and webhooks only on the other one;
-    each answers 404 on the wrong port, as if the route did not exist (None: the request may go on). Open
-    probes are served on both. Checked by the app's one middleware (bridge.app.edge)."""
+    """With a separate admin listener, admin routes exist only there: on the other one each answers 404, as
+    if the route did not exist (None: the request may go on). Open probes are served on both; webhooks only
+    on the other one, which their route checks itself (bridge.web.receive_webhook). Applied around every
+    other route by bridge.routing.edge."""
     ports = request.app[ADMIN_PORTS]
-    if ports:
-        route_handler = request.match_info.route.handler
-        is_admin = bool(getattr(route_handler, _ADMIN_MARK, False))
-        on_admin = _local_port(request) in ports
-        is_webhook = request.path.startswith("/webhooks/")
-        if (is_admin and not on_admin) or (is_webhook and on_admin):
-            return json_error(404, "not_found", f"no such endpoint on this listener: {request.method} "
-                                                f"{request.path[:200]}")
+    if ports and getattr(request.match_info.route.handler, _ADMIN_MARK, False) and local_port(request) not in ports:
+        return not_on_this_listener(request)
     return None
 
 
@@ -283,17 +273,19 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(spec.document())
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, *, wrap: Wrap) -> None:
+    """The probes, metrics, the API's description and the admin API, each handler wrapped by `wrap` (the rules
+    every answer passes: bridge.routing.edge)."""
     r = app.router
-    r.add_get("/readyz", readyz)
-    r.add_get("/metrics", metrics)
-    r.add_get("/openapi.json", openapi)
-    r.add_get("/apps", admin_only(list_apps))
-    r.add_get("/approvals", admin_only(list_approvals))
-    r.add_get("/approvals/{source}/{approval_id}", admin_only(get_approval))
-    r.add_post("/approvals/{source}/{approval_id}/recall", admin_only(recall_approval))
-    r.add_post("/approvals/{source}/{approval_id}/resync", admin_only(resync_approval))
-    r.add_get("/events/{source}/{event_id}", admin_only(get_event))
-    r.add_get("/jobs", admin_only(list_jobs))
-    r.add_post("/jobs/retry", admin_only(retry_jobs))
-    r.add_post("/jobs/{job_id}/retry", admin_only(retry_job))
+    r.add_get("/readyz", wrap(readyz))
+    r.add_get("/metrics", wrap(metrics))
+    r.add_get("/openapi.json", wrap(openapi))
+    r.add_get("/apps", wrap(admin_only(list_apps)))
+    r.add_get("/approvals", wrap(admin_only(list_approvals)))
+    r.add_get("/approvals/{source}/{approval_id}", wrap(admin_only(get_approval)))
+    r.add_post("/approvals/{source}/{approval_id}/recall", wrap(admin_only(recall_approval)))
+    r.add_post("/approvals/{source}/{approval_id}/resync", wrap(admin_only(resync_approval)))
+    r.add_get("/events/{source}/{event_id}", wrap(admin_only(get_event)))
+    r.add_get("/jobs", wrap(admin_only(list_jobs)))
+    r.add_post("/jobs/retry", wrap(admin_only(retry_jobs)))
+    r.add_post("/jobs/{job_id}/retry", wrap(admin_only(retry_job)))

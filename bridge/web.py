@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from bridge import errors, events, logs
-from bridge.appkeys import CLOCK, CONFIG, INTAKE, METRICS, REJECTIONS, STORE, WAKE
+from bridge.appkeys import ADMIN_PORTS, CLOCK, CONFIG, INTAKE, METRICS, REJECTIONS, STORE, WAKE
 from bridge.config import Config, SourceConfig
 from bridge.sources import intake, signatures
 from bridge.store import Store
@@ -30,6 +31,8 @@ from bridge.store import Store
 log = logs.get_logger("bridge.web")
 
 JSON_TYPES = ("application/json", "text/json")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Wrap = Callable[[Handler], Handler]  # what bridge.routing.edge is: the rules around one route's handler
 
 
 def dumps(data: Any) -> str:
@@ -54,8 +57,8 @@ def json_error(status: int, code: str, message: str, **extra: Any) -> web.Respon
 
 def json_answer_for(request: web.Request, exc: web.HTTPException) -> web.Response | None:
     """aiohttp's own 404 / 405 / 413 answers are plain text; ours are JSON, everywhere. The JSON answer for
-    `exc`, or None when it is to be raised as it is (already JSON, or not an error). Used by the app's one
-    middleware (bridge.app.edge)."""
+    `exc`, or None when it is to be raised as it is (already JSON, or not an error). Used around every
+    route (bridge.routing.edge) and by the webhook route itself."""
     if exc.content_type == "application/json" or exc.status < 400:
         return None
     code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "error")
@@ -66,12 +69,27 @@ def json_answer_for(request: web.Request, exc: web.HTTPException) -> web.Respons
     return resp
 
 
+def local_port(request: web.Request) -> int | None:
+    """The port of the listener the request came in on (None when the transport is gone or not a socket)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+
+
+def not_on_this_listener(request: web.Request) -> web.Response:
+    """The 404 for a route that exists only on the other listener (admin routes, webhooks), worded as if it
+    did not exist here."""
+    return json_error(404, "not_found", f"no such endpoint on this listener: {request.method} {request.path[:200]}")
+
+
 def _source_label(cfg: Config, name: str) -> str:
     return name if cfg.source(name) is not None else "_unknown"
 
 
 async def receive_webhook(request: web.Request) -> web.StreamResponse:
     app = request.app
+    ports = app[ADMIN_PORTS]
+    if ports and local_port(request) in ports:  # with a separate admin listener, webhooks are not served there
+        return not_on_this_listener(request)
     cfg, metrics = app[CONFIG], app[METRICS]
     started = time.perf_counter()
     name = request.match_info["source"]
@@ -89,6 +107,11 @@ async def receive_webhook(request: web.Request) -> web.StreamResponse:
         log.error("webhook.storage_unavailable", reason=str(exc))
         response = json_error(503, "storage_unavailable", str(exc), retry=True)
         response.headers["Retry-After"] = "5"
+    except web.HTTPException as exc:  # one of aiohttp's own, not wrapped by bridge.routing.edge on this route
+        answer = json_answer_for(request, exc)
+        if answer is None:
+            raise
+        response = answer
     finally:
         logs.reset_request(bound)
     metrics.webhook_answered(_source_label(cfg, name), response.status, time.perf_counter() - started)
@@ -186,8 +209,10 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-def add_routes(app: web.Application, *, webhooks: bool = True) -> None:
-    """The receiver's routes; without `webhooks` (a worker-role process) /webhooks/* answers 404."""
+def add_routes(app: web.Application, *, wrap: Wrap, webhooks: bool = True) -> None:
+    """The receiver's routes; without `webhooks` (a worker-role process) /webhooks/* answers 404. `wrap` applies
+    the rules every answer passes (bridge.routing.edge) to every route but the webhook's, which applies them
+    itself: it is the hot path, and a wrapper's frame per request is measurable there."""
     if webhooks:
         app.router.add_route("*", "/webhooks/{source}", receive_webhook)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz", wrap(healthz))

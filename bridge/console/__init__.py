@@ -16,6 +16,7 @@ from aiohttp import web
 from bridge.console import actions, auth, overview, pages
 from bridge.console.auth import ADMIN_MARK, protected
 from bridge.console.throttle import LoginThrottle
+from bridge.web import Wrap
 
 __all__ = ["add_routes"]
 
@@ -42,7 +43,8 @@ def _asset(name: str, content_type: str) -> auth.Handler:
 
 def secure(request: web.Request, answer: web.StreamResponse | web.HTTPException) -> None:
     """Security headers on every console answer (redirects and errors included); other paths are left as they
-    are. Applied by the app's one middleware (bridge.app.edge)."""
+    are. Applied around every route but the webhook's by bridge.routing.edge, and so also to the 404 of a
+    /console path no route serves."""
     if request.path.startswith("/console"):
         _secure(answer)
 
@@ -65,27 +67,27 @@ def _mark(handler: auth.Handler) -> auth.Handler:
     return handler
 
 
-def add_routes(app: web.Application) -> None:
-    """Mount the console on `app` (before it starts): routes and the per-process session key (its security
-    headers are added by bridge.app.edge, through `secure`)."""
+def add_routes(app: web.Application, *, wrap: Wrap) -> None:
+    """Mount the console on `app` (before it starts): routes and the per-process session key. Each handler is
+    wrapped by `wrap` (bridge.routing.edge), which adds the security headers through `secure`."""
     app[auth.KEY] = auth.new_key()
     app[auth.THROTTLE] = LoginThrottle()
     r = app.router
     for name, ctype in STATIC.items():
-        r.add_get(f"/console/static/{name}", _asset(name, ctype))
-    r.add_get("/console/login", _mark(actions.login_form))
-    r.add_post("/console/login", _mark(actions.login))
-    r.add_post("/console/logout", protected(actions.logout))
-    r.add_get("/console", protected(overview.overview))
-    r.add_get("/console/", protected(overview.overview))
-    r.add_get("/console/approvals", protected(pages.approvals))
-    r.add_get("/console/approvals/{source}/{approval_id}", protected(pages.approval))
-    r.add_get("/console/approvals/{source}/{approval_id}/live", protected(pages.approval_live))
-    r.add_post("/console/approvals/{source}/{approval_id}/recall", protected(actions.recall))
-    r.add_post("/console/approvals/{source}/{approval_id}/resync", protected(actions.resync))
-    r.add_post("/console/jobs/{job_id}/retry", protected(actions.retry_job))
-    r.add_post("/console/dead/retry", protected(actions.retry_selected))
-    r.add_get("/console/dead", protected(pages.dead_letters))
-    r.add_get("/console/dead/live", protected(pages.dead_live))
-    r.add_get("/console/journal", protected(pages.journal))
-    r.add_get("/console/journal.json", protected(pages.journal_json))
+        r.add_get(f"/console/static/{name}", wrap(_asset(name, ctype)))
+    r.add_get("/console/login", wrap(_mark(actions.login_form)))
+    r.add_post("/console/login", wrap(_mark(actions.login)))
+    r.add_post("/console/logout", wrap(protected(actions.logout)))
+    r.add_get("/console", wrap(protected(overview.overview)))
+    r.add_get("/console/", wrap(protected(overview.overview)))
+    r.add_get("/console/approvals", wrap(protected(pages.approvals)))
+    r.add_get("/console/approvals/{source}/{approval_id}", wrap(protected(pages.approval)))
+    r.add_get("/console/approvals/{source}/{approval_id}/live", wrap(protected(pages.approval_live)))
+    r.add_post("/console/approvals/{source}/{approval_id}/recall", wrap(protected(actions.recall)))
+    r.add_post("/console/approvals/{source}/{approval_id}/resync", wrap(protected(actions.resync)))
+    r.add_post("/console/jobs/{job_id}/retry", wrap(protected(actions.retry_job)))
+    r.add_post("/console/dead/retry", wrap(protected(actions.retry_selected)))
+    r.add_get("/console/dead", wrap(protected(pages.dead_letters)))
+    r.add_get("/console/dead/live", wrap(protected(pages.dead_live)))
+    r.add_get("/console/journal", wrap(protected(pages.journal)))
+    r.add_get("/console/journal.json", wrap(protected(pages.journal_json)))

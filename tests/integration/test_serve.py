@@ -66,7 +66,11 @@ async def test_a_separate_admin_listener_serves_the_admin_api_and_nothing_else(t
         async with http.get(f"{web_url}/approvals", headers=AUTH) as resp:
             assert resp.status == 404 and (await resp.json())["error"] == "not_found"
         async with http.post(f"{admin_url}/webhooks/demo", data=b"{}") as resp:
-            assert resp.status == 404
+            assert resp.status == 404 and (await resp.json())["message"].startswith("no such endpoint on this listener")
+        async with http.get(f"{web_url}/console/login") as resp:
+            assert resp.status == 404 and resp.headers["X-Frame-Options"] == "DENY"
+        async with http.get(f"{admin_url}/console/login") as resp:
+            assert resp.status == 200
         async with http.post(f"{web_url}/webhooks/demo", data=b"{}") as resp:
             assert resp.status == 401  # the webhook port still takes webhooks (this one is unsigned)
         for url in (web_url, admin_url):
