@@ -13,7 +13,6 @@ aside), errors name the problem.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,13 +23,11 @@ from bridge import errors, logs, operate, operator_http, views
 from bridge import openapi as spec
 from bridge.appkeys import ADMIN_PORTS, CLIENTS, CLOCK, CONFIG, METRICS, ROLE, STORE, STREAMS, WAKE, WORKER, Role
 from bridge.records import ApprovalState, JobState
-from bridge.web import Wrap, json_error, json_response, local_port, not_on_this_listener
+from bridge.web import Handler, Wrap, json_error, json_response, local_port, not_on_this_listener
 
 log = logs.get_logger("bridge.admin")
 
 VIA = "admin API"  # who did it, in the journal and in the operator.* log lines
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 _ADMIN_MARK = "bridge_admin_route"

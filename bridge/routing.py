@@ -25,7 +25,7 @@ from bridge import web as webapp
 __all__ = ["add_fallback", "edge", "no_route"]
 
 
-def edge(handler: admin.Handler) -> admin.Handler:
+def edge(handler: webapp.Handler) -> webapp.Handler:
     """`handler` with the rules applied around it. Attributes set on `handler` (the admin-listener mark) are
     carried over, so `admin.wrong_listener` still reads them off the route."""
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from bridge.console import actions, auth, overview, pages
 from bridge.console.auth import ADMIN_MARK, protected
 from bridge.console.throttle import LoginThrottle
-from bridge.web import Wrap
+from bridge.web import Handler, Wrap
 
 __all__ = ["add_routes"]
 
@@ -30,7 +30,7 @@ def _static(name: str) -> bytes:
     return resources.files("bridge.console").joinpath("static", name).read_bytes()
 
 
-def _asset(name: str, content_type: str) -> auth.Handler:
+def _asset(name: str, content_type: str) -> Handler:
     body = _static(name)
 
     async def handler(_request: web.Request) -> web.Response:
@@ -62,7 +62,7 @@ def _cacheable(resp: web.StreamResponse | web.HTTPException) -> bool:
     return "max-age" in resp.headers.get("Cache-Control", "")
 
 
-def _mark(handler: auth.Handler) -> auth.Handler:
+def _mark(handler: Handler) -> Handler:
     setattr(handler, ADMIN_MARK, True)
     return handler
 

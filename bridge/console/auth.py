@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
 from aiohttp import web
@@ -27,10 +26,10 @@ from bridge.admin import host_allowed
 from bridge.appkeys import CLOCK, CONFIG
 from bridge.console.html import esc, page
 from bridge.console.throttle import DEVICE_TTL_S, LoginThrottle
+from bridge.web import Handler
 
 log = logs.get_logger("bridge.console")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 COOKIE = "bridge_console"
 DEVICE_COOKIE = "bridge_console_device"  # "this browser logged in before": its own login throttle bucket
