@@ -6,8 +6,8 @@ security headers (`console.secure`), and aiohttp's plain-text errors become JSON
 
 Why not a middleware: aiohttp runs an application's middlewares around every request, and with any
 middleware at all it adds one of its own (`_fix_request_current_app`): two coroutine frames and a cached
-lookup on every webhook, 23k of the receiver's 827k instructions per webhook (2.8%, callgrind,
-bench/instructions.py). The webhook route is the one hot path and applies the rules itself
+lookup on every webhook. Without them the receiver went from 827.1k to 805.5k instructions per webhook (-2.6%,
+callgrind, bench/instructions.py). The webhook route is the one hot path and applies the rules itself
 (`bridge.web.receive_webhook`: its own listener check, its errors already JSON); every other route's
 handler is wrapped once, at registration, by `edge`. The router's own 404 and 405, which no handler of
 ours raised, are answered by a catch-all route added last (`add_fallback`), wrapped like the others.
@@ -32,7 +32,8 @@ def edge(handler: webapp.Handler) -> webapp.Handler:
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
-            resp = admin.wrong_listener(request) or await handler(request)
+            refused = admin.wrong_listener(request)
+            resp = refused if refused is not None else await handler(request)
         except web.HTTPException as exc:
             answer = webapp.json_answer_for(request, exc)
             if answer is None:  # a redirect, or already JSON: raised as it is, with the headers
